@@ -1,0 +1,2 @@
+namespace TaggedMirror.Cli;
+internal static class Program { public static void Main() { } }

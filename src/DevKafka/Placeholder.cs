@@ -1,0 +1,2 @@
+namespace TaggedMirror.DevKafka;
+internal static class Program { public static void Main() { } }
