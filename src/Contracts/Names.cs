@@ -1,0 +1,23 @@
+using System.Text.RegularExpressions;
+
+namespace TaggedMirror.Contracts;
+
+/// <summary>Rules for the names of devices, volumes and storage objects, and the names derived from them.</summary>
+public static partial class Names
+{
+    /// <summary>Lower-case letters, digits and dashes, 1 to 48 characters, starting with a letter or digit.</summary>
+    public static bool IsValid(string? name) => name is not null && NamePattern().IsMatch(name);
+
+    /// <summary>The storage object holding <paramref name="volume"/>'s mirror on <paramref name="deviceId"/> (M6).</summary>
+    public static string ObjectId(string volume, string deviceId) => volume + "." + deviceId;
+
+    /// <summary>A device's object ids are <c>volume.device</c>; this returns the volume part.</summary>
+    public static string VolumeOfObject(string objectId)
+    {
+        var dot = objectId.LastIndexOf('.');
+        return dot < 0 ? objectId : objectId[..dot];
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,47}$", RegexOptions.CultureInvariant)]
+    private static partial Regex NamePattern();
+}

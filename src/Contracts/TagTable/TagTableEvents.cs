@@ -1,0 +1,55 @@
+using TaggedMirror.Contracts.Transactions;
+
+namespace TaggedMirror.Contracts.TagTable;
+
+/// <summary>Names of the tag-table event types as stored in the event store.</summary>
+public static class TagTableEventTypes
+{
+    /// <summary><see cref="TagRecorded"/>.</summary>
+    public const string Recorded = "tag_recorded";
+
+    /// <summary><see cref="TagRetired"/>.</summary>
+    public const string Retired = "tag_retired";
+
+    /// <summary><see cref="LogTruncated"/>.</summary>
+    public const string Truncated = "log_truncated";
+
+    /// <summary>The event stream of one device's tag table (M3: the table lives with the device).</summary>
+    public static string Stream(string deviceId) => "tagtable-" + deviceId;
+}
+
+/// <summary>
+/// A device applied a tagged transaction and keeps this entry until it is retired (M3).
+/// <see cref="Token"/> is what the device hands back; the controller returns it once every mirror has the write (M5).
+/// </summary>
+/// <param name="Tag">The write's tag.</param>
+/// <param name="Kind">Write, append or repair.</param>
+/// <param name="ObjectId">The storage object written.</param>
+/// <param name="FirstBlock">First block written; for an append, where it landed in the object.</param>
+/// <param name="BlockCount">Blocks written.</param>
+/// <param name="Extension">True when the data went to the object's extension (an append).</param>
+/// <param name="Partition">Device topic partition the transaction came from.</param>
+/// <param name="Offset">Its offset there.</param>
+/// <param name="Token">The device's identity of this entry.</param>
+public sealed record TagRecorded(
+    Tag Tag,
+    TransactionKind Kind,
+    string ObjectId,
+    long FirstBlock,
+    int BlockCount,
+    bool Extension,
+    int Partition,
+    long Offset,
+    long Token);
+
+/// <summary>A tag-table entry is gone: its token came back, or reconciliation matched it on every mirror.</summary>
+/// <param name="Tag">The entry's tag.</param>
+/// <param name="Token">The entry's token.</param>
+/// <param name="Reason">Why: <c>token</c> or <c>reconciled</c>.</param>
+public sealed record TagRetired(Tag Tag, long Token, string Reason);
+
+/// <summary>The device's next offset had fallen off the log: its objects need a full copy from a healthy mirror.</summary>
+/// <param name="Partition">The partition.</param>
+/// <param name="ExpectedOffset">The offset the device needed next.</param>
+/// <param name="LogStartOffset">The oldest offset the log still held.</param>
+public sealed record LogTruncated(int Partition, long ExpectedOffset, long LogStartOffset);

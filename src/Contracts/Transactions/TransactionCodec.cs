@@ -1,0 +1,114 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace TaggedMirror.Contracts.Transactions;
+
+/// <summary>
+/// Encodes and checks transactions. The CRC32C covers the fixed header, the object id, the tokens
+/// and the data, so a flipped bit anywhere the device relies on is caught before anything is applied.
+/// Nothing here allocates: callers bring the buffers.
+/// </summary>
+public static class TransactionCodec
+{
+    /// <summary>Largest number of tokens one transaction carries; more wait for the next one.</summary>
+    public const int MaxTokensPerTransaction = 1024;
+
+    /// <summary>Fills <paramref name="header"/> (<see cref="TransactionHeader.Size"/> bytes) including the CRC.</summary>
+    public static void WriteHeader(
+        Span<byte> header,
+        in TransactionHeader fields,
+        ReadOnlySpan<byte> objectId,
+        ReadOnlySpan<byte> tokens,
+        ReadOnlySpan<byte> data)
+    {
+        if (header.Length < TransactionHeader.Size)
+            throw new ArgumentException($"Header buffer must hold {TransactionHeader.Size} bytes.", nameof(header));
+        fields.WriteTo(header, TransactionHeader.CurrentVersion);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[TransactionHeader.CrcOffset..], Checksum(header, objectId, tokens, data));
+    }
+
+    /// <summary>Writes <paramref name="tokens"/> as little-endian int64s; returns the bytes used.</summary>
+    public static int WriteTokens(ReadOnlySpan<long> tokens, Span<byte> destination)
+    {
+        for (var i = 0; i < tokens.Length; i++)
+            BinaryPrimitives.WriteInt64LittleEndian(destination[(i * 8)..], tokens[i]);
+        return tokens.Length * 8;
+    }
+
+    /// <summary>Reads the token at <paramref name="index"/> of an encoded token list.</summary>
+    public static long ReadToken(ReadOnlySpan<byte> tokens, int index) =>
+        BinaryPrimitives.ReadInt64LittleEndian(tokens[(index * 8)..]);
+
+    /// <summary>
+    /// Checks and decodes a transaction. On failure returns false with a reason meant for a person
+    /// (it goes into the dead-letter header), and the transaction must not be applied.
+    /// </summary>
+    public static bool TryRead(
+        ReadOnlySpan<byte> header,
+        ReadOnlySpan<byte> objectId,
+        ReadOnlySpan<byte> tokens,
+        ReadOnlySpan<byte> data,
+        out TransactionHeader fields,
+        out string? error)
+    {
+        fields = default;
+        if (header.Length != TransactionHeader.Size)
+        {
+            error = header.IsEmpty
+                ? $"missing {HeaderNames.Header} header"
+                : $"{HeaderNames.Header} header is {header.Length} bytes, expected {TransactionHeader.Size}";
+            return false;
+        }
+        if (header[0] != TransactionHeader.CurrentVersion)
+        {
+            error = $"unknown transaction format version {header[0]} (this agent reads version {TransactionHeader.CurrentVersion})";
+            return false;
+        }
+        var expected = BinaryPrimitives.ReadUInt32LittleEndian(header[TransactionHeader.CrcOffset..]);
+        var actual = Checksum(header, objectId, tokens, data);
+        if (expected != actual)
+        {
+            error = $"CRC32C mismatch: header says {expected:x8}, content is {actual:x8}";
+            return false;
+        }
+        if (tokens.Length % 8 != 0)
+        {
+            error = $"{HeaderNames.Tokens} header is {tokens.Length} bytes, not a multiple of 8";
+            return false;
+        }
+        fields = TransactionHeader.ReadFrom(header);
+        error = Validate(fields, objectId.Length, data.Length);
+        return error is null;
+    }
+
+    /// <summary>Shape rules every transaction must meet, independent of the device's state.</summary>
+    public static string? Validate(in TransactionHeader f, int objectIdLength, int dataLength)
+    {
+        switch (f.Kind)
+        {
+            case TransactionKind.Barrier:
+                return dataLength == 0 ? null : "a barrier carries no data";
+            case TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair:
+                if (objectIdLength == 0) return "missing object id";
+                if (!BlockSizes.IsValid(f.BlockSize)) return $"block size {f.BlockSize} is not a power of two from 512 to 65536";
+                if (f.BlockCount <= 0) return "a write must carry at least one block";
+                if (f.ObjectBlocks <= 0) return "object capacity must be positive";
+                if (f.DataLength != dataLength)
+                    return $"data is {dataLength} bytes but the header says {f.BlockCount} blocks of {f.BlockSize}";
+                if (f.Kind != TransactionKind.Append && (f.FirstBlock < 0 || f.FirstBlock > long.MaxValue - f.BlockCount))
+                    return $"first block {f.FirstBlock} is out of range";
+                return null;
+            default:
+                return $"unknown transaction kind {(byte)f.Kind}";
+        }
+    }
+
+    private static uint Checksum(ReadOnlySpan<byte> header, ReadOnlySpan<byte> objectId, ReadOnlySpan<byte> tokens, ReadOnlySpan<byte> data)
+    {
+        var crc = Crc32C.Append(uint.MaxValue, header[..TransactionHeader.CrcOffset]);
+        crc = Crc32C.Append(crc, objectId);
+        crc = Crc32C.Append(crc, tokens);
+        crc = Crc32C.Append(crc, data);
+        return ~crc;
+    }
+}

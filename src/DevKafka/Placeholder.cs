@@ -1,2 +1,0 @@
-namespace TaggedMirror.DevKafka;
-internal static class Program { public static void Main() { } }
