@@ -1,3 +1,52 @@
+using TaggedMirror.Controller;
+using TaggedMirror.Controller.Acks;
+using TaggedMirror.Controller.Api;
+using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Status;
+using TaggedMirror.Controller.Tagging;
+using TaggedMirror.Controller.Volumes;
+using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Bus;
+using TaggedMirror.Hosting.Schema;
+using TaggedMirror.Hosting.Telemetry;
+
 var builder = WebApplication.CreateBuilder(args);
+var options = builder.AddTaggedMirrorDefaults("Controller");
+var controller = builder.Configuration.GetSection(ControllerOptions.Section).Get<ControllerOptions>() ?? new ControllerOptions();
+controller.Validate();
+
+// The epoch is taken before anything else: no tag of this run may exist before it is committed.
+var dataSource = new Npgsql.NpgsqlDataSourceBuilder(options.Postgres).Build();
+var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema)]);
+await ClusterSchema.MigrateAsync(dataSource, options.Schema, CancellationToken.None);
+await store.MigrateAsync(CancellationToken.None);
+var epoch = await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, CancellationToken.None);
+
+builder.Services.AddSingleton(controller);
+builder.Services.AddSingleton(store);
+builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
+builder.Services.AddSingleton<VolumeCatalog>();
+builder.Services.AddSingleton<DeviceLog>();
+builder.Services.AddSingleton<WritePipeline>();
+builder.Services.AddSingleton<DeviceReader>();
+builder.Services.AddSingleton<VolumeReader>();
+builder.Services.AddSingleton<StatusService>();
+builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
+builder.Services.AddHostedService<IdleTokenFlusher>();
+builder.Services.AddHostedService<LeaseKeeper>();
+builder.Services.AddTaggedMirrorBus(options, "controller-" + controller.Id, x => x.AddConsumer<DeviceEventsConsumer>());
+
 var app = builder.Build();
+_ = app.Services.GetRequiredService<TelemetrySetup>();
+var catalog = app.Services.GetRequiredService<VolumeCatalog>();
+catalog.Epoch = epoch;
+await catalog.LoadAsync(CancellationToken.None);
+
+app.MapVolumeEndpoints();
+app.MapProcessDiagnostics();
+app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
+    Results.Ok(new { controllerId = tags.ControllerId, epoch = tags.Epoch, tagsIssued = tags.Issued, inflight = pipeline.InflightCount }));
+app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);
 await app.RunAsync();

@@ -1,0 +1,44 @@
+namespace TaggedMirror.Controller;
+
+/// <summary>Settings of one controller, bound from the <c>Controller</c> section (<c>Controller__Id</c>, …).</summary>
+public sealed class ControllerOptions
+{
+    public const string Section = "Controller";
+
+    /// <summary>This controller's id, unique among the controllers sharing a cluster (M2).</summary>
+    public int Id { get; set; } = 1;
+
+    /// <summary>How long a copy may wait for the log before the mirror is marked degraded.</summary>
+    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Most bytes a device may lag behind what was sent to it. New writes to a device this far behind wait.
+    /// The default leaves room in the development broker's 5 MiB partition window.
+    /// </summary>
+    public long MaxLagBytes { get; set; } = 2 * 1024 * 1024;
+
+    /// <summary>A write that waited this long for a lagging device goes on without it; the mirror is degraded (DRBD's pull-ahead, roughly).</summary>
+    public TimeSpan LagTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long tokens may wait for a next write before an idle barrier carries them.</summary>
+    public TimeSpan IdleTokenFlush { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>How long a read waits for a mirror to apply writes it has not applied yet before trying another.</summary>
+    public TimeSpan ReadWaitTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a write asked to wait for every device (<c>?wait=applied</c>) waits.</summary>
+    public TimeSpan AppliedWaitTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Volume lease duration; renewed at a third of it.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Largest write accepted in one request.</summary>
+    public int MaxWriteBytes { get; set; } = 512 * 1024;
+
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(Id, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxLagBytes, 64 * 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxWriteBytes, Contracts.BlockSizes.Max);
+    }
+}

@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace TaggedMirror.Controller.Fanout;
+
+/// <summary>
+/// The controller's view of one device's log: tokens waiting to ride on the next transaction to it (M5),
+/// and how many bytes it has been sent but not applied (flow control against the log's retention).
+/// </summary>
+internal sealed class DeviceChannel(string deviceId, long maxLagBytes)
+{
+    private readonly ConcurrentQueue<long> _tokens = new();
+    private readonly Lock _lock = new();
+    private long _unappliedBytes;
+    private long _lastSendTimestamp = Stopwatch.GetTimestamp();
+    private TaskCompletionSource _room = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public string DeviceId { get; } = deviceId;
+
+    public string Topic { get; } = Contracts.Topics.Device(deviceId);
+
+    public long UnappliedBytes => Interlocked.Read(ref _unappliedBytes);
+
+    public int PendingTokens => _tokens.Count;
+
+    public TimeSpan SinceLastSend => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastSendTimestamp));
+
+    public Dictionary<int, long> AppliedOffsets { get; } = [];
+
+    public void EnqueueToken(long token) => _tokens.Enqueue(token);
+
+    /// <summary>Moves up to <paramref name="destination"/>.Length waiting tokens into it.</summary>
+    public int TakeTokens(Span<long> destination)
+    {
+        var n = 0;
+        while (n < destination.Length && _tokens.TryDequeue(out var t))
+            destination[n++] = t;
+        return n;
+    }
+
+    /// <summary>Waits until the device is less than the lag bound behind. False on timeout: the caller degrades the mirror.</summary>
+    public async ValueTask<bool> WaitForRoomAsync(long bytes, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            Task room;
+            lock (_lock)
+            {
+                // A single write larger than the bound may go when nothing else is outstanding.
+                if (_unappliedBytes == 0 || _unappliedBytes + bytes <= maxLagBytes) return true;
+                room = _room.Task;
+            }
+            var left = deadline - Stopwatch.GetTimestamp();
+            if (left <= 0) return false;
+            try
+            {
+                await room.WaitAsync(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency), ct);
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+        }
+    }
+
+    public void OnSent(long bytes)
+    {
+        Interlocked.Add(ref _unappliedBytes, bytes);
+        Interlocked.Exchange(ref _lastSendTimestamp, Stopwatch.GetTimestamp());
+    }
+
+    public void OnTokensOnlySent() => Interlocked.Exchange(ref _lastSendTimestamp, Stopwatch.GetTimestamp());
+
+    /// <summary>Bytes left the device's backlog: applied, or their copy failed.</summary>
+    public void OnSettled(long bytes)
+    {
+        TaskCompletionSource room;
+        lock (_lock)
+        {
+            _unappliedBytes = Math.Max(0, _unappliedBytes - bytes);
+            room = _room;
+            _room = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        room.TrySetResult();
+    }
+
+    public void RecordOffsets(IEnumerable<(int Partition, long NextOffset)> offsets)
+    {
+        lock (_lock)
+        {
+            foreach (var (p, o) in offsets)
+                AppliedOffsets[p] = Math.Max(AppliedOffsets.GetValueOrDefault(p), o);
+        }
+    }
+
+    public Dictionary<int, long> SnapshotOffsets()
+    {
+        lock (_lock) return new(AppliedOffsets);
+    }
+}

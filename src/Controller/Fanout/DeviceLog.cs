@@ -1,0 +1,61 @@
+using Confluent.Kafka;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Kafka;
+
+namespace TaggedMirror.Controller.Fanout;
+
+/// <summary>
+/// The producer side of the device topics, and the per-device channels. One idempotent producer
+/// (acks=all) for all devices: librdkafka batches per partition and keeps each partition's order.
+/// </summary>
+internal sealed class DeviceLog : IDisposable
+{
+    private readonly IProducer<byte[]?, byte[]?> _producer;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceChannel> _channels = new(StringComparer.Ordinal);
+    private readonly ControllerOptions _options;
+
+    public DeviceLog(TaggedMirrorOptions cluster, ControllerOptions options)
+    {
+        _options = options;
+        var config = KafkaSettings.Producer(cluster.ResolveKafkaBootstrap(), "tm-controller-" + options.Id, options.DeliveryTimeout);
+        config.MessageMaxBytes = options.MaxWriteBytes + 256 * 1024;
+        _producer = new ProducerBuilder<byte[]?, byte[]?>(config).Build();
+        Bootstrap = config.BootstrapServers;
+    }
+
+    public string Bootstrap { get; }
+
+    public DeviceChannel Channel(string deviceId) => _channels.GetOrAdd(deviceId, id => new DeviceChannel(id, _options.MaxLagBytes));
+
+    public IEnumerable<DeviceChannel> Channels => _channels.Values;
+
+    /// <summary>
+    /// Enqueues one transaction. The message is in librdkafka's queue when this returns (so calls made in
+    /// order under the volume's lock reach each partition in that order); the task completes on delivery.
+    /// </summary>
+    public Task<DeliveryResult<byte[]?, byte[]?>> SendAsync(
+        DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data)
+    {
+        var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
+        if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
+        var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
+        if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
+        return _producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
+    }
+
+    public void Flush(TimeSpan timeout) => _producer.Flush(timeout);
+
+    public void Dispose()
+    {
+        _producer.Flush(TimeSpan.FromSeconds(5));
+        _producer.Dispose();
+    }
+
+    public static readonly byte[] BarrierKey = "barrier"u8.ToArray();
+
+    public static Tag BarrierTag(int controllerId, int epoch, long upToSeq) => new(controllerId, epoch, upToSeq);
+}

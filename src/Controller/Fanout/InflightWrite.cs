@@ -1,0 +1,98 @@
+using TaggedMirror.Contracts;
+using TaggedMirror.Controller.Volumes;
+
+namespace TaggedMirror.Controller.Fanout;
+
+/// <summary>
+/// One write between its fan-out and the moment every mirror it was sent to has applied it. Holds the
+/// device tokens (M5) until every mirror of the volume has the write; if a mirror was skipped or its copy
+/// failed, the tokens are never returned and the entries stay in the tag tables for reconciliation.
+/// </summary>
+internal sealed class InflightWrite
+{
+    private readonly Lock _lock = new();
+    private readonly long[] _tokens;
+    private readonly TaskCompletionSource[] _appliedOn;
+    private int _pending;      // bit per mirror: sent, neither applied nor failed yet
+    private bool _incomplete;  // some mirror did not get it
+
+    public InflightWrite(Tag tag, Volume volume, long firstBlock, int blockCount, int bytes)
+    {
+        Tag = tag;
+        Volume = volume;
+        FirstBlock = firstBlock;
+        BlockCount = blockCount;
+        Bytes = bytes;
+        _tokens = new long[volume.Mirrors.Length];
+        _appliedOn = new TaskCompletionSource[volume.Mirrors.Length];
+        for (var i = 0; i < _appliedOn.Length; i++)
+            _appliedOn[i] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    public Tag Tag { get; }
+
+    public Volume Volume { get; }
+
+    public long FirstBlock { get; set; }
+
+    public int BlockCount { get; }
+
+    public int Bytes { get; }
+
+    public TaskCompletionSource AllApplied { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task AppliedOnAsync(int mirror) => _appliedOn[mirror].Task;
+
+    public void MarkSent(int mirror)
+    {
+        lock (_lock) _pending |= 1 << mirror;
+    }
+
+    public void MarkSkipped(int mirror)
+    {
+        lock (_lock) _incomplete = true;
+        _appliedOn[mirror].TrySetException(new MirrorUnavailableException(Volume.Mirrors[mirror].DeviceId));
+    }
+
+    /// <summary>The copy could not be delivered. Returns true if that settled the write.</summary>
+    public bool MarkFailed(int mirror)
+    {
+        _appliedOn[mirror].TrySetException(new MirrorUnavailableException(Volume.Mirrors[mirror].DeviceId));
+        lock (_lock)
+        {
+            if ((_pending & (1 << mirror)) == 0) return false;
+            _pending &= ~(1 << mirror);
+            _incomplete = true;
+            return _pending == 0;
+        }
+    }
+
+    /// <summary>The device applied the write and returned <paramref name="token"/>. Returns true if that settled the write.</summary>
+    public bool MarkApplied(int mirror, long token)
+    {
+        bool settled;
+        lock (_lock)
+        {
+            if ((_pending & (1 << mirror)) == 0) return false; // duplicate acknowledgement
+            _pending &= ~(1 << mirror);
+            _tokens[mirror] = token;
+            settled = _pending == 0;
+        }
+        _appliedOn[mirror].TrySetResult();
+        return settled;
+    }
+
+    /// <summary>True when every mirror of the volume applied the write: only then do the tokens go back.</summary>
+    public bool ReachedEveryMirror
+    {
+        get { lock (_lock) return !_incomplete && _pending == 0; }
+    }
+
+    public long TokenOf(int mirror) => _tokens[mirror];
+}
+
+/// <summary>The write did not reach this mirror.</summary>
+internal sealed class MirrorUnavailableException(string deviceId) : Exception($"mirror on device {deviceId} did not receive the write")
+{
+    public string DeviceId { get; } = deviceId;
+}

@@ -1,0 +1,42 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Reads;
+
+/// <summary>Reads a range of a storage object from the device agent that holds it.</summary>
+internal sealed class DeviceReader(PgEventStore store, IHttpClientFactory http)
+{
+    private readonly ConcurrentDictionary<string, string> _urls = new(StringComparer.Ordinal);
+
+    /// <summary>The bytes, or null when the device has never been written this object (it reads as zeros).</summary>
+    public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
+    {
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        var uri = new Uri(string.Create(CultureInfo.InvariantCulture,
+            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/data?offset={offset}&length={length}"));
+        using var response = await client.GetAsync(uri, ct);
+        if (response.StatusCode == HttpStatusCode.NotFound) return null;
+        if (!response.IsSuccessStatusCode)
+        {
+            _urls.TryRemove(deviceId, out _);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+        return await response.Content.ReadAsByteArrayAsync(ct);
+    }
+
+    public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
+
+    private async ValueTask<string> UrlOfAsync(string deviceId, CancellationToken ct)
+    {
+        if (_urls.TryGetValue(deviceId, out var url)) return url;
+        await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
+        cmd.Parameters.AddWithValue("id", deviceId);
+        url = await cmd.ExecuteScalarAsync(ct) as string
+            ?? throw new HttpRequestException($"device {deviceId} has never registered (is its agent running?)");
+        _urls[deviceId] = url;
+        return url;
+    }
+}

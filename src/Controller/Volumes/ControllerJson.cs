@@ -1,0 +1,9 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace TaggedMirror.Controller.Volumes;
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(VolumeCreated))]
+[JsonSerializable(typeof(MirrorStateChanged))]
+internal sealed partial class ControllerJson : JsonSerializerContext;

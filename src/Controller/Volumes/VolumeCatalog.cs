@@ -1,0 +1,115 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Npgsql;
+using TaggedMirror.Contracts;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Volumes;
+
+/// <summary>
+/// The volumes this controller knows, kept as events in <c>volume-&lt;name&gt;</c> streams, and the lease
+/// that says which controller owns each (fenced by epoch: a takeover bumps the owner's epoch).
+/// </summary>
+internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions options, ILogger<VolumeCatalog> logger)
+{
+    private readonly ConcurrentDictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _stateWrites = new(1, 1);
+
+    public int Epoch { get; set; }
+
+    public IEnumerable<Volume> All => _volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal);
+
+    public Volume? Find(string name) => _volumes.GetValueOrDefault(name);
+
+    public async Task LoadAsync(CancellationToken ct)
+    {
+        var names = new List<string>();
+        await using (var cmd = store.DataSource.CreateCommand($"SELECT name FROM {store.Schema}.volume_catalog ORDER BY name"))
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+        {
+            while (await r.ReadAsync(ct)) names.Add(r.GetString(0));
+        }
+        foreach (var name in names)
+        {
+            Volume? v = null;
+            await foreach (var e in store.ReadStreamAsync(VolumeEventTypes.Stream(name), 0, ct))
+            {
+                switch (e.Type)
+                {
+                    case VolumeEventTypes.Created:
+                        v = FromCreated(JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!);
+                        break;
+                    case VolumeEventTypes.MirrorStateChanged when v is not null:
+                        var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
+                        if (v.MirrorOn(c.DeviceId) is { } m) { m.State = c.State; m.Reason = c.Reason; }
+                        break;
+                }
+            }
+            if (v is null) continue;
+            v.ExtensionBlocks = await LoadExtensionAsync(v, ct);
+            v.Owned = await TryLeaseAsync(v.Name, ct);
+            _volumes[name] = v;
+        }
+        logger.LogInformation("Loaded {Count} volumes", _volumes.Count);
+    }
+
+    /// <summary>Creates a volume. Throws <see cref="StreamVersionConflictException"/> if the name is taken.</summary>
+    public async Task<Volume> CreateAsync(VolumeCreated created, CancellationToken ct)
+    {
+        var data = JsonSerializer.SerializeToUtf8Bytes(created, ControllerJson.Default.VolumeCreated);
+        await store.AppendAsync(VolumeEventTypes.Stream(created.Name), ExpectedVersion.NoStream, [new NewEvent(VolumeEventTypes.Created, data)], ct);
+        var v = FromCreated(created);
+        v.Owned = await TryLeaseAsync(v.Name, ct);
+        _volumes[v.Name] = v;
+        return v;
+    }
+
+    /// <summary>Records a mirror's new state. Idempotent: a mirror already in that state is left alone.</summary>
+    public async Task SetMirrorStateAsync(Volume v, Mirror m, MirrorState state, string reason, CancellationToken ct)
+    {
+        await _stateWrites.WaitAsync(ct);
+        try
+        {
+            if (m.State == state) return;
+            // In memory first: the write path must stop sending to a degraded mirror at once.
+            m.State = state;
+            m.Reason = reason;
+            logger.LogWarning("Volume {Volume}: mirror on {Device} is now {State}: {Reason}", v.Name, m.DeviceId, state, reason);
+            var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
+            await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.MirrorStateChanged, data)], ct);
+        }
+        finally
+        {
+            _stateWrites.Release();
+        }
+    }
+
+    /// <summary>Takes or renews the lease; false when another live controller holds it.</summary>
+    public async Task<bool> TryLeaseAsync(string volume, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand($"""
+            INSERT INTO {store.Schema}.volume_leases (volume, controller_id, epoch, expires_at)
+            VALUES (@v, @c, @e, now() + @d)
+            ON CONFLICT (volume) DO UPDATE SET controller_id = excluded.controller_id, epoch = excluded.epoch, expires_at = excluded.expires_at
+            WHERE volume_leases.controller_id = excluded.controller_id OR volume_leases.expires_at < now()
+            RETURNING controller_id
+            """);
+        cmd.Parameters.AddWithValue("v", volume);
+        cmd.Parameters.AddWithValue("c", options.Id);
+        cmd.Parameters.AddWithValue("e", Epoch);
+        cmd.Parameters.AddWithValue("d", options.LeaseDuration);
+        return await cmd.ExecuteScalarAsync(ct) is not null;
+    }
+
+    /// <summary>The extension length the devices have recorded; appends continue from the longest.</summary>
+    private async Task<long> LoadExtensionAsync(Volume v, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand(
+            $"SELECT coalesce(max(ext_blocks), 0) FROM {store.Schema}.device_objects WHERE object_id = ANY(@o)");
+        cmd.Parameters.AddWithValue("o", v.Mirrors.Select(m => m.ObjectId).ToArray());
+        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
+    private static Volume FromCreated(VolumeCreated c) =>
+        new(c.Name, c.BlockSize, c.Blocks, c.MinMirrors, [.. c.Mirrors.Select((m, i) => new Mirror(i, m.DeviceId, m.ObjectId))]);
+}

@@ -1,0 +1,29 @@
+namespace TaggedMirror.Controller.Volumes;
+
+/// <summary>Event types of a volume's stream, <c>volume-&lt;name&gt;</c>.</summary>
+internal static class VolumeEventTypes
+{
+    public const string Created = "volume_created";
+    public const string MirrorStateChanged = "mirror_state_changed";
+
+    public static string Stream(string volume) => "volume-" + volume;
+}
+
+internal sealed record MirrorPlacement(string DeviceId, string ObjectId);
+
+internal sealed record VolumeCreated(string Name, int BlockSize, long Blocks, int MinMirrors, MirrorPlacement[] Mirrors);
+
+internal sealed record MirrorStateChanged(string DeviceId, MirrorState State, string Reason);
+
+/// <summary>A mirror's state within a volume.</summary>
+internal enum MirrorState
+{
+    /// <summary>Receives every write; a source for reads.</summary>
+    InSync,
+
+    /// <summary>Writes are not delivered to it (its log was undeliverable or it lagged too long). Not read from.</summary>
+    Degraded,
+
+    /// <summary>It missed writes the log no longer holds: it still receives writes but needs a full copy. Not read from.</summary>
+    NeedsFullCopy,
+}

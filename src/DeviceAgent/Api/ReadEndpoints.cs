@@ -1,0 +1,40 @@
+using System.Buffers;
+using TaggedMirror.DeviceAgent.BlockStore;
+
+namespace TaggedMirror.DeviceAgent.Api;
+
+/// <summary>Reads for the controller and for resync. Reads see what the apply loop has written and flushed.</summary>
+internal static class ReadEndpoints
+{
+    private const int MaxReadBytes = 16 * 1024 * 1024;
+
+    public static void MapReadEndpoints(this IEndpointRouteBuilder app, string deviceId)
+    {
+        app.MapGet("/status", (DeviceStatus status) => Results.Json(status.Snapshot(deviceId)));
+
+        app.MapGet("/objects/{objectId}/data", async (string objectId, long offset, int length, DeviceStatus status, ObjectFiles files, HttpResponse response, CancellationToken ct) =>
+        {
+            var obj = status.Object(objectId);
+            if (obj is null)
+                return Results.Problem($"object {objectId} is not on device {deviceId}", statusCode: 404);
+            var size = obj.TotalBlocks() * obj.BlockSize;
+            if (offset < 0 || length <= 0 || length > MaxReadBytes || offset + length > size)
+                return Results.Problem($"range [{offset}, {offset + length}) is outside {objectId} ({size} bytes) or longer than {MaxReadBytes}", statusCode: 400);
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                files.Read(objectId, offset, buffer.AsSpan(0, length));
+                response.ContentType = "application/octet-stream";
+                response.ContentLength = length;
+                await response.Body.WriteAsync(buffer.AsMemory(0, length), ct);
+                return Results.Empty;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        });
+    }
+
+    private static long TotalBlocks(this ObjectStatus o) => o.ObjectBlocks + o.ExtensionBlocks;
+}

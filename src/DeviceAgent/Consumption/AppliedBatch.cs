@@ -1,0 +1,24 @@
+using Confluent.Kafka;
+using TaggedMirror.Contracts.Bus;
+using TaggedMirror.DeviceAgent.BlockStore;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.DeviceAgent.Consumption;
+
+/// <summary>What applying one batch produced, to be recorded in one PostgreSQL transaction.</summary>
+internal sealed class AppliedBatch
+{
+    public List<NewEvent> Events { get; } = [];
+
+    public List<AppliedEntry> Acknowledgements { get; } = [];
+
+    public List<(ConsumeResult<byte[]?, byte[]?> Message, string Reason)> Refused { get; } = [];
+
+    public Dictionary<string, StorageObject> ChangedObjects { get; } = new(StringComparer.Ordinal);
+
+    public Dictionary<int, long> NextOffsets { get; } = [];
+
+    public long DataBytes { get; set; }
+
+    public int Retired { get; set; }
+}

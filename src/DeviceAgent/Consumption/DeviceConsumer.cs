@@ -1,0 +1,243 @@
+using System.Diagnostics;
+using System.Text;
+using Confluent.Kafka;
+using MassTransit;
+using Microsoft.Extensions.Options;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Bus;
+using TaggedMirror.Contracts.TagTable;
+using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.DeviceAgent.BlockStore;
+using TaggedMirror.DeviceAgent.TagTable;
+using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Kafka;
+
+namespace TaggedMirror.DeviceAgent.Consumption;
+
+/// <summary>
+/// The device's apply loop (flow 2): consume a batch from the device topic, apply it to the block store,
+/// flush, then record tag-table events, objects and offsets in one PostgreSQL transaction, then acknowledge
+/// with tokens over the bus. Any failure (PostgreSQL restarted, broker gone) drops the in-memory state and
+/// starts again from what PostgreSQL holds, so nothing is recorded twice and nothing is skipped.
+/// </summary>
+internal sealed class DeviceConsumer(
+    IOptions<AgentOptions> agentOptions,
+    TaggedMirrorOptions options,
+    PgEventStore store,
+    ObjectFiles files,
+    DeviceStatus status,
+    IBus bus,
+    ILogger<DeviceConsumer> logger) : BackgroundService
+{
+    private readonly AgentOptions _agent = agentOptions.Value;
+    private readonly DeviceRepository _repository = new(store, agentOptions.Value.DeviceId);
+    private readonly TransactionApplier _applier = new(files);
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+
+    private async Task RunAsync(CancellationToken ct)
+    {
+        var backoff = TimeSpan.FromMilliseconds(200);
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await ConsumeUntilFailureAsync(ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                status.LastError = ex.Message;
+                logger.LogWarning(ex, "Device {Device}: apply loop failed; restarting from the state PostgreSQL holds in {Delay}", _agent.DeviceId, backoff);
+                await Task.Delay(backoff, ct);
+                backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
+                continue;
+            }
+        }
+    }
+
+    private async Task ConsumeUntilFailureAsync(CancellationToken ct)
+    {
+        var bootstrap = options.ResolveKafkaBootstrap();
+        var state = await _repository.LoadAsync(ct);
+        status.Update(state);
+        await AcknowledgeLiveAsync(state, TimeSpan.Zero, ct);
+
+        var topic = Topics.Device(_agent.DeviceId);
+        var partitions = DiscoverPartitions(bootstrap, topic);
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(KafkaSettings.DeviceConsumer(bootstrap, _agent.DeviceId))
+            .SetErrorHandler((_, e) => logger.LogDebug("Kafka: {Reason}", e.Reason))
+            .Build();
+        using var deadLetters = new ProducerBuilder<byte[]?, byte[]?>(
+            KafkaSettings.Producer(bootstrap, "tm-agent-dlq-" + _agent.DeviceId, TimeSpan.FromSeconds(30))).Build();
+        consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
+        status.Running = true;
+        status.LastError = null;
+        logger.LogInformation("Device {Device}: consuming {Topic} ({Partitions} partitions) from {Offsets}",
+            _agent.DeviceId, topic, partitions.Count, string.Join(",", partitions.Select(p => $"{p}@{state.NextOffsets.GetValueOrDefault(p, 0)}")));
+
+        var batch = new List<ConsumeResult<byte[]?, byte[]?>>(_agent.BatchMaxMessages);
+        var lastReack = Stopwatch.StartNew();
+        while (!ct.IsCancellationRequested)
+        {
+            batch.Clear();
+            try
+            {
+                Collect(consumer, batch, ct);
+            }
+            catch (ConsumeException ex) when (IsOffsetOutOfRange(ex.Error.Code))
+            {
+                await HandleTruncationAsync(consumer, topic, partitions, state, ct);
+                return; // reload state and reassign at the new offsets
+            }
+            if (batch.Count == 0)
+            {
+                if (lastReack.Elapsed > _agent.ReacknowledgeAfter)
+                {
+                    await AcknowledgeLiveAsync(state, _agent.ReacknowledgeAfter, ct);
+                    lastReack.Restart();
+                }
+                continue;
+            }
+            await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
+        }
+    }
+
+    private async Task ApplyAndRecordAsync(
+        List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic, CancellationToken ct)
+    {
+        var expectedVersion = state.StreamVersion;
+        var batch = _applier.Apply(messages, state);
+        files.FlushWritten();
+        if (batch.Refused.Count > 0)
+            await DeadLetterAsync(deadLetters, batch, topic, ct);
+        await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, ct);
+        status.Record(state, batch);
+        if (batch.Acknowledgements.Count > 0 || batch.Retired > 0)
+        {
+            await PublishSafelyAsync(new DeviceApplied(
+                _agent.DeviceId,
+                [.. batch.Acknowledgements],
+                [.. batch.NextOffsets.Select(kv => new PartitionOffset(kv.Key, kv.Value))]), ct);
+        }
+        foreach (var (m, reason) in batch.Refused)
+            await PublishSafelyAsync(new TransactionDeadLettered(_agent.DeviceId, m.Partition.Value, m.Offset.Value, reason), ct);
+    }
+
+    /// <summary>Refused transactions go to the dead-letter topic before the batch is recorded, so none is lost to a crash.</summary>
+    private async Task DeadLetterAsync(IProducer<byte[]?, byte[]?> producer, AppliedBatch batch, string topic, CancellationToken ct)
+    {
+        var dlq = Topics.DeadLetter(_agent.DeviceId);
+        foreach (var (m, reason) in batch.Refused)
+        {
+            logger.LogWarning("Device {Device}: refused {Topic}/{Partition}@{Offset}: {Reason}", _agent.DeviceId, topic, m.Partition.Value, m.Offset.Value, reason);
+            var headers = new Confluent.Kafka.Headers();
+            if (m.Message.Headers is not null)
+                foreach (var h in m.Message.Headers) headers.Add(h.Key, h.GetValueBytes());
+            headers.Add(HeaderNames.DeadLetterReason, Encoding.UTF8.GetBytes(reason));
+            headers.Add(HeaderNames.DeadLetterSource, Encoding.UTF8.GetBytes($"{topic}/{m.Partition.Value}@{m.Offset.Value}"));
+            await producer.ProduceAsync(dlq, new Message<byte[]?, byte[]?> { Key = m.Message.Key, Value = m.Message.Value, Headers = headers }, ct);
+        }
+    }
+
+    private void Collect(IConsumer<byte[]?, byte[]?> consumer, List<ConsumeResult<byte[]?, byte[]?>> batch, CancellationToken ct)
+    {
+        var first = consumer.Consume(TimeSpan.FromMilliseconds(100));
+        if (first is null) return;
+        batch.Add(first);
+        long bytes = first.Message.Value?.Length ?? 0;
+        while (batch.Count < _agent.BatchMaxMessages && bytes < _agent.BatchMaxBytes && !ct.IsCancellationRequested)
+        {
+            var next = consumer.Consume(TimeSpan.Zero);
+            if (next is null) break;
+            batch.Add(next);
+            bytes += next.Message.Value?.Length ?? 0;
+        }
+    }
+
+    private static bool IsOffsetOutOfRange(ErrorCode code) =>
+        code is ErrorCode.Local_AutoOffsetReset or ErrorCode.OffsetOutOfRange;
+
+    /// <summary>
+    /// The next offset this device needs is no longer in the log (or the log is behind it). Nothing may be
+    /// skipped silently: record it, mark every object as needing a full copy, tell the controller, and only
+    /// then continue from the oldest offset the log still has.
+    /// </summary>
+    private async Task HandleTruncationAsync(
+        IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, CancellationToken ct)
+    {
+        var events = new List<NewEvent>();
+        var offsets = new Dictionary<int, long>();
+        foreach (var p in partitions)
+        {
+            var wm = consumer.QueryWatermarkOffsets(new TopicPartition(topic, p), TimeSpan.FromSeconds(10));
+            var expected = state.NextOffsets.GetValueOrDefault(p, 0);
+            if (expected >= wm.Low.Value && expected <= wm.High.Value) continue;
+            events.Add(DeviceRepository.Truncated(new LogTruncated(p, expected, wm.Low.Value)));
+            offsets[p] = wm.Low.Value;
+            logger.LogError("Device {Device}: offset {Expected} of {Topic}/{Partition} is no longer in the log (it holds {Low}..{High}); every object is marked as needing a full copy",
+                _agent.DeviceId, expected, topic, p, wm.Low.Value, wm.High.Value);
+            await PublishSafelyAsync(new DeviceLogTruncated(_agent.DeviceId, p, expected, wm.Low.Value, [.. state.Objects.Keys]), ct);
+        }
+        if (events.Count == 0)
+            throw new InvalidOperationException("Kafka reported an offset out of range, but every stored offset is inside the log.");
+        foreach (var o in state.Objects.Values) o.NeedsFullCopy = true;
+        await _repository.CommitBatchAsync(state.StreamVersion, events, state.Objects.Values, offsets, ct);
+        status.TruncationDetected = true;
+    }
+
+    private List<int> DiscoverPartitions(string bootstrap, string topic)
+    {
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
+        for (var attempt = 0; ; attempt++)
+        {
+            var md = admin.GetMetadata(topic, TimeSpan.FromSeconds(10));
+            var t = md.Topics.FirstOrDefault(x => x.Topic == topic);
+            if (t is { Error.IsError: false, Partitions.Count: > 0 })
+                return [.. t.Partitions.Select(p => p.PartitionId).Order()];
+            if (attempt > 50)
+                throw new InvalidOperationException($"Topic {topic} has no partitions: {t?.Error.Reason ?? "not found"}");
+            Thread.Sleep(200);
+        }
+    }
+
+    /// <summary>Acknowledges live entries again; the controller ignores tags it has already settled.</summary>
+    private async Task AcknowledgeLiveAsync(DeviceState state, TimeSpan olderThan, CancellationToken ct)
+    {
+        var cutoff = DateTimeOffset.UtcNow - olderThan;
+        var entries = state.Live
+            .Where(kv => kv.Value.LastAcknowledged <= cutoff)
+            .Take(10_000)
+            .Select(kv =>
+            {
+                kv.Value.LastAcknowledged = DateTimeOffset.UtcNow;
+                return new AppliedEntry(kv.Value.Tag.ToString(), kv.Value.ObjectId, kv.Value.FirstBlock, kv.Value.BlockCount, kv.Key);
+            })
+            .ToArray();
+        if (entries.Length == 0) return;
+        await PublishSafelyAsync(new DeviceApplied(_agent.DeviceId, entries, [.. state.NextOffsets.Select(kv => new PartitionOffset(kv.Key, kv.Value))]), ct);
+    }
+
+    /// <summary>
+    /// An acknowledgement that cannot be published is not fatal: the entry stays in the tag table and is
+    /// acknowledged again later; the data is already durable.
+    /// </summary>
+    private async Task PublishSafelyAsync<T>(T message, CancellationToken ct) where T : class
+    {
+        try
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            cts.CancelAfter(TimeSpan.FromSeconds(5));
+            await bus.Publish(message, cts.Token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            logger.LogWarning(ex, "Device {Device}: could not publish {Message}; it will be sent again", _agent.DeviceId, typeof(T).Name);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using TaggedMirror.DeviceAgent.Consumption;
+using TaggedMirror.DeviceAgent.TagTable;
+
+namespace TaggedMirror.DeviceAgent;
+
+/// <summary>What the agent shows about itself on <c>GET /status</c>; updated by the apply loop after each commit.</summary>
+internal sealed class DeviceStatus
+{
+    private readonly Lock _lock = new();
+    private Dictionary<int, long> _offsets = [];
+    private Dictionary<string, ObjectStatus> _objects = [];
+
+    public bool Running { get; set; }
+
+    public string? LastError { get; set; }
+
+    public bool TruncationDetected { get; set; }
+
+    public int LiveEntries { get; private set; }
+
+    public long AppliedTransactions { get; private set; }
+
+    public long AppliedBytes { get; private set; }
+
+    public long DeadLettered { get; private set; }
+
+    public void Update(DeviceState state)
+    {
+        lock (_lock)
+        {
+            LiveEntries = state.Live.Count;
+            _offsets = new(state.NextOffsets);
+            _objects = state.Objects.Values.ToDictionary(o => o.Id, o => new ObjectStatus(o.Id, o.BlockSize, o.ObjectBlocks, o.ExtensionBlocks, o.NeedsFullCopy));
+        }
+    }
+
+    public void Record(DeviceState state, AppliedBatch batch)
+    {
+        lock (_lock)
+        {
+            AppliedTransactions += batch.Acknowledgements.Count;
+            AppliedBytes += batch.DataBytes;
+            DeadLettered += batch.Refused.Count;
+        }
+        Update(state);
+    }
+
+    public ObjectStatus? Object(string id)
+    {
+        lock (_lock) return _objects.GetValueOrDefault(id);
+    }
+
+    public object Snapshot(string deviceId)
+    {
+        lock (_lock)
+        {
+            return new
+            {
+                deviceId,
+                running = Running,
+                lastError = LastError,
+                truncationDetected = TruncationDetected,
+                liveEntries = LiveEntries,
+                appliedTransactions = AppliedTransactions,
+                appliedBytes = AppliedBytes,
+                deadLettered = DeadLettered,
+                nextOffsets = _offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value),
+                objects = _objects.Values.OrderBy(o => o.Id, StringComparer.Ordinal).ToArray(),
+            };
+        }
+    }
+}
+
+internal sealed record ObjectStatus(string Id, int BlockSize, long ObjectBlocks, long ExtensionBlocks, bool NeedsFullCopy);

@@ -1,0 +1,125 @@
+using System.Text.Json;
+using Npgsql;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.TagTable;
+using TaggedMirror.DeviceAgent.BlockStore;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.DeviceAgent.TagTable;
+
+/// <summary>The device's durable state in PostgreSQL: tag-table stream, live table, objects and offsets.</summary>
+internal sealed class DeviceRepository(PgEventStore store, string deviceId)
+{
+    private readonly string _schema = store.Schema;
+    private readonly string _stream = TagTableEventTypes.Stream(deviceId);
+
+    public string DeviceId => deviceId;
+
+    public async Task RegisterAsync(string readUrl, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand(
+            $"INSERT INTO {_schema}.devices (id, read_url) VALUES (@id, @url) ON CONFLICT (id) DO UPDATE SET read_url = excluded.read_url, started_at = now()");
+        cmd.Parameters.AddWithValue("id", deviceId);
+        cmd.Parameters.AddWithValue("url", readUrl);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    public async Task<DeviceState> LoadAsync(CancellationToken ct)
+    {
+        var state = new DeviceState { StreamVersion = await store.GetStreamVersionAsync(_stream, ct) };
+        await using var conn = await store.DataSource.OpenConnectionAsync(ct);
+        await using (var cmd = new NpgsqlCommand(
+            $"SELECT object_id, block_size, object_blocks, ext_blocks, needs_full_copy FROM {_schema}.device_objects WHERE device_id = @d", conn))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+            {
+                var o = new StorageObject(r.GetString(0), r.GetInt32(1), r.GetInt64(2), r.GetInt64(3), r.GetBoolean(4));
+                state.Objects[o.Id] = o;
+            }
+        }
+        await using (var cmd = new NpgsqlCommand(
+            $"SELECT partition, next_offset FROM {_schema}.device_offsets WHERE device_id = @d", conn))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+                state.NextOffsets[r.GetInt32(0)] = r.GetInt64(1);
+        }
+        await using (var cmd = new NpgsqlCommand(
+            $"SELECT token, controller_id, epoch, seq, object_id, first_block, block_count, recorded_at FROM {_schema}.tag_table WHERE device_id = @d", conn))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+            {
+                state.Live[r.GetInt64(0)] = new LiveEntry(
+                    new Tag(r.GetInt32(1), r.GetInt32(2), r.GetInt64(3)), r.GetString(4), r.GetInt64(5), r.GetInt32(6),
+                    r.GetFieldValue<DateTimeOffset>(7));
+            }
+        }
+        return state;
+    }
+
+    /// <summary>
+    /// Records one applied batch: its tag-table events (the live table follows inline), the objects it
+    /// changed and the next offsets, all in one transaction. A crash before commit replays the batch; after
+    /// commit, the batch is never applied or recorded again.
+    /// </summary>
+    public async Task CommitBatchAsync(
+        long expectedVersion,
+        IReadOnlyList<NewEvent> events,
+        IEnumerable<StorageObject> changedObjects,
+        IReadOnlyDictionary<int, long> nextOffsets,
+        CancellationToken ct)
+    {
+        await using var session = await store.OpenSessionAsync(ct);
+        if (events.Count > 0)
+            await session.AppendAsync(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events, ct);
+        await UpsertObjectsAsync(session, changedObjects, ct);
+        await UpsertOffsetsAsync(session, nextOffsets, ct);
+        await session.CommitAsync(ct);
+    }
+
+    private async Task UpsertObjectsAsync(EventSession session, IEnumerable<StorageObject> objects, CancellationToken ct)
+    {
+        var list = objects.ToList();
+        if (list.Count == 0) return;
+        await using var cmd = new NpgsqlCommand($"""
+            INSERT INTO {_schema}.device_objects (device_id, object_id, block_size, object_blocks, ext_blocks, needs_full_copy)
+            SELECT @d, * FROM unnest(@o, @bs, @ob, @eb, @nf)
+            ON CONFLICT (device_id, object_id) DO UPDATE SET ext_blocks = excluded.ext_blocks, needs_full_copy = excluded.needs_full_copy
+            """, session.Connection, session.Transaction);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("o", list.Select(o => o.Id).ToArray());
+        cmd.Parameters.AddWithValue("bs", list.Select(o => o.BlockSize).ToArray());
+        cmd.Parameters.AddWithValue("ob", list.Select(o => o.ObjectBlocks).ToArray());
+        cmd.Parameters.AddWithValue("eb", list.Select(o => o.ExtensionBlocks).ToArray());
+        cmd.Parameters.AddWithValue("nf", list.Select(o => o.NeedsFullCopy).ToArray());
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private async Task UpsertOffsetsAsync(EventSession session, IReadOnlyDictionary<int, long> offsets, CancellationToken ct)
+    {
+        if (offsets.Count == 0) return;
+        await using var cmd = new NpgsqlCommand($"""
+            INSERT INTO {_schema}.device_offsets (device_id, partition, next_offset)
+            SELECT @d, * FROM unnest(@p, @o)
+            ON CONFLICT (device_id, partition) DO UPDATE SET next_offset = excluded.next_offset
+            """, session.Connection, session.Transaction);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("p", offsets.Keys.ToArray());
+        cmd.Parameters.AddWithValue("o", offsets.Values.ToArray());
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    public static NewEvent Recorded(TagRecorded e) =>
+        new(TagTableEventTypes.Recorded, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRecorded));
+
+    public static NewEvent Retired(TagRetired e) =>
+        new(TagTableEventTypes.Retired, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRetired));
+
+    public static NewEvent Truncated(LogTruncated e) =>
+        new(TagTableEventTypes.Truncated, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.LogTruncated));
+}

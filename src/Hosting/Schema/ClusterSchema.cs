@@ -1,0 +1,72 @@
+using Npgsql;
+
+namespace TaggedMirror.Hosting.Schema;
+
+/// <summary>
+/// Tables outside the event store that the controller and the device agents share. Created idempotently
+/// at every start under an advisory lock, so processes starting together do not race.
+/// </summary>
+public static class ClusterSchema
+{
+    public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
+    {
+        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var cmd = new NpgsqlCommand($"""
+            SELECT pg_advisory_xact_lock(hashtext('tm-cluster-schema'));
+            CREATE SCHEMA IF NOT EXISTS {schema};
+            -- Where each device agent serves reads; agents register themselves at start.
+            CREATE TABLE IF NOT EXISTS {schema}.devices (
+                id text PRIMARY KEY,
+                read_url text NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now());
+            -- A device's next offset per partition, written in the same transaction as its tag-table events.
+            CREATE TABLE IF NOT EXISTS {schema}.device_offsets (
+                device_id text NOT NULL,
+                partition int NOT NULL,
+                next_offset bigint NOT NULL,
+                PRIMARY KEY (device_id, partition));
+            -- Storage objects a device holds (M6): geometry, extension length, and whether it needs a full copy.
+            CREATE TABLE IF NOT EXISTS {schema}.device_objects (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                block_size int NOT NULL,
+                object_blocks bigint NOT NULL,
+                ext_blocks bigint NOT NULL DEFAULT 0,
+                needs_full_copy boolean NOT NULL DEFAULT false,
+                PRIMARY KEY (device_id, object_id));
+            -- The live tag table (M3): entries still in flight, maintained inline with the tag-table events.
+            CREATE TABLE IF NOT EXISTS {schema}.tag_table (
+                device_id text NOT NULL,
+                token bigint NOT NULL,
+                controller_id int NOT NULL,
+                epoch int NOT NULL,
+                seq bigint NOT NULL,
+                kind smallint NOT NULL,
+                object_id text NOT NULL,
+                first_block bigint NOT NULL,
+                block_count int NOT NULL,
+                extension boolean NOT NULL,
+                partition int NOT NULL,
+                topic_offset bigint NOT NULL,
+                recorded_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (device_id, token));
+            CREATE INDEX IF NOT EXISTS tag_table_tag ON {schema}.tag_table (controller_id, epoch, seq);
+            -- Each controller start is a new epoch (M2): the counter behind it never goes back.
+            CREATE TABLE IF NOT EXISTS {schema}.controller_epochs (
+                controller_id int PRIMARY KEY,
+                epoch int NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now());
+            -- Which controller owns a volume, fenced by its epoch.
+            CREATE TABLE IF NOT EXISTS {schema}.volume_leases (
+                volume text PRIMARY KEY,
+                controller_id int NOT NULL,
+                epoch int NOT NULL,
+                expires_at timestamptz NOT NULL);
+            """, conn, tx))
+        {
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+    }
+}
