@@ -317,6 +317,13 @@ public sealed class ProjectionDaemon
         if (newCheckpoint != checkpoint || needCandidate)
         {
             await using var batch = new NpgsqlBatch(connection, tx);
+            if (needCandidate)
+            {
+                // Assigned now, after lastValue was read: a valid X for the candidate (lastValue, X). First in the
+                // batch because the reader skips statements that return no rows.
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_xact_id()::text::bigint"));
+            }
+
             if (newCheckpoint != checkpoint)
             {
                 var write = new NpgsqlBatchCommand(_store.Sql.WriteCheckpoint);
@@ -325,20 +332,9 @@ public sealed class ProjectionDaemon
                 batch.BatchCommands.Add(write);
             }
 
-            if (needCandidate)
-            {
-                // Assigned now, after lastValue was read: a valid X for the candidate (lastValue, X).
-                batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_xact_id()::text::bigint"));
-            }
-
             await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
             if (needCandidate)
             {
-                if (newCheckpoint != checkpoint)
-                {
-                    await reader.NextResultAsync(ct).ConfigureAwait(false);
-                }
-
                 await reader.ReadAsync(ct).ConfigureAwait(false);
                 txId = reader.GetInt64(0);
             }

@@ -11,12 +11,14 @@ namespace TaggedMirror.EventStore.Tests;
 /// </summary>
 public abstract class PgTestBase : IAsyncLifetime
 {
+    private static readonly string RawConnectionString =
+        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
+
     private static readonly Lazy<NpgsqlDataSource> SharedDataSource = new(() =>
     {
-        var connectionString = Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
-        var builder = new NpgsqlConnectionStringBuilder(connectionString);
-        if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase)
-            && !connectionString.Contains("Max Pool Size", StringComparison.OrdinalIgnoreCase))
+        var builder = new NpgsqlConnectionStringBuilder(RawConnectionString);
+        if (!RawConnectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase)
+            && !RawConnectionString.Contains("Max Pool Size", StringComparison.OrdinalIgnoreCase))
         {
             builder.MaxPoolSize = 50;
         }
@@ -27,6 +29,9 @@ public abstract class PgTestBase : IAsyncLifetime
     // Each test is bounded; a hang fails the test instead of the whole run.
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(40));
     private PgEventStore? _store;
+
+    /// <summary>With the password (a data source's own ConnectionString drops it).</summary>
+    protected static string ConnectionString => RawConnectionString;
 
     protected static NpgsqlDataSource DataSource => SharedDataSource.Value;
 

@@ -1,0 +1,23 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace TaggedMirror.EventStore.Tests;
+
+/// <summary>Keeps warnings and errors so tests can assert on them.</summary>
+internal sealed class CollectingLogger<T> : ILogger<T>
+{
+    public ConcurrentQueue<string> Entries { get; } = new();
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (IsEnabled(logLevel))
+        {
+            Entries.Enqueue($"{logLevel}: {formatter(state, exception)} {exception}");
+        }
+    }
+}
