@@ -1,2 +1,0 @@
-namespace TaggedMirror.Cli;
-internal static class Program { public static void Main() { } }

@@ -1,0 +1,38 @@
+using System.CommandLine;
+using Spectre.Console;
+using TaggedMirror.Cli.Commands;
+
+namespace TaggedMirror.Cli;
+
+/// <summary><c>tm</c>: the TaggedMirror command line (TaggedMirror.Cli.dll).</summary>
+internal static class Program
+{
+    public static Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("tm — TaggedMirror command line: demo and benchmark against a running stack (ops/stack-start.sh)")
+        {
+            DemoCommand.Create(),
+            BenchCommand.Create(),
+        };
+        return root.Parse(args).InvokeAsync();
+    }
+
+    /// <summary>Runs a command's body; a <see cref="CliException"/> is printed as one sentence with its exit code.</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (CliException ex)
+        {
+            AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
+            return ex.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            AnsiConsole.MarkupLine("[yellow]cancelled[/]");
+            return 130;
+        }
+    }
+}
