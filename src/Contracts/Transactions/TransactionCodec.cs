@@ -95,7 +95,7 @@ public static class TransactionCodec
                 if (f.ObjectBlocks <= 0) return "object capacity must be positive";
                 if (f.DataLength != dataLength)
                     return $"data is {dataLength} bytes but the header says {f.BlockCount} blocks of {f.BlockSize}";
-                if (f.Kind != TransactionKind.Append && (f.FirstBlock < 0 || f.FirstBlock > long.MaxValue - f.BlockCount))
+                if (f.FirstBlock < 0 || f.FirstBlock > long.MaxValue - f.BlockCount)
                     return $"first block {f.FirstBlock} is out of range";
                 return null;
             default:

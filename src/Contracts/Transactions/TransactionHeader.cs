@@ -9,7 +9,7 @@ namespace TaggedMirror.Contracts.Transactions;
 /// </summary>
 /// <param name="Kind">What the device is asked to do.</param>
 /// <param name="Tag">The write's tag; for a barrier, (controller, epoch, upToSeq).</param>
-/// <param name="FirstBlock">First block written (ignored for appends, which land at the extension's end).</param>
+/// <param name="FirstBlock">First block written. For an append, the controller places it at the end of the extension as the controller knows it.</param>
 /// <param name="BlockCount">Blocks of data carried in the value.</param>
 /// <param name="BlockSize">Bytes per block of the volume, a power of two from 512 to 65536.</param>
 /// <param name="ObjectBlocks">The storage object's base capacity in blocks; blocks past it are its extension.</param>

@@ -6,7 +6,7 @@ public enum TransactionKind : byte
     /// <summary>Write a block range of a storage object.</summary>
     Write = 1,
 
-    /// <summary>Append blocks to the object's extension; the device records where they landed.</summary>
+    /// <summary>Append blocks to the object's extension, where the header places them; the device records the range as an extension.</summary>
     Append = 2,
 
     /// <summary>A controller's copy of a range from another mirror (resync); applied like a write.</summary>

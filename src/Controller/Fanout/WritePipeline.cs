@@ -38,6 +38,8 @@ internal sealed class WritePipeline(
     public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
         var blocks = data.Length / v.BlockSize;
+        if (kind == TransactionKind.Append)
+            firstBlock = await catalog.ReserveExtensionAsync(v, blocks, ct);
         // Flow control before the tag is taken: a lagging device holds writes back, but not forever.
         foreach (var m in v.Mirrors)
         {
@@ -106,11 +108,6 @@ internal sealed class WritePipeline(
         lock (v.WriteLock)
         {
             var tag = tags.Next();
-            if (kind == TransactionKind.Append)
-            {
-                firstBlock = v.TotalBlocks;
-                v.ExtensionBlocks += blocks;
-            }
             var write = new InflightWrite(tag, v, firstBlock, blocks, data.Length);
             _inflight[tag.Seq] = write;
             v.Inflight[tag.Seq] = write;

@@ -29,6 +29,9 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     /// </summary>
     public Lock WriteLock { get; } = new();
 
+    /// <summary>Serialises extension reservations, which are recorded in PostgreSQL before the append is sent.</summary>
+    public SemaphoreSlim AppendLock { get; } = new(1, 1);
+
     /// <summary>Writes sent and not yet applied everywhere they were sent, by sequence (for read-your-writes).</summary>
     public ConcurrentDictionary<long, InflightWrite> Inflight { get; } = new();
 

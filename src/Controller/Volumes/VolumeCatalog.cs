@@ -39,6 +39,10 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
                     case VolumeEventTypes.Created:
                         v = FromCreated(JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!);
                         break;
+                    case VolumeEventTypes.ExtensionReserved when v is not null:
+                        var x = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.ExtensionReserved)!;
+                        v.ExtensionBlocks = Math.Max(v.ExtensionBlocks, x.FirstBlock + x.Blocks - v.Blocks);
+                        break;
                     case VolumeEventTypes.MirrorStateChanged when v is not null:
                         var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
                         if (v.MirrorOn(c.DeviceId) is { } m) { m.State = c.State; m.Reason = c.Reason; }
@@ -46,7 +50,6 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
                 }
             }
             if (v is null) continue;
-            v.ExtensionBlocks = await LoadExtensionAsync(v, ct);
             v.Owned = await TryLeaseAsync(v.Name, ct);
             _volumes[name] = v;
         }
@@ -101,13 +104,25 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         return await cmd.ExecuteScalarAsync(ct) is not null;
     }
 
-    /// <summary>The extension length the devices have recorded; appends continue from the longest.</summary>
-    private async Task<long> LoadExtensionAsync(Volume v, CancellationToken ct)
+    /// <summary>
+    /// Gives the next <paramref name="blocks"/> blocks of the extension to an append and records that before
+    /// returning. Appends to one volume are placed one at a time; the cost is one PostgreSQL append each.
+    /// </summary>
+    public async Task<long> ReserveExtensionAsync(Volume v, int blocks, CancellationToken ct)
     {
-        await using var cmd = store.DataSource.CreateCommand(
-            $"SELECT coalesce(max(ext_blocks), 0) FROM {store.Schema}.device_objects WHERE object_id = ANY(@o)");
-        cmd.Parameters.AddWithValue("o", v.Mirrors.Select(m => m.ObjectId).ToArray());
-        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+        await v.AppendLock.WaitAsync(ct);
+        try
+        {
+            var first = v.TotalBlocks;
+            var data = JsonSerializer.SerializeToUtf8Bytes(new ExtensionReserved(first, blocks), ControllerJson.Default.ExtensionReserved);
+            await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.ExtensionReserved, data)], ct);
+            v.ExtensionBlocks += blocks;
+            return first;
+        }
+        finally
+        {
+            v.AppendLock.Release();
+        }
     }
 
     private static Volume FromCreated(VolumeCreated c) =>

@@ -5,6 +5,7 @@ internal static class VolumeEventTypes
 {
     public const string Created = "volume_created";
     public const string MirrorStateChanged = "mirror_state_changed";
+    public const string ExtensionReserved = "extension_reserved";
 
     public static string Stream(string volume) => "volume-" + volume;
 }
@@ -14,6 +15,12 @@ internal sealed record MirrorPlacement(string DeviceId, string ObjectId);
 internal sealed record VolumeCreated(string Name, int BlockSize, long Blocks, int MinMirrors, MirrorPlacement[] Mirrors);
 
 internal sealed record MirrorStateChanged(string DeviceId, MirrorState State, string Reason);
+
+/// <summary>
+/// Blocks of the extension given to one append, recorded before the append is sent: after a restart the
+/// next append starts past every range ever handed out, even one still in flight in a device's log.
+/// </summary>
+internal sealed record ExtensionReserved(long FirstBlock, int Blocks);
 
 /// <summary>A mirror's state within a volume.</summary>
 internal enum MirrorState

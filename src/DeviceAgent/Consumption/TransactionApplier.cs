@@ -67,20 +67,21 @@ internal sealed class TransactionApplier(ObjectFiles files)
         if (obj.BlockSize != h.BlockSize || obj.ObjectBlocks != h.ObjectBlocks)
             return $"geometry mismatch for {objectId}: transaction says {h.ObjectBlocks} blocks of {h.BlockSize}, the object has {obj.ObjectBlocks} of {obj.BlockSize}";
 
-        long first;
-        if (h.Kind == TransactionKind.Append)
+        // The controller places every write, appends included: an append lands where the header says, so a
+        // mirror that missed an earlier append still puts later ones where its peers did (the gap is resynced).
+        var first = h.FirstBlock;
+        var end = first + h.BlockCount;
+        switch (h.Kind)
         {
-            first = obj.TotalBlocks;
-            obj.ExtensionBlocks += h.BlockCount;
-            batch.ChangedObjects[objectId] = obj;
-        }
-        else
-        {
-            first = h.FirstBlock;
-            // A write stays in the object's base range; a repair may also restore extension blocks.
-            var limit = h.Kind == TransactionKind.Write ? obj.ObjectBlocks : obj.TotalBlocks;
-            if (first + h.BlockCount > limit)
-                return $"blocks [{first}, {first + h.BlockCount}) are outside {objectId}, which has {limit} blocks";
+            case TransactionKind.Write when end > obj.ObjectBlocks:
+                return $"blocks [{first}, {end}) are outside {objectId}, which has {obj.ObjectBlocks} blocks";
+            case TransactionKind.Append when first < obj.ObjectBlocks:
+                return $"append at block {first} is inside {objectId}'s base range of {obj.ObjectBlocks} blocks";
+            case TransactionKind.Append or TransactionKind.Repair when end - obj.ObjectBlocks > obj.ExtensionBlocks:
+                // A repair may restore an append this mirror missed, so it may extend the object too.
+                obj.ExtensionBlocks = end - obj.ObjectBlocks;
+                batch.ChangedObjects[objectId] = obj;
+                break;
         }
 
         files.Write(objectId, first * obj.BlockSize, data);
