@@ -1,0 +1,389 @@
+using System.Buffers.Binary;
+using System.Text;
+using TaggedMirror.Contracts.Transactions;
+
+namespace TaggedMirror.Contracts.Tests;
+
+public sealed class TransactionCodecTests
+{
+    private static readonly byte[] ObjectId = Encoding.UTF8.GetBytes("vol-a.dev-1");
+
+    private sealed record Encoded(byte[] Header, byte[] ObjectId, byte[] Tokens, byte[] Data);
+
+    private static byte[] Tokens(params long[] tokens)
+    {
+        var bytes = new byte[tokens.Length * 8];
+        Assert.Equal(bytes.Length, TransactionCodec.WriteTokens(tokens, bytes));
+        return bytes;
+    }
+
+    private static byte[] RandomData(int length, int seed = 1)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    private static Encoded Encode(in TransactionHeader fields, byte[] objectId, byte[] tokens, byte[] data)
+    {
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, fields, objectId, tokens, data);
+        return new Encoded(header, objectId, tokens, data);
+    }
+
+    private static (bool Ok, TransactionHeader Fields, string? Error) Read(Encoded e)
+    {
+        var ok = TransactionCodec.TryRead(e.Header, e.ObjectId, e.Tokens, e.Data, out var fields, out var error);
+        return (ok, fields, error);
+    }
+
+    private static TransactionHeader Write(
+        int blockCount = 1, int blockSize = 512, long firstBlock = 10, long objectBlocks = 1024,
+        TransactionKind kind = TransactionKind.Write) =>
+        new(kind, new Tag(3, 7, 42), firstBlock, blockCount, blockSize, objectBlocks);
+
+    private static string RejectedWith(in TransactionHeader fields, byte[] objectId, byte[] tokens, byte[] data)
+    {
+        var (ok, _, error) = Read(Encode(fields, objectId, tokens, data));
+        Assert.False(ok);
+        Assert.NotNull(error);
+        return error;
+    }
+
+    [Theory]
+    [InlineData(TransactionKind.Write)]
+    [InlineData(TransactionKind.Append)]
+    [InlineData(TransactionKind.Repair)]
+    public void a_data_transaction_round_trips_every_field(TransactionKind kind)
+    {
+        var fields = new TransactionHeader(
+            kind, new Tag(int.MaxValue, 123_456, long.MaxValue - 5), 0x0102_0304_0506_0708, 3, 4096, 0x1122_3344_5566_7788);
+        var tokens = Tokens(1, -1, long.MaxValue, long.MinValue, 0x0A0B0C0D0E0F1011);
+        var data = RandomData(3 * 4096);
+
+        var (ok, read, error) = Read(Encode(fields, ObjectId, tokens, data));
+
+        Assert.True(ok, error);
+        Assert.Null(error);
+        Assert.Equal(fields, read);
+        Assert.Equal(kind, read.Kind);
+        Assert.Equal(new Tag(int.MaxValue, 123_456, long.MaxValue - 5), read.Tag);
+        Assert.Equal(0x0102_0304_0506_0708, read.FirstBlock);
+        Assert.Equal(3, read.BlockCount);
+        Assert.Equal(4096, read.BlockSize);
+        Assert.Equal(0x1122_3344_5566_7788, read.ObjectBlocks);
+        Assert.Equal(TransactionFlags.None, read.Flags);
+    }
+
+    [Fact]
+    public void a_barrier_with_epoch_closed_round_trips_every_field()
+    {
+        var fields = new TransactionHeader(
+            TransactionKind.Barrier, new Tag(9, 4, 1_000_000), 0, 0, 0, 0, TransactionFlags.EpochClosed);
+
+        var (ok, read, error) = Read(Encode(fields, [], Tokens(77, 78), []));
+
+        Assert.True(ok, error);
+        Assert.Equal(fields, read);
+        Assert.Equal(TransactionKind.Barrier, read.Kind);
+        Assert.Equal(TransactionFlags.EpochClosed, read.Flags);
+        Assert.Equal(new Tag(9, 4, 1_000_000), read.Tag);
+    }
+
+    [Fact]
+    public void a_barrier_without_flags_reads_back_without_epoch_closed()
+    {
+        var fields = new TransactionHeader(TransactionKind.Barrier, new Tag(9, 4, 5), 0, 0, 0, 0);
+        var (ok, read, error) = Read(Encode(fields, [], [], []));
+        Assert.True(ok, error);
+        Assert.Equal(TransactionFlags.None, read.Flags);
+    }
+
+    [Fact]
+    public void tokens_round_trip_through_write_tokens_and_read_token()
+    {
+        long[] tokens = [0, 1, -1, long.MaxValue, long.MinValue, 0x0102030405060708, 123_456_789_012];
+        var bytes = new byte[tokens.Length * 8];
+
+        Assert.Equal(tokens.Length * 8, TransactionCodec.WriteTokens(tokens, bytes));
+        for (var i = 0; i < tokens.Length; i++)
+            Assert.Equal(tokens[i], TransactionCodec.ReadToken(bytes, i));
+    }
+
+    [Fact]
+    public void tokens_are_encoded_as_little_endian_int64s()
+    {
+        var bytes = new byte[16];
+        TransactionCodec.WriteTokens([0x0102030405060708, -2], bytes);
+        Assert.Equal(new byte[] { 8, 7, 6, 5, 4, 3, 2, 1, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF }, bytes);
+    }
+
+    [Fact]
+    public void no_tokens_use_no_bytes()
+    {
+        Assert.Equal(0, TransactionCodec.WriteTokens([], []));
+    }
+
+    [Fact]
+    public void the_header_follows_the_documented_little_endian_layout_and_crc_coverage()
+    {
+        var fields = new TransactionHeader(
+            TransactionKind.Repair, new Tag(0x01020304, 0x05060708, 0x090A0B0C0D0E0F10),
+            0x1112131415161718, 2, 1024, 0x2122232425262728, TransactionFlags.EpochClosed);
+        var tokens = Tokens(5);
+        var data = RandomData(2048);
+        var header = Encode(fields, ObjectId, tokens, data).Header;
+
+        Assert.Equal(TransactionHeader.CurrentVersion, header[0]);
+        Assert.Equal((byte)TransactionKind.Repair, header[1]);
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(2)));
+        Assert.Equal(Enumerable.Range(1, 16).Select(i => (byte)i), header[4..20]);
+        Assert.Equal(0x1112131415161718, BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(20)));
+        Assert.Equal(2, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(28)));
+        Assert.Equal(1024, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(32)));
+        Assert.Equal(0x2122232425262728, BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(36)));
+
+        byte[] covered = [.. header[..TransactionHeader.CrcOffset], .. ObjectId, .. tokens, .. data];
+        Assert.Equal(Crc32CTests.Reference(covered), BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(44)));
+    }
+
+    [Fact]
+    public void write_header_refuses_a_buffer_shorter_than_the_header()
+    {
+        var fields = Write();
+        var data = RandomData(512);
+        Assert.Throws<ArgumentException>(() =>
+            TransactionCodec.WriteHeader(new byte[TransactionHeader.Size - 1], fields, ObjectId, [], data));
+    }
+
+    [Fact]
+    public void flipping_any_single_bit_anywhere_is_rejected()
+    {
+        var e = Encode(Write(), ObjectId.ToArray(), Tokens(11, 12), RandomData(512));
+        Assert.True(Read(e).Ok);
+
+        void Check(byte[] buffer, string where, bool isVersionByte)
+        {
+            for (var bit = 0; bit < buffer.Length * 8; bit++)
+            {
+                buffer[bit / 8] ^= (byte)(1 << (bit % 8));
+                var (ok, _, error) = Read(e);
+                buffer[bit / 8] ^= (byte)(1 << (bit % 8));
+
+                Assert.False(ok, $"{where} bit {bit} flipped was accepted");
+                Assert.NotNull(error);
+                if (isVersionByte && bit < 8)
+                    Assert.StartsWith("unknown transaction format version", error, StringComparison.Ordinal);
+                else
+                    Assert.StartsWith("CRC32C mismatch", error, StringComparison.Ordinal);
+            }
+        }
+
+        Check(e.Header, "header", isVersionByte: true);
+        Check(e.ObjectId, "object id", isVersionByte: false);
+        Check(e.Tokens, "tokens", isVersionByte: false);
+        Check(e.Data, "data", isVersionByte: false);
+
+        Assert.True(Read(e).Ok);
+    }
+
+    [Fact]
+    public void a_different_object_id_of_the_same_length_is_rejected()
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        var (ok, _, error) = Read(e with { ObjectId = Encoding.UTF8.GetBytes("vol-a.dev-2") });
+        Assert.False(ok);
+        Assert.StartsWith("CRC32C mismatch", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void a_missing_header_is_rejected()
+    {
+        var ok = TransactionCodec.TryRead([], ObjectId, [], RandomData(512), out var fields, out var error);
+        Assert.False(ok);
+        Assert.Equal(default, fields);
+        Assert.Equal("missing tm-h header", error);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(44)]
+    [InlineData(47)]
+    [InlineData(49)]
+    [InlineData(96)]
+    public void a_header_of_the_wrong_length_is_rejected(int length)
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        var header = new byte[length];
+        e.Header.AsSpan(0, Math.Min(length, e.Header.Length)).CopyTo(header);
+
+        var ok = TransactionCodec.TryRead(header, e.ObjectId, e.Tokens, e.Data, out _, out var error);
+
+        Assert.False(ok);
+        Assert.Contains($"{length} bytes", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    [InlineData(255)]
+    public void a_version_other_than_the_current_one_is_rejected_even_with_a_correct_crc(byte version)
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        e.Header[0] = version;
+        var crc = Crc32CTests.Reference([.. e.Header[..TransactionHeader.CrcOffset], .. e.ObjectId, .. e.Data]);
+        BinaryPrimitives.WriteUInt32LittleEndian(e.Header.AsSpan(TransactionHeader.CrcOffset), crc);
+
+        var (ok, _, error) = Read(e);
+
+        Assert.False(ok);
+        Assert.Contains($"unknown transaction format version {version}", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(255)]
+    public void an_unknown_kind_with_a_correct_crc_is_rejected(byte kind)
+    {
+        var fields = Write() with { Kind = (TransactionKind)kind };
+        var e = Encode(fields, ObjectId, [], RandomData(512));
+        Assert.Equal(kind, e.Header[1]);
+
+        var (ok, _, error) = Read(e);
+
+        Assert.False(ok);
+        Assert.Equal($"unknown transaction kind {kind}", error);
+    }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(1, 511)]
+    [InlineData(1, 513)]
+    [InlineData(1, 1024)]
+    [InlineData(2, 512)]
+    [InlineData(2, 1536)]
+    [InlineData(4, 4 * 4096 - 1)]
+    public void data_length_not_matching_block_count_times_block_size_is_rejected(int blockCount, int dataLength)
+    {
+        var blockSize = blockCount == 4 ? 4096 : 512;
+        var error = RejectedWith(Write(blockCount, blockSize), ObjectId, [], RandomData(dataLength));
+        Assert.Contains($"data is {dataLength} bytes", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-512)]
+    [InlineData(1)]
+    [InlineData(256)]
+    [InlineData(511)]
+    [InlineData(513)]
+    [InlineData(768)]
+    [InlineData(1000)]
+    [InlineData(65535)]
+    [InlineData(65537)]
+    [InlineData(131072)]
+    [InlineData(int.MinValue)]
+    public void a_block_size_not_a_power_of_two_from_512_to_65536_is_rejected(int blockSize)
+    {
+        var error = RejectedWith(Write(1, blockSize), ObjectId, [], RandomData(Math.Max(0, blockSize)));
+        Assert.Contains($"block size {blockSize}", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(512)]
+    [InlineData(65536)]
+    public void the_smallest_and_largest_block_sizes_are_accepted(int blockSize)
+    {
+        var (ok, read, error) = Read(Encode(Write(1, blockSize), ObjectId, [], RandomData(blockSize)));
+        Assert.True(ok, error);
+        Assert.Equal(blockSize, read.BlockSize);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    public void a_transaction_without_blocks_is_rejected(int blockCount)
+    {
+        var error = RejectedWith(Write(blockCount), ObjectId, [], []);
+        Assert.Equal("a write must carry at least one block", error);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-5)]
+    public void a_non_positive_object_capacity_is_rejected(long objectBlocks)
+    {
+        var error = RejectedWith(Write(objectBlocks: objectBlocks), ObjectId, [], RandomData(512));
+        Assert.Equal("object capacity must be positive", error);
+    }
+
+    [Theory]
+    [InlineData(TransactionKind.Write)]
+    [InlineData(TransactionKind.Append)]
+    [InlineData(TransactionKind.Repair)]
+    public void a_data_transaction_without_object_id_is_rejected(TransactionKind kind)
+    {
+        var error = RejectedWith(Write(kind: kind), [], [], RandomData(512));
+        Assert.Equal("missing object id", error);
+    }
+
+    [Theory]
+    [InlineData(512)]
+    [InlineData(1)]
+    public void a_barrier_with_data_is_rejected(int dataLength)
+    {
+        var barrier = new TransactionHeader(TransactionKind.Barrier, new Tag(1, 2, 3), 0, 0, 0, 0);
+        var error = RejectedWith(barrier, [], [], RandomData(dataLength));
+        Assert.Equal("a barrier carries no data", error);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(12)]
+    [InlineData(17)]
+    public void tokens_whose_length_is_not_a_multiple_of_8_are_rejected_even_with_a_correct_crc(int tokenBytes)
+    {
+        var error = RejectedWith(Write(), ObjectId, RandomData(tokenBytes, seed: 3), RandomData(512));
+        Assert.Contains($"is {tokenBytes} bytes, not a multiple of 8", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(TransactionKind.Write, -1L)]
+    [InlineData(TransactionKind.Repair, -1L)]
+    [InlineData(TransactionKind.Append, -1L)]
+    [InlineData(TransactionKind.Append, long.MaxValue)]
+    [InlineData(TransactionKind.Write, long.MinValue)]
+    [InlineData(TransactionKind.Write, long.MaxValue)]
+    [InlineData(TransactionKind.Repair, long.MaxValue - 1)]
+    public void a_first_block_out_of_range_is_rejected(TransactionKind kind, long firstBlock)
+    {
+        var error = RejectedWith(Write(2, 512, firstBlock, kind: kind), ObjectId, [], RandomData(1024));
+        Assert.Equal($"first block {firstBlock} is out of range", error);
+    }
+
+    [Fact]
+    public void the_last_first_block_that_fits_is_accepted()
+    {
+        var fields = Write(2, 512, long.MaxValue - 2);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(1024)));
+        Assert.True(ok, error);
+        Assert.Equal(long.MaxValue - 2, read.FirstBlock);
+    }
+
+    [Fact]
+    public void an_append_keeps_the_first_block_the_header_places_it_at()
+    {
+        var fields = Write(1, 512, 2048, objectBlocks: 1024, kind: TransactionKind.Append);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(512)));
+        Assert.True(ok, error);
+        Assert.Equal(2048, read.FirstBlock);
+    }
+
+    [Fact]
+    public void data_length_is_block_count_times_block_size_without_int_overflow()
+    {
+        Assert.Equal(2_000_000_000L * 65536, Write(2_000_000_000, 65536).DataLength);
+    }
+}
