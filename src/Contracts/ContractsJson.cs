@@ -9,4 +9,5 @@ namespace TaggedMirror.Contracts;
 [JsonSerializable(typeof(TagRecorded))]
 [JsonSerializable(typeof(TagRetired))]
 [JsonSerializable(typeof(LogTruncated))]
+[JsonSerializable(typeof(BarrierPassed))]
 public sealed partial class ContractsJson : JsonSerializerContext;

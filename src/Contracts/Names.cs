@@ -18,6 +18,6 @@ public static partial class Names
         return dot < 0 ? objectId : objectId[..dot];
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,47}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9-]{0,47}\z", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 }

@@ -13,7 +13,7 @@ public readonly record struct Tag(int ControllerId, int Epoch, long Seq) : IComp
     /// <summary>Encoded size in bytes.</summary>
     public const int Size = 16;
 
-    /// <summary>Writes the tag as big-endian (controller, epoch, seq) so encoded tags sort like tags.</summary>
+    /// <summary>Writes the tag as big-endian (controller, epoch, seq), so encoded tags sort like tags (all fields are non-negative).</summary>
     public void WriteTo(Span<byte> destination)
     {
         BinaryPrimitives.WriteInt32BigEndian(destination, ControllerId);

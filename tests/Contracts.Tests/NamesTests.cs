@@ -43,6 +43,7 @@ public sealed class NamesTests
     [InlineData("vol/1")]
     [InlineData("völ")]
     [InlineData("vol\t")]
+    [InlineData("vol-1\n")]
     public void invalid_names_are_rejected(string? name)
     {
         Assert.False(Names.IsValid(name), name);

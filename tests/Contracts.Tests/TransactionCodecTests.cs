@@ -143,7 +143,7 @@ public sealed class TransactionCodecTests
         Assert.Equal(1024, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(32)));
         Assert.Equal(0x2122232425262728, BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(36)));
 
-        byte[] covered = [.. header[..TransactionHeader.CrcOffset], .. ObjectId, .. tokens, .. data];
+        byte[] covered = [.. header[..TransactionHeader.CrcOffset], (byte)ObjectId.Length, (byte)(ObjectId.Length >> 8), .. ObjectId, .. tokens, .. data];
         Assert.Equal(Crc32CTests.Reference(covered), BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(44)));
     }
 
@@ -231,7 +231,7 @@ public sealed class TransactionCodecTests
     {
         var e = Encode(Write(), ObjectId, [], RandomData(512));
         e.Header[0] = version;
-        var crc = Crc32CTests.Reference([.. e.Header[..TransactionHeader.CrcOffset], .. e.ObjectId, .. e.Data]);
+        var crc = Crc32CTests.Reference([.. e.Header[..TransactionHeader.CrcOffset], (byte)e.ObjectId.Length, (byte)(e.ObjectId.Length >> 8), .. e.ObjectId, .. e.Data]);
         BinaryPrimitives.WriteUInt32LittleEndian(e.Header.AsSpan(TransactionHeader.CrcOffset), crc);
 
         var (ok, _, error) = Read(e);

@@ -14,6 +14,9 @@ public static class TagTableEventTypes
     /// <summary><see cref="LogTruncated"/>.</summary>
     public const string Truncated = "log_truncated";
 
+    /// <summary><see cref="BarrierPassed"/>.</summary>
+    public const string Barrier = "barrier_passed";
+
     /// <summary>The event stream of one device's tag table (M3: the table lives with the device).</summary>
     public static string Stream(string deviceId) => "tagtable-" + deviceId;
 }
@@ -53,3 +56,16 @@ public sealed record TagRetired(Tag Tag, long Token, string Reason);
 /// <param name="ExpectedOffset">The offset the device needed next.</param>
 /// <param name="LogStartOffset">The oldest offset the log still held.</param>
 public sealed record LogTruncated(int Partition, long ExpectedOffset, long LogStartOffset);
+
+/// <summary>
+/// The device applied everything before a controller's barrier in this partition (flow 4): every write of
+/// (<paramref name="ControllerId"/>, <paramref name="Epoch"/>) up to <paramref name="UpToSeq"/>, and every write of
+/// that controller's earlier epochs, has reached this device or never will. Coalesced: one per controller
+/// and partition per applied batch, the latest.
+/// </summary>
+/// <param name="ControllerId">The controller.</param>
+/// <param name="Epoch">Its epoch.</param>
+/// <param name="UpToSeq">Highest sequence covered.</param>
+/// <param name="Partition">Partition the barrier came through.</param>
+/// <param name="Offset">Its offset there.</param>
+public sealed record BarrierPassed(int ControllerId, int Epoch, long UpToSeq, int Partition, long Offset);

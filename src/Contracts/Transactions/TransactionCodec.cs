@@ -1,11 +1,10 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 
 namespace TaggedMirror.Contracts.Transactions;
 
 /// <summary>
-/// Encodes and checks transactions. The CRC32C covers the fixed header, the object id, the tokens
-/// and the data, so a flipped bit anywhere the device relies on is caught before anything is applied.
+/// Encodes and checks transactions. The CRC32C covers the fixed header, the object id (and its length),
+/// the tokens and the data, so a flipped bit anywhere the device relies on is caught before anything is applied.
 /// Nothing here allocates: callers bring the buffers.
 /// </summary>
 public static class TransactionCodec
@@ -106,6 +105,10 @@ public static class TransactionCodec
     private static uint Checksum(ReadOnlySpan<byte> header, ReadOnlySpan<byte> objectId, ReadOnlySpan<byte> tokens, ReadOnlySpan<byte> data)
     {
         var crc = Crc32C.Append(uint.MaxValue, header[..TransactionHeader.CrcOffset]);
+        // The object id's length is covered too: otherwise bytes could move between object id and tokens unseen.
+        Span<byte> length = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)objectId.Length);
+        crc = Crc32C.Append(crc, length);
         crc = Crc32C.Append(crc, objectId);
         crc = Crc32C.Append(crc, tokens);
         crc = Crc32C.Append(crc, data);

@@ -29,7 +29,7 @@ public readonly record struct TransactionHeader(
     /// <summary>Encoded size in bytes.</summary>
     public const int Size = 48;
 
-    /// <summary>Offset of the CRC, which covers every byte before it plus object id, tokens and data.</summary>
+    /// <summary>Offset of the CRC, which covers every byte before it plus the object id's length (u16), object id, tokens and data.</summary>
     public const int CrcOffset = 44;
 
     /// <summary>Bytes of data the value must carry.</summary>

@@ -18,6 +18,8 @@ internal sealed class AppliedBatch
 
     public Dictionary<int, long> NextOffsets { get; } = [];
 
+    public Dictionary<(int Partition, int ControllerId), Contracts.TagTable.BarrierPassed> Barriers { get; } = [];
+
     public long DataBytes { get; set; }
 
     public int Retired { get; set; }

@@ -118,7 +118,7 @@ internal sealed class DeviceConsumer(
             await DeadLetterAsync(deadLetters, batch, topic, ct);
         await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, ct);
         status.Record(state, batch);
-        if (batch.Acknowledgements.Count > 0 || batch.Retired > 0)
+        if (batch.Acknowledgements.Count > 0)
         {
             await PublishSafelyAsync(new DeviceApplied(
                 _agent.DeviceId,

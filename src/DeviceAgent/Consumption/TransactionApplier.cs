@@ -27,6 +27,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
             if (reason is not null)
                 batch.Refused.Add((m, reason));
         }
+        // Barriers are coalesced: only the latest per partition and controller matters.
+        foreach (var b in batch.Barriers.Values)
+            Append(state, batch, DeviceRepository.Barrier(b));
         foreach (var (p, o) in batch.NextOffsets)
             state.NextOffsets[p] = o;
         return batch;
@@ -53,7 +56,11 @@ internal sealed class TransactionApplier(ObjectFiles files)
             }
         }
         if (h.Kind == TransactionKind.Barrier)
+        {
+            batch.Barriers[(m.Partition.Value, h.Tag.ControllerId)] =
+                new BarrierPassed(h.Tag.ControllerId, h.Tag.Epoch, h.Tag.Seq, m.Partition.Value, m.Offset.Value);
             return null;
+        }
 
         var objectId = Encoding.UTF8.GetString(objectBytes);
         if (!Contracts.Names.IsValid(Contracts.Names.VolumeOfObject(objectId)))

@@ -120,6 +120,9 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
     public static NewEvent Retired(TagRetired e) =>
         new(TagTableEventTypes.Retired, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRetired));
 
+    public static NewEvent Barrier(BarrierPassed e) =>
+        new(TagTableEventTypes.Barrier, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.BarrierPassed));
+
     public static NewEvent Truncated(LogTruncated e) =>
         new(TagTableEventTypes.Truncated, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.LogTruncated));
 }
