@@ -1,0 +1,43 @@
+# TaggedMirror device agent image. Build from the repository root:
+#   docker build -f deploy/agent.Dockerfile -t taggedmirror/agent .
+# .NET 10 images are Ubuntu 24.04 (noble); Microsoft ships no Debian images for .NET 10, so the tags name
+# the distro explicitly and apt package names stay stable.
+
+FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS build
+WORKDIR /src
+# nuget.config also lists a local folder source (/opt/nuget/packages); NuGet fails restore when a listed
+# local source is missing, so it exists (empty) here and everything comes from nuget.org.
+RUN mkdir -p /opt/nuget/packages
+# Restore first, from the project files alone, so source edits do not invalidate the package layer.
+COPY global.json nuget.config Directory.Build.props Directory.Build.targets Directory.Packages.props .editorconfig ./
+COPY src/Contracts/Contracts.csproj src/Contracts/
+COPY src/EventStore/EventStore.csproj src/EventStore/
+COPY src/Hosting/Hosting.csproj src/Hosting/
+COPY src/DeviceAgent/DeviceAgent.csproj src/DeviceAgent/
+RUN dotnet restore src/DeviceAgent/DeviceAgent.csproj
+COPY src/ src/
+# No --no-restore: a project reference added later is restored here rather than failing the build.
+RUN dotnet publish src/DeviceAgent -c Release -o /app
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble AS runtime
+# Confluent.Kafka 1.9.3 is a plain assembly; its native librdkafka comes from the distro. It loads the
+# unversioned name (librdkafka.so), which only the -dev package ships, so link it to the runtime library.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librdkafka1 \
+ && so1="$(find /usr/lib /lib -name 'librdkafka.so.1' -print -quit)" \
+ && test -n "$so1" \
+ && ln -sf librdkafka.so.1 "$(dirname "$so1")/librdkafka.so" \
+ && ldconfig \
+ && rm -rf /var/lib/apt/lists/*
+# The storage objects (one file each). Created here and owned by the non-root user, so a fresh named
+# volume mounted at /data inherits that ownership.
+RUN mkdir -p /data && chown "$APP_UID:$APP_UID" /data
+WORKDIR /app
+COPY --from=build /app ./
+# The base image's non-root user (app, uid 1654).
+USER $APP_UID
+ENV ASPNETCORE_URLS=http://+:8080 \
+    Agent__DataDirectory=/data
+VOLUME ["/data"]
+EXPOSE 8080
+ENTRYPOINT ["dotnet", "TaggedMirror.DeviceAgent.dll"]
