@@ -35,10 +35,29 @@ public sealed class ControllerOptions
     /// <summary>Largest write accepted in one request.</summary>
     public int MaxWriteBytes { get; set; } = 512 * 1024;
 
+    /// <summary>How often a barrier goes to every device topic (flow 4), tokens or not.</summary>
+    public TimeSpan BarrierInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Entries matched on every mirror but still live this long are retired by reconciliation (their tokens were lost).</summary>
+    public TimeSpan RetireMatchedAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Blocks copied per step of a full copy, each step under its own fence.</summary>
+    public int FullCopyChunkBlocks { get; set; } = 256;
+
+    /// <summary>Fault hooks for tests: configuration, never code edits. Off by default.</summary>
+    public FaultOptions Faults { get; set; } = new();
+
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(Id, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxLagBytes, 64 * 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWriteBytes, Contracts.BlockSizes.Max);
     }
+}
+
+/// <summary>Failures the controller can be told to cause, so tests inject them for real.</summary>
+public sealed class FaultOptions
+{
+    /// <summary>When &gt; 0: after the first copy of the write with this sequence is in the log, the controller kills itself (SIGKILL).</summary>
+    public long StopAfterFirstCopyOfWrite { get; set; }
 }

@@ -3,6 +3,7 @@ using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
@@ -19,7 +20,9 @@ controller.Validate();
 
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
 var dataSource = new Npgsql.NpgsqlDataSourceBuilder(options.Postgres).Build();
-var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema)]);
+var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema), new ResyncLogProjection(options.Schema)]);
+var reconciliation = new ReconciliationProjection(options.Schema, controller);
+store.AddAsyncProjection(reconciliation);
 await ClusterSchema.MigrateAsync(dataSource, options.Schema, CancellationToken.None);
 await store.MigrateAsync(CancellationToken.None);
 var epoch = await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, CancellationToken.None);
@@ -33,10 +36,19 @@ builder.Services.AddSingleton<WritePipeline>();
 builder.Services.AddSingleton<DeviceReader>();
 builder.Services.AddSingleton<VolumeReader>();
 builder.Services.AddSingleton<StatusService>();
+builder.Services.AddSingleton<LogProgress>();
+builder.Services.AddSingleton<ResyncService>();
+builder.Services.AddSingleton(reconciliation);
+builder.Services.AddHostedService<ReconciliationService>();
+builder.Services.AddHostedService<MirrorMaintenance>();
 builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
-builder.Services.AddHostedService<IdleTokenFlusher>();
+builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
-builder.Services.AddTaggedMirrorBus(options, "controller-" + controller.Id, x => x.AddConsumer<DeviceEventsConsumer>());
+builder.Services.AddTaggedMirrorBus(options, "controller-" + controller.Id, x =>
+{
+    x.AddConsumer<DeviceEventsConsumer>();
+    x.AddConsumer<ReconciliationConsumer>();
+});
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<TelemetrySetup>();

@@ -27,6 +27,14 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes)
 
     public Dictionary<int, long> AppliedOffsets { get; } = [];
 
+    /// <summary>The topic's partitions, once known.</summary>
+    public int[]? Partitions { get; set; }
+
+    /// <summary>The barrier being sent to this device, if any: one at a time.</summary>
+    public Task? BarrierInFlight { get; set; }
+
+    public long LastBarrierTimestamp { get; set; }
+
     public void EnqueueToken(long token) => _tokens.Enqueue(token);
 
     /// <summary>Moves up to <paramref name="destination"/>.Length waiting tokens into it.</summary>

@@ -47,6 +47,36 @@ internal sealed class DeviceLog : IDisposable
         return _producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
     }
 
+    /// <summary>Sends a barrier to one partition of the device's topic: every partition must see every barrier.</summary>
+    public Task<DeliveryResult<byte[]?, byte[]?>> SendBarrierAsync(DeviceChannel channel, int partition, Tag tag, ReadOnlySpan<long> tokens)
+    {
+        var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
+        if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, new TransactionHeader(TransactionKind.Barrier, tag, 0, 0, 0, 0), [], tokenBytes, []);
+        var headers = new Headers { { HeaderNames.Header, header } };
+        if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
+        return _producer.ProduceAsync(new TopicPartition(channel.Topic, partition), new Message<byte[]?, byte[]?> { Key = BarrierKey, Value = [], Headers = headers });
+    }
+
+    /// <summary>Partitions of a device topic, from the cluster's metadata (cached; [0] when unknown).</summary>
+    public int[] PartitionsOf(DeviceChannel channel)
+    {
+        if (channel.Partitions is { Length: > 0 } known) return known;
+        try
+        {
+            using var admin = new DependentAdminClientBuilder(_producer.Handle).Build();
+            var md = admin.GetMetadata(channel.Topic, TimeSpan.FromSeconds(5));
+            var t = md.Topics.FirstOrDefault(x => x.Topic == channel.Topic);
+            if (t is { Error.IsError: false, Partitions.Count: > 0 })
+                return channel.Partitions = [.. t.Partitions.Select(p => p.PartitionId).Order()];
+        }
+        catch (KafkaException)
+        {
+        }
+        return [0];
+    }
+
     public void Flush(TimeSpan timeout) => _producer.Flush(timeout);
 
     public void Dispose()
@@ -57,5 +87,4 @@ internal sealed class DeviceLog : IDisposable
 
     public static readonly byte[] BarrierKey = "barrier"u8.ToArray();
 
-    public static Tag BarrierTag(int controllerId, int epoch, long upToSeq) => new(controllerId, epoch, upToSeq);
 }

@@ -16,8 +16,9 @@ internal sealed class InflightWrite
     private int _pending;      // bit per mirror: sent, neither applied nor failed yet
     private bool _incomplete;  // some mirror did not get it
 
-    public InflightWrite(Tag tag, Volume volume, long firstBlock, int blockCount, int bytes)
+    public InflightWrite(Tag tag, Volume volume, long firstBlock, int blockCount, int bytes, int targets)
     {
+        Targets = targets;
         Tag = tag;
         Volume = volume;
         FirstBlock = firstBlock;
@@ -26,8 +27,14 @@ internal sealed class InflightWrite
         _tokens = new long[volume.Mirrors.Length];
         _appliedOn = new TaskCompletionSource[volume.Mirrors.Length];
         for (var i = 0; i < _appliedOn.Length; i++)
+        {
             _appliedOn[i] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if ((targets & (1 << i)) == 0) _appliedOn[i].SetResult(); // not meant for this mirror: nothing to wait for
+        }
     }
+
+    /// <summary>Bit per mirror the write is meant for: every mirror for a write, the target alone for a repair.</summary>
+    public int Targets { get; }
 
     public Tag Tag { get; }
 
@@ -82,7 +89,7 @@ internal sealed class InflightWrite
         return settled;
     }
 
-    /// <summary>True when every mirror of the volume applied the write: only then do the tokens go back.</summary>
+    /// <summary>True when every mirror the write was meant for applied it: only then do the tokens go back.</summary>
     public bool ReachedEveryMirror
     {
         get { lock (_lock) return !_incomplete && _pending == 0; }

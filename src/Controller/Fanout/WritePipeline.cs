@@ -11,6 +11,7 @@ namespace TaggedMirror.Controller.Fanout;
 /// Flow 1: tag a write, make one transaction per mirror (M1), put each on its device's topic, and answer
 /// when the log holds every copy (or when every device applied it, if asked). A copy that cannot be delivered
 /// degrades its mirror; the write succeeds while the volume's minimum number of mirrors hold it.
+/// Repairs (flow 6) go through the same path with a new tag, to their target mirror only.
 /// </summary>
 internal sealed class WritePipeline(
     DeviceLog log,
@@ -28,8 +29,10 @@ internal sealed class WritePipeline(
     {
         get
         {
+            // Read the issued counter before looking at the set: a tag issued after this read is not covered.
+            var issued = tags.Issued;
             lock (_deliveryLock)
-                return _undelivered.Count == 0 ? tags.Issued : _undelivered.Min - 1;
+                return _undelivered.Count == 0 ? issued : Math.Min(issued, _undelivered.Min - 1);
         }
     }
 
@@ -44,37 +47,15 @@ internal sealed class WritePipeline(
         foreach (var m in v.Mirrors)
         {
             if (!m.ReceivesWrites) continue;
-            var channel = log.Channel(m.DeviceId);
-            if (!await channel.WaitForRoomAsync(data.Length, options.LagTimeout, ct))
-            {
+            if (!await log.Channel(m.DeviceId).WaitForRoomAsync(data.Length, options.LagTimeout, ct))
                 await DegradeAsync(v, m, $"device lagged more than {options.MaxLagBytes} bytes behind for {options.LagTimeout.TotalSeconds:0.#}s");
-            }
         }
 
-        var sends = new (int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens)[v.Mirrors.Length];
-        var write = Enqueue(v, kind, firstBlock, blocks, data, sends);
-
-        var holding = 0;
-        foreach (var (i, delivery, tokens) in sends)
-        {
-            if (delivery is null) continue;
-            var m = v.Mirrors[i];
-            try
-            {
-                await delivery;
-                holding++;
-            }
-            catch (ProduceException<byte[]?, byte[]?> ex)
-            {
-                var channel = log.Channel(m.DeviceId);
-                // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
-                if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
-                channel.OnSettled(data.Length);
-                if (write.MarkFailed(i)) Settle(write);
-                await DegradeAsync(v, m, $"copy of {write.Tag} could not be delivered to {channel.Topic}: {ex.Error.Reason}");
-            }
-        }
-        lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
+        var sends = new Send[v.Mirrors.Length];
+        InflightWrite? write;
+        while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence)) is null)
+            await fence!.WaitAsync(ct);
+        var holding = await AwaitDeliveriesAsync(v, write, sends);
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
@@ -97,36 +78,83 @@ internal sealed class WritePipeline(
     }
 
     /// <summary>
-    /// Takes the tag and enqueues every copy under the volume's lock, so each mirror's log gets this volume's
-    /// writes in tag order. Nothing here waits on the network.
+    /// Sends a repair of a range to one mirror with a new tag, past any fence (the caller holds it), and
+    /// waits until the target applied it. Ordered with the target's other writes because it goes through its log.
     /// </summary>
-    private InflightWrite Enqueue(
-        Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data,
-        (int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens)[] sends)
+    public async Task<Tag> RepairAsync(Volume v, Mirror target, long firstBlock, byte[] data, CancellationToken ct)
+    {
+        var sends = new Send[v.Mirrors.Length];
+        var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
+        if (await AwaitDeliveriesAsync(v, write, sends) == 0)
+            throw new MirrorUnavailableException(target.DeviceId);
+        await write.AppliedOnAsync(target.Index).WaitAsync(options.AppliedWaitTimeout, ct);
+        return write.Tag;
+    }
+
+    private static int AllMirrors(Volume v) => (1 << v.Mirrors.Length) - 1;
+
+    private async Task<int> AwaitDeliveriesAsync(Volume v, InflightWrite write, Send[] sends)
+    {
+        var holding = 0;
+        foreach (var (i, delivery, tokens) in sends)
+        {
+            if (delivery is null) continue;
+            var m = v.Mirrors[i];
+            try
+            {
+                await delivery;
+                holding++;
+            }
+            catch (ProduceException<byte[]?, byte[]?> ex)
+            {
+                var channel = log.Channel(m.DeviceId);
+                // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
+                if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
+                channel.OnSettled(write.Bytes);
+                if (write.MarkFailed(i)) Settle(write);
+                await DegradeAsync(v, m, $"copy of {write.Tag} could not be delivered to {channel.Topic}: {ex.Error.Reason}");
+            }
+        }
+        lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
+        return holding;
+    }
+
+    /// <summary>
+    /// Takes the tag and enqueues every copy under the volume's lock, so each mirror's log gets this volume's
+    /// writes in tag order. Nothing here waits on the network. Returns null, with the fence to wait for, when
+    /// the range is being resynced.
+    /// </summary>
+    private InflightWrite? Enqueue(
+        Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data, Send[] sends, int targets,
+        out Task? fence, bool bypassFences = false)
     {
         Span<long> tokenBuffer = stackalloc long[TransactionCodec.MaxTokensPerTransaction];
         lock (v.WriteLock)
         {
+            fence = bypassFences ? null : v.Fences.Find(f => f.Overlaps(firstBlock, blocks))?.Released.Task;
+            if (fence is not null) return null;
             var tag = tags.Next();
-            var write = new InflightWrite(tag, v, firstBlock, blocks, data.Length);
+            var write = new InflightWrite(tag, v, firstBlock, blocks, data.Length, targets);
             _inflight[tag.Seq] = write;
             v.Inflight[tag.Seq] = write;
             lock (_deliveryLock) _undelivered.Add(tag.Seq);
             var fields = new TransactionHeader(kind, tag, firstBlock, blocks, v.BlockSize, v.Blocks);
             foreach (var m in v.Mirrors)
             {
+                if ((targets & (1 << m.Index)) == 0) continue;
                 if (!m.ReceivesWrites)
                 {
+                    m.LastSkippedSeq = tag.Seq;
                     write.MarkSkipped(m.Index);
-                    sends[m.Index] = (m.Index, null, null);
                     continue;
                 }
                 var channel = log.Channel(m.DeviceId);
                 var n = channel.TakeTokens(tokenBuffer);
                 write.MarkSent(m.Index);
                 var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data);
-                sends[m.Index] = (m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray());
+                sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray());
                 channel.OnSent(data.Length);
+                Faults.AfterCopy(options, tag.Seq, log);
             }
             return write;
         }
@@ -157,7 +185,10 @@ internal sealed class WritePipeline(
         if (write.ReachedEveryMirror)
         {
             foreach (var m in write.Volume.Mirrors)
-                log.Channel(m.DeviceId).EnqueueToken(write.TokenOf(m.Index));
+            {
+                if ((write.Targets & (1 << m.Index)) != 0)
+                    log.Channel(m.DeviceId).EnqueueToken(write.TokenOf(m.Index));
+            }
         }
         write.AllApplied.TrySetResult();
     }
@@ -175,4 +206,6 @@ internal sealed class WritePipeline(
     /// <summary>Writes sent to <paramref name="m"/> that it has not applied yet.</summary>
     public IEnumerable<Task> Unapplied(Volume v, Mirror m) =>
         v.Inflight.Values.Select(w => w.AppliedOnAsync(m.Index)).Where(t => !t.IsCompleted);
+
+    private readonly record struct Send(int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens);
 }

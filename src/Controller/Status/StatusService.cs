@@ -1,24 +1,20 @@
 using Confluent.Kafka;
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
-using TaggedMirror.Hosting.Kafka;
 
 namespace TaggedMirror.Controller.Status;
 
 /// <summary>
-/// Builds volume status: mirror states, live tag-table entries per device (from PostgreSQL), and device lag
-/// (log end minus the offset the device has recorded as applied).
+/// Builds volume status: mirror states, live tag-table entries per device (from PostgreSQL), device lag
+/// (log end minus the offset the device has recorded as applied), full-copy progress and resyncs.
 /// </summary>
-internal sealed class StatusService(PgEventStore store, DeviceLog log) : IDisposable
+internal sealed class StatusService(PgEventStore store, DeviceLog log, LogProgress progress)
 {
-    private readonly Lazy<IConsumer<byte[], byte[]>> _probe = new(() =>
-        new ConsumerBuilder<byte[], byte[]>(KafkaSettings.DeviceConsumer(log.Bootstrap, "status-probe")).Build());
-
     public async Task<VolumeStatus> GetAsync(Volume v, CancellationToken ct)
     {
         var live = new Dictionary<string, long>(StringComparer.Ordinal);
-        var applied = new Dictionary<(string Device, int Partition), long>();
         await using (var cmd = store.DataSource.CreateCommand(
             $"SELECT device_id, count(*) FROM {store.Schema}.tag_table WHERE object_id = ANY(@o) GROUP BY device_id"))
         {
@@ -26,34 +22,55 @@ internal sealed class StatusService(PgEventStore store, DeviceLog log) : IDispos
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) live[r.GetString(0)] = r.GetInt64(1);
         }
-        await using (var cmd = store.DataSource.CreateCommand(
-            $"SELECT device_id, partition, next_offset FROM {store.Schema}.device_offsets WHERE device_id = ANY(@d)"))
-        {
-            cmd.Parameters.AddWithValue("d", v.Mirrors.Select(m => m.DeviceId).ToArray());
-            await using var r = await cmd.ExecuteReaderAsync(ct);
-            while (await r.ReadAsync(ct)) applied[(r.GetString(0), r.GetInt32(1))] = r.GetInt64(2);
-        }
-        var mirrors = v.Mirrors.Select(m =>
+        var mirrors = new List<MirrorStatus>();
+        foreach (var m in v.Mirrors)
         {
             var channel = log.Channel(m.DeviceId);
-            var (end, done) = Lag(channel.Topic, m.DeviceId, applied);
-            return new MirrorStatus(m.DeviceId, m.ObjectId, m.State.ToString(), m.Reason, live.GetValueOrDefault(m.DeviceId),
-                channel.UnappliedBytes, channel.PendingTokens, end, done, Math.Max(0, end - done));
-        }).ToArray();
+            var (end, done) = await LagAsync(m.DeviceId, ct);
+            mirrors.Add(new MirrorStatus(m.DeviceId, m.ObjectId, m.State.ToString(), m.Reason, live.GetValueOrDefault(m.DeviceId),
+                channel.UnappliedBytes, channel.PendingTokens, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal));
+        }
         return new VolumeStatus(v.Name, v.BlockSize, v.Blocks, v.ExtensionBlocks, v.MinMirrors, v.Owned,
-            Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, mirrors);
+            Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, [.. mirrors], await ResyncsAsync(v, ct));
+    }
+
+    private async Task<ResyncSummary> ResyncsAsync(Volume v, CancellationToken ct)
+    {
+        long count = 0, bytes = 0;
+        await using (var cmd = store.DataSource.CreateCommand($"SELECT count(*), coalesce(sum(bytes), 0) FROM {store.Schema}.resyncs WHERE volume = @v"))
+        {
+            cmd.Parameters.AddWithValue("v", v.Name);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            await r.ReadAsync(ct);
+            count = r.GetInt64(0);
+            bytes = r.GetInt64(1);
+        }
+        var recent = new List<ResyncRecord>();
+        await using (var cmd = store.DataSource.CreateCommand($"""
+            SELECT tag, source, target, first_block, block_count, extension, bytes, duration_ms, completed_at
+            FROM {store.Schema}.resyncs WHERE volume = @v ORDER BY seq DESC LIMIT 10
+            """))
+        {
+            cmd.Parameters.AddWithValue("v", v.Name);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+            {
+                recent.Add(new ResyncRecord(r.IsDBNull(0) ? null : r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt32(4),
+                    r.GetBoolean(5), r.GetInt64(6), r.GetDouble(7), r.GetFieldValue<DateTimeOffset>(8)));
+            }
+        }
+        return new ResyncSummary(count, bytes, [.. recent]);
     }
 
     /// <summary>Sum over the partitions the device has recorded: log end and applied offset.</summary>
-    private (long End, long Applied) Lag(string topic, string deviceId, Dictionary<(string Device, int Partition), long> applied)
+    private async Task<(long End, long Applied)> LagAsync(string deviceId, CancellationToken ct)
     {
         long end = 0, done = 0;
-        foreach (var ((device, partition), offset) in applied)
+        foreach (var (partition, offset) in await progress.AppliedAsync(deviceId, ct))
         {
-            if (device != deviceId) continue;
             try
             {
-                end += _probe.Value.QueryWatermarkOffsets(new TopicPartition(topic, partition), TimeSpan.FromSeconds(2)).High.Value;
+                end += progress.LogEnd(deviceId, partition);
             }
             catch (KafkaException)
             {
@@ -62,10 +79,5 @@ internal sealed class StatusService(PgEventStore store, DeviceLog log) : IDispos
             done += offset;
         }
         return (end, done);
-    }
-
-    public void Dispose()
-    {
-        if (_probe.IsValueCreated) _probe.Value.Dispose();
     }
 }

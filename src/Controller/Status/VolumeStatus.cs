@@ -11,7 +11,14 @@ internal sealed record VolumeStatus(
     long WritesAccepted,
     long BytesAccepted,
     int InflightWrites,
-    MirrorStatus[] Mirrors);
+    MirrorStatus[] Mirrors,
+    ResyncSummary Resyncs);
+
+/// <summary>Resyncs of a volume: totals and the most recent.</summary>
+internal sealed record ResyncSummary(long Count, long BytesCopied, ResyncRecord[] Recent);
+
+/// <summary>One resync (a tag's range, or a step of a full copy when <paramref name="Tag"/> is null).</summary>
+internal sealed record ResyncRecord(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension, long Bytes, double DurationMs, DateTimeOffset CompletedAt);
 
 /// <summary>One mirror in <see cref="VolumeStatus"/>.</summary>
 internal sealed record MirrorStatus(
@@ -24,4 +31,6 @@ internal sealed record MirrorStatus(
     int PendingTokens,
     long LogEndOffset,
     long AppliedOffset,
-    long LagMessages);
+    long LagMessages,
+    long FullCopyDoneBlocks,
+    long FullCopyTotalBlocks);

@@ -35,6 +35,12 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     /// <summary>Writes sent and not yet applied everywhere they were sent, by sequence (for read-your-writes).</summary>
     public ConcurrentDictionary<long, InflightWrite> Inflight { get; } = new();
 
+    /// <summary>Ranges being resynced; new writes overlapping one wait for it (guarded by <see cref="WriteLock"/>).</summary>
+    public List<RangeFence> Fences { get; } = [];
+
+    /// <summary>One resync or full-copy step at a time per volume.</summary>
+    public SemaphoreSlim ResyncLock { get; } = new(1, 1);
+
     /// <summary>True while this controller holds the volume's lease.</summary>
     public bool Owned { get; set; }
 
@@ -58,8 +64,31 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
 
     public string? Reason { get; set; }
 
+    /// <summary>Highest sequence of this epoch not sent to this mirror (0: none). Reconciliation must cover it before the mirror is in sync again.</summary>
+    public long LastSkippedSeq { get; set; }
+
+    /// <summary>Blocks copied so far by a running full copy, and its total.</summary>
+    public long FullCopyDone { get; set; }
+
+    public long FullCopyTotal { get; set; }
+
+    /// <summary>The mirror lost writes the log no longer holds and has not been fully copied since.</summary>
+    public bool FullCopyPending { get; set; }
+
     public byte[] ObjectIdUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(objectId);
 
-    /// <summary>Copies go to mirrors that are in sync or waiting for a full copy, not to degraded ones.</summary>
+    /// <summary>Copies go to every mirror but a degraded one.</summary>
     public bool ReceivesWrites => State != MirrorState.Degraded;
+}
+
+/// <summary>A block range held for a resync: writes to it wait until <see cref="Released"/> completes.</summary>
+internal sealed class RangeFence(long firstBlock, long blocks)
+{
+    public long FirstBlock { get; } = firstBlock;
+
+    public long End { get; } = firstBlock + blocks;
+
+    public TaskCompletionSource Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public bool Overlaps(long first, long blocks) => first < End && FirstBlock < first + blocks;
 }

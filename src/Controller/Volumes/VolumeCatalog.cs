@@ -45,7 +45,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
                         break;
                     case VolumeEventTypes.MirrorStateChanged when v is not null:
                         var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
-                        if (v.MirrorOn(c.DeviceId) is { } m) { m.State = c.State; m.Reason = c.Reason; }
+                        if (v.MirrorOn(c.DeviceId) is { } m) Apply(m, c.State, c.Reason);
                         break;
                 }
             }
@@ -75,8 +75,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         {
             if (m.State == state) return;
             // In memory first: the write path must stop sending to a degraded mirror at once.
-            m.State = state;
-            m.Reason = reason;
+            Apply(m, state, reason);
             logger.LogWarning("Volume {Volume}: mirror on {Device} is now {State}: {Reason}", v.Name, m.DeviceId, state, reason);
             var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
             await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.MirrorStateChanged, data)], ct);
@@ -123,6 +122,14 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         {
             v.AppendLock.Release();
         }
+    }
+
+    private static void Apply(Mirror m, MirrorState state, string reason)
+    {
+        if (state == MirrorState.NeedsFullCopy) m.FullCopyPending = true;
+        else if (state == MirrorState.InSync) m.FullCopyPending = false;
+        m.State = state;
+        m.Reason = reason;
     }
 
     private static Volume FromCreated(VolumeCreated c) =>

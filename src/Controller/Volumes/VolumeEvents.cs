@@ -31,6 +31,9 @@ internal enum MirrorState
     /// <summary>Writes are not delivered to it (its log was undeliverable or it lagged too long). Not read from.</summary>
     Degraded,
 
+    /// <summary>Receives writes again; reconciliation is copying what it missed. Not read from, not a resync source.</summary>
+    Resyncing,
+
     /// <summary>It missed writes the log no longer holds: it still receives writes but needs a full copy. Not read from.</summary>
     NeedsFullCopy,
 }

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Controller.Tagging;
+using TaggedMirror.Controller.Volumes;
+
+namespace TaggedMirror.Controller.Fanout;
+
+/// <summary>
+/// Flow 4. Puts <c>Barrier(controller, epoch, upToSeq)</c> on every partition of every mirror's topic, where
+/// every write up to <c>upToSeq</c> has been delivered or has failed. A device that passes it and has no entry
+/// for such a write will never get it: that is what lets reconciliation ask for a resync. The first barrier of
+/// an epoch (upToSeq 0) also closes every earlier epoch of this controller, since none of their writes can
+/// follow it in the log. Barriers carry waiting tokens, so tag tables drain on idle volumes (flow 3), and a
+/// barrier that reaches a degraded mirror's log brings the mirror back to receive writes while it is resynced.
+/// </summary>
+internal sealed class BarrierPublisher(
+    DeviceLog log, WritePipeline pipeline, TagGenerator tags, VolumeCatalog catalog, ControllerOptions options, ILogger<BarrierPublisher> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.IdleTokenFlush);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            var devices = catalog.All.Where(v => v.Owned).SelectMany(v => v.Mirrors).Select(m => m.DeviceId).Distinct(StringComparer.Ordinal);
+            foreach (var device in devices)
+            {
+                var channel = log.Channel(device);
+                if (channel.BarrierInFlight is { IsCompleted: false }) continue;
+                var tokensWaiting = channel.PendingTokens > 0 && channel.SinceLastSend >= options.IdleTokenFlush;
+                var due = Stopwatch.GetElapsedTime(channel.LastBarrierTimestamp) >= options.BarrierInterval;
+                if (!tokensWaiting && !due) continue;
+                channel.LastBarrierTimestamp = Stopwatch.GetTimestamp();
+                channel.BarrierInFlight = SendAsync(channel, stoppingToken);
+            }
+        }
+    }
+
+    private async Task SendAsync(DeviceChannel channel, CancellationToken ct)
+    {
+        var tokens = new long[TransactionCodec.MaxTokensPerTransaction];
+        var n = channel.TakeTokens(tokens);
+        var tag = new Tag(tags.ControllerId, tags.Epoch, pipeline.DeliveredUpTo);
+        channel.OnTokensOnlySent();
+        try
+        {
+            var partitions = log.PartitionsOf(channel);
+            var sends = partitions.Select((p, i) => log.SendBarrierAsync(channel, p, tag, i == 0 ? tokens.AsSpan(0, n) : default)).ToArray();
+            await Task.WhenAll(sends);
+            await ReviveDegradedMirrorsAsync(channel.DeviceId, ct);
+        }
+        catch (ProduceException<byte[]?, byte[]?> ex)
+        {
+            for (var i = 0; i < n; i++) channel.EnqueueToken(tokens[i]);
+            logger.LogDebug("Barrier {Tag} to {Topic} not delivered: {Reason}", tag, channel.Topic, ex.Error.Reason);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            for (var i = 0; i < n; i++) channel.EnqueueToken(tokens[i]);
+            logger.LogWarning(ex, "Barrier to {Topic} failed", channel.Topic);
+        }
+    }
+
+    /// <summary>The device's log takes writes again: its degraded mirrors receive writes and are resynced.</summary>
+    private async Task ReviveDegradedMirrorsAsync(string deviceId, CancellationToken ct)
+    {
+        foreach (var v in catalog.All)
+        {
+            if (v.Owned && v.MirrorOn(deviceId) is { State: MirrorState.Degraded } m)
+            {
+                await catalog.SetMirrorStateAsync(v, m, m.FullCopyPending ? MirrorState.NeedsFullCopy : MirrorState.Resyncing,
+                    $"log of {deviceId} takes writes again; copying what it missed", ct);
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using Confluent.Kafka;
+using TaggedMirror.Controller.Fanout;
+using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Kafka;
+
+namespace TaggedMirror.Controller.Reconciliation;
+
+/// <summary>
+/// Where each device's log ends and how far the device has applied it (its offsets, recorded in PostgreSQL
+/// with its tag table). Used for lag in status and, before a resync reads a source, to wait until the source
+/// has applied everything its log holds, including writes of an earlier epoch this controller never tracked.
+/// </summary>
+internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposable
+{
+    private readonly Lazy<IConsumer<byte[], byte[]>> _probe = new(() =>
+        new ConsumerBuilder<byte[], byte[]>(KafkaSettings.DeviceConsumer(log.Bootstrap, "progress-probe")).Build());
+    private readonly Lock _probeLock = new();
+
+    public long LogEnd(string deviceId, int partition)
+    {
+        lock (_probeLock)
+            return _probe.Value.QueryWatermarkOffsets(new TopicPartition(Contracts.Topics.Device(deviceId), partition), TimeSpan.FromSeconds(5)).High.Value;
+    }
+
+    public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct)
+    {
+        var result = new Dictionary<int, long>();
+        await using var cmd = store.DataSource.CreateCommand($"SELECT partition, next_offset FROM {store.Schema}.device_offsets WHERE device_id = @d");
+        cmd.Parameters.AddWithValue("d", deviceId);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) result[r.GetInt32(0)] = r.GetInt64(1);
+        return result;
+    }
+
+    /// <summary>Waits until the device has applied every message its log held when this was called.</summary>
+    public async Task WaitCaughtUpAsync(string deviceId, TimeSpan timeout, CancellationToken ct)
+    {
+        var partitions = log.PartitionsOf(log.Channel(deviceId));
+        var ends = partitions.ToDictionary(p => p, p => LogEnd(deviceId, p));
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var applied = await AppliedAsync(deviceId, ct);
+            if (ends.All(kv => kv.Value == 0 || applied.GetValueOrDefault(kv.Key) >= kv.Value)) return;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"device {deviceId} did not apply its log up to {string.Join(",", ends.Values)} within {timeout.TotalSeconds:0}s");
+            await Task.Delay(25, ct);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_probe.IsValueCreated) _probe.Value.Dispose();
+    }
+}

@@ -1,0 +1,91 @@
+using TaggedMirror.Controller.Tagging;
+using TaggedMirror.Controller.Volumes;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Reconciliation;
+
+/// <summary>
+/// Brings mirrors back: runs a full copy for a mirror that needs one, and declares a resyncing mirror in sync
+/// once every mirror of the volume has passed a barrier of this epoch covering the last write it missed, and
+/// reconciliation shows no covered write it still lacks (all were repaired).
+/// </summary>
+internal sealed class MirrorMaintenance(
+    VolumeCatalog catalog, ResyncService resyncs, PgEventStore store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
+{
+    private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            foreach (var v in catalog.All.Where(v => v.Owned))
+            {
+                foreach (var m in v.Mirrors)
+                {
+                    try
+                    {
+                        if (m.State == MirrorState.NeedsFullCopy) StartFullCopy(v, m, stoppingToken);
+                        else if (m.State == MirrorState.Resyncing && await CaughtUpAsync(v, m, stoppingToken))
+                            await catalog.SetMirrorStateAsync(v, m, MirrorState.InSync, "every write it missed has been copied", stoppingToken);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        logger.LogWarning("Volume {Volume}, mirror {Device}: {Reason}", v.Name, m.DeviceId, ex.Message);
+                    }
+                }
+            }
+        }
+    }
+
+    private void StartFullCopy(Volume v, Mirror m, CancellationToken ct)
+    {
+        var key = (v.Name, m.DeviceId);
+        if (_fullCopies.TryGetValue(key, out var running) && !running.IsCompleted) return;
+        _fullCopies[key] = Task.Run(async () =>
+        {
+            try
+            {
+                await resyncs.FullCopyAsync(v, m, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogWarning("Volume {Volume}: full copy to {Device} stopped ({Reason}); it starts again", v.Name, m.DeviceId, ex.Message);
+            }
+        }, ct);
+    }
+
+    private async Task<bool> CaughtUpAsync(Volume v, Mirror m, CancellationToken ct)
+    {
+        var s = store.Schema;
+        await using var cmd = store.DataSource.CreateCommand($"""
+            WITH per_device AS (
+                SELECT device_id, min(up_to_seq) AS up_to FROM {s}.recon_barriers
+                WHERE controller_id = @c AND epoch = @e AND device_id = ANY(@devices) GROUP BY device_id)
+            SELECT (SELECT count(*) FROM per_device),
+                   (SELECT coalesce(min(up_to), -1) FROM per_device),
+                   (SELECT count(*) FROM (
+                        SELECT DISTINCT t.controller_id, t.epoch, t.seq FROM {s}.recon_entries t
+                        WHERE t.volume = @v
+                          AND NOT EXISTS (SELECT 1 FROM {s}.recon_entries x
+                                          WHERE (x.controller_id, x.epoch, x.seq, x.device_id) = (t.controller_id, t.epoch, t.seq, @d))
+                          AND NOT EXISTS (SELECT 1 FROM {s}.recon_repaired r
+                                          WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, @d))
+                          AND EXISTS (SELECT 1 FROM {s}.recon_barriers b WHERE b.device_id = @d AND b.controller_id = t.controller_id)
+                          AND NOT EXISTS (SELECT 1 FROM {s}.recon_barriers b
+                                          WHERE b.device_id = @d AND b.controller_id = t.controller_id
+                                            AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq)))) missing)
+            """);
+        cmd.Parameters.AddWithValue("c", tags.ControllerId);
+        cmd.Parameters.AddWithValue("e", tags.Epoch);
+        cmd.Parameters.AddWithValue("devices", v.Mirrors.Select(x => x.DeviceId).ToArray());
+        cmd.Parameters.AddWithValue("v", v.Name);
+        cmd.Parameters.AddWithValue("d", m.DeviceId);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        await r.ReadAsync(ct);
+        var devicesPassed = r.GetInt64(0);
+        var commonBarrier = r.GetInt64(1);
+        var missing = r.GetInt64(2);
+        return devicesPassed == v.Mirrors.Length && commonBarrier >= m.LastSkippedSeq && missing == 0;
+    }
+}

@@ -1,0 +1,208 @@
+using System.Text.Json;
+using Npgsql;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.TagTable;
+using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Controller.Volumes;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Reconciliation;
+
+/// <summary>
+/// M4, flow 5: an asynchronous projection over every tag-table stream (and the volume and resync streams),
+/// in the store's commit order, its checkpoint in the same transaction as its own tables.
+/// <para>
+/// Per tag it keeps which mirrors recorded it; per device and partition, the latest barrier passed. A tag
+/// recorded on some mirrors is provably never coming to mirror D once D passed a barrier covering it: the
+/// barrier's events follow D's entries in D's stream, and this projection reads in commit order, so when it
+/// sees the barrier it has seen every entry D will ever make for that tag. Then it asks for a resync of
+/// exactly that write's range. A tag every mirror has (or had repaired) whose entries are still live after a
+/// grace period lost its tokens (say the controller died before piggybacking them): it asks the owning
+/// controller to send those tokens, so tables drain. Requests go to an outbox in the same transaction and are
+/// published on the bus after commit, so a crash never loses or half-sends a decision.
+/// </para>
+/// </summary>
+internal sealed class ReconciliationProjection(string schema, ControllerOptions options) : IResettableProjection
+{
+    public string Name => "reconciliation";
+
+    private static readonly string[] Tables =
+        ["recon_volumes", "recon_entries", "recon_repaired", "recon_barriers", "recon_requested", "recon_outbox"];
+
+    public async Task MigrateAsync(NpgsqlConnection c, string schemaName, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand($"""
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_volumes (volume text PRIMARY KEY, devices text[] NOT NULL);
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_entries (
+                controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
+                volume text NOT NULL, token bigint NOT NULL, first_block bigint NOT NULL, block_count int NOT NULL,
+                extension boolean NOT NULL, recorded_at timestamptz NOT NULL,
+                retired boolean NOT NULL DEFAULT false, retire_requested boolean NOT NULL DEFAULT false,
+                PRIMARY KEY (controller_id, epoch, seq, device_id));
+            CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_repaired (
+                controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
+                PRIMARY KEY (controller_id, epoch, seq, device_id));
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_barriers (
+                device_id text NOT NULL, partition int NOT NULL, controller_id int NOT NULL, epoch int NOT NULL, up_to_seq bigint NOT NULL,
+                PRIMARY KEY (device_id, partition, controller_id));
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_requested (
+                controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
+                requested_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (controller_id, epoch, seq, device_id));
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_outbox (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
+            CREATE INDEX IF NOT EXISTS recon_outbox_unpublished ON {schemaName}.recon_outbox (id) WHERE published_at IS NULL;
+            """, c);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    public async ValueTask ResetAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(string.Join(";", Tables.Select(x => $"TRUNCATE {schema}.{x}")), c, t);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    public async ValueTask ApplyAsync(NpgsqlConnection c, NpgsqlTransaction t, IReadOnlyList<StoredEvent> events, CancellationToken ct)
+    {
+        var batch = new NpgsqlBatch(c, t);
+        foreach (var e in events)
+            Record(batch, e);
+        if (batch.BatchCommands.Count > 0)
+            await batch.ExecuteNonQueryAsync(ct);
+        await batch.DisposeAsync();
+        await DecideAsync(c, t, ct);
+    }
+
+    private void Record(NpgsqlBatch batch, StoredEvent e)
+    {
+        switch (e.Type)
+        {
+            case VolumeEventTypes.Created:
+            {
+                var v = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!;
+                Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
+                break;
+            }
+            case TagTableEventTypes.Recorded:
+            {
+                var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!;
+                if (r.Kind == TransactionKind.Repair) break; // a repair's own tag is for its target only
+                Add(batch, $"""
+                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING
+                    """,
+                    r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp);
+                break;
+            }
+            case TagTableEventTypes.Retired:
+            {
+                var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRetired)!;
+                Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = $1 AND token = $2", Device(e), r.Token);
+                break;
+            }
+            case TagTableEventTypes.Barrier:
+            {
+                var b = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.BarrierPassed)!;
+                Add(batch, $"""
+                    INSERT INTO {schema}.recon_barriers VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (device_id, partition, controller_id) DO UPDATE SET epoch = excluded.epoch, up_to_seq = excluded.up_to_seq
+                    WHERE (recon_barriers.epoch, recon_barriers.up_to_seq) < (excluded.epoch, excluded.up_to_seq)
+                    """, Device(e), b.Partition, b.ControllerId, b.Epoch, b.UpToSeq);
+                break;
+            }
+            case ResyncEventTypes.Completed:
+            {
+                var r = JsonSerializer.Deserialize(e.Data, ResyncJson.Default.ResyncCompleted)!;
+                if (r.Tag is null || !Tag.TryParse(r.Tag, out var tag)) break;
+                Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
+                break;
+            }
+        }
+    }
+
+    /// <summary>Set-based decisions over the (small) tables of unsettled tags. Idempotent: run after every batch.</summary>
+    private async Task DecideAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand($"""
+            -- Tags every entry of which is retired are settled: forget them.
+            WITH settled AS (
+                SELECT controller_id, epoch, seq FROM {schema}.recon_entries
+                GROUP BY 1, 2, 3 HAVING bool_and(retired))
+            , gone AS (
+                DELETE FROM {schema}.recon_entries e USING settled s
+                WHERE (e.controller_id, e.epoch, e.seq) = (s.controller_id, s.epoch, s.seq) RETURNING e.controller_id, e.epoch, e.seq)
+            DELETE FROM {schema}.recon_repaired r USING gone g WHERE (r.controller_id, r.epoch, r.seq) = (g.controller_id, g.epoch, g.seq);
+
+            -- A request that was not carried out (controller down, no healthy source) is asked again.
+            DELETE FROM {schema}.recon_requested r
+            WHERE r.requested_at < now() - interval '20 seconds'
+              AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired p
+                              WHERE (p.controller_id, p.epoch, p.seq, p.device_id) = (r.controller_id, r.epoch, r.seq, r.device_id));
+
+            -- Missing and provably never coming: the target passed, on every partition it has a barrier row for,
+            -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past it).
+            WITH tags AS (
+                SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,
+                       min(block_count) AS block_count, bool_or(extension) AS extension
+                FROM {schema}.recon_entries GROUP BY 1, 2, 3, 4)
+            , missing AS (
+                SELECT t.*, d.device AS target
+                FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume CROSS JOIN LATERAL unnest(v.devices) AS d(device)
+                WHERE NOT EXISTS (SELECT 1 FROM {schema}.recon_entries e
+                                  WHERE (e.controller_id, e.epoch, e.seq, e.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
+                                  WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_requested q
+                                  WHERE (q.controller_id, q.epoch, q.seq, q.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
+                  AND EXISTS (SELECT 1 FROM {schema}.recon_barriers b WHERE b.device_id = d.device AND b.controller_id = t.controller_id)
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_barriers b
+                                  WHERE b.device_id = d.device AND b.controller_id = t.controller_id
+                                    AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq))))
+            , requested AS (
+                INSERT INTO {schema}.recon_requested (controller_id, epoch, seq, device_id)
+                SELECT controller_id, epoch, seq, target FROM missing RETURNING 1)
+            INSERT INTO {schema}.recon_outbox (kind, payload)
+            SELECT 'resync', jsonb_build_object(
+                'volume', volume, 'tag', controller_id || ':' || epoch || ':' || seq, 'firstBlock', first_block,
+                'blockCount', block_count, 'extension', extension, 'sourceDevice', source, 'targetDevice', target)
+            FROM missing;
+
+            -- On every mirror (recorded or repaired) but still live past the grace period, or repaired (the
+            -- write path never returns a repaired tag's tokens): have the owner send the tokens.
+            WITH tags AS (
+                SELECT e.controller_id, e.epoch, e.seq, e.volume, max(e.recorded_at) AS last_recorded,
+                       array_agg(e.device_id) AS devices
+                FROM {schema}.recon_entries e GROUP BY 1, 2, 3, 4)
+            , matched AS (
+                SELECT t.* FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM unnest(v.devices) AS d(device)
+                    WHERE d.device <> ALL (t.devices)
+                      AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
+                                      WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
+                  AND (t.last_recorded < now() - @grace
+                       OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq))))
+            , marked AS (
+                UPDATE {schema}.recon_entries e SET retire_requested = true FROM matched m
+                WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired AND NOT e.retire_requested
+                RETURNING e.volume, e.device_id, e.token)
+            INSERT INTO {schema}.recon_outbox (kind, payload)
+            SELECT 'retire', jsonb_build_object('volume', volume,
+                   'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token)))
+            FROM marked GROUP BY volume;
+            """, c, t);
+        cmd.Parameters.AddWithValue("grace", options.RetireMatchedAfter);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private static string Device(StoredEvent e) => e.StreamId[(e.StreamId.IndexOf('-', StringComparison.Ordinal) + 1)..];
+
+    private static void Add(NpgsqlBatch batch, string sql, params object[] values)
+    {
+        var cmd = new NpgsqlBatchCommand(sql);
+        foreach (var v in values) cmd.Parameters.Add(new NpgsqlParameter { Value = v });
+        batch.BatchCommands.Add(cmd);
+    }
+}

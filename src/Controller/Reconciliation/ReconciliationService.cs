@@ -1,0 +1,79 @@
+using System.Text.Json;
+using MassTransit;
+using TaggedMirror.Contracts.Bus;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Reconciliation;
+
+/// <summary>
+/// Runs the reconciliation projection under the event store's daemon, and publishes what it decided (its
+/// outbox) on the bus. Several controllers may run both: the daemon serialises rounds, and outbox rows are
+/// claimed with SKIP LOCKED, so each decision is published once (consumers are idempotent anyway).
+/// </summary>
+internal sealed class ReconciliationService(
+    PgEventStore store, ReconciliationProjection projection, IBus bus, ILogger<ReconciliationService> logger, ILogger<ProjectionDaemon> daemonLogger)
+    : BackgroundService
+{
+    private static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var daemon = new ProjectionDaemon(store, projection, new ProjectionDaemonOptions(), daemonLogger);
+        return Task.WhenAll(daemon.RunAsync(stoppingToken), PublishOutboxAsync(stoppingToken));
+    }
+
+    private async Task PublishOutboxAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+        while (await timer.WaitForNextTickAsync(ct))
+        {
+            try
+            {
+                while (await PublishBatchAsync(ct) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                logger.LogWarning("Reconciliation outbox: {Reason}; trying again", ex.Message);
+                await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            }
+        }
+    }
+
+    private async Task<int> PublishBatchAsync(CancellationToken ct)
+    {
+        await using var conn = await store.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        var rows = new List<(long Id, string Kind, string Payload)>();
+        await using (var cmd = new Npgsql.NpgsqlCommand(
+            $"SELECT id, kind, payload::text FROM {store.Schema}.recon_outbox WHERE published_at IS NULL ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED", conn, tx))
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+        {
+            while (await r.ReadAsync(ct)) rows.Add((r.GetInt64(0), r.GetString(1), r.GetString(2)));
+        }
+        if (rows.Count == 0) return 0;
+        foreach (var (_, kind, payload) in rows)
+        {
+            switch (kind)
+            {
+                case "resync":
+                    var resync = JsonSerializer.Deserialize<ResyncRequested>(payload, Json)!;
+                    logger.LogInformation("Reconciliation: {Tag} of {Volume} never reached {Target}: resync blocks [{First}, {End}) from {Source}",
+                        resync.Tag, resync.Volume, resync.TargetDevice, resync.FirstBlock, resync.FirstBlock + resync.BlockCount, resync.SourceDevice);
+                    await bus.Publish(resync, ct);
+                    break;
+                case "retire":
+                    await bus.Publish(JsonSerializer.Deserialize<RetireEntries>(payload, Json)!, ct);
+                    break;
+            }
+        }
+        await using (var cmd = new Npgsql.NpgsqlCommand($"UPDATE {store.Schema}.recon_outbox SET published_at = now() WHERE id = ANY(@ids)", conn, tx))
+        {
+            cmd.Parameters.AddWithValue("ids", rows.Select(r => r.Id).ToArray());
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return rows.Count;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Text.Json;
+using TaggedMirror.Contracts.Bus;
+using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Volumes;
+using TaggedMirror.EventStore;
+
+namespace TaggedMirror.Controller.Reconciliation;
+
+/// <summary>
+/// Flow 6 and full copies. Copying a range: fence it (new writes to it wait), wait until the source has applied
+/// everything sent to it and everything its log holds, read the range from the source, send it to the target
+/// as a repair with a new tag through the target's own log (so it lands after the target's earlier writes),
+/// wait until the target applied it, release the fence, record the resync. Only an in-sync mirror is a source:
+/// a mirror that itself missed writes could copy a stale range over a newer one.
+/// </summary>
+internal sealed class ResyncService(
+    VolumeCatalog catalog,
+    WritePipeline pipeline,
+    DeviceReader devices,
+    LogProgress progress,
+    PgEventStore store,
+    ControllerOptions options,
+    ILogger<ResyncService> logger)
+{
+    /// <summary>Carries out a request from reconciliation. Repeating a request for a resolved tag does nothing.</summary>
+    public async Task ResyncAsync(ResyncRequested r, CancellationToken ct)
+    {
+        if (catalog.Find(r.Volume) is not { Owned: true } v) return;   // another controller's volume
+        if (v.MirrorOn(r.TargetDevice) is not { } target) return;
+        if (await AlreadyResyncedAsync(v.Name, r.Tag, r.TargetDevice, ct))
+        {
+            logger.LogDebug("Resync of {Tag} to {Target} already done", r.Tag, r.TargetDevice);
+            return;
+        }
+        var source = v.MirrorOn(r.SourceDevice) is { State: MirrorState.InSync } preferred && preferred != target
+            ? preferred
+            : Array.Find(v.Mirrors, m => m != target && m.State == MirrorState.InSync)
+              ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy {r.Tag} from; reconciliation will ask again");
+        await CopyAsync(v, source, target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
+    }
+
+    /// <summary>Copies every block of the volume to <paramref name="target"/>, range by range, while writes go on.</summary>
+    public async Task FullCopyAsync(Volume v, Mirror target, CancellationToken ct)
+    {
+        var source = Array.Find(v.Mirrors, m => m != target && m.State == MirrorState.InSync)
+            ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy from");
+        var total = v.TotalBlocks;
+        target.FullCopyTotal = total;
+        target.FullCopyDone = 0;
+        logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks from {Source} to {Target}", v.Name, total, source.DeviceId, target.DeviceId);
+        for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
+        {
+            var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
+            await CopyAsync(v, source, target, first, n, first >= v.Blocks, tag: null, ct);
+            target.FullCopyDone = first + n;
+        }
+        await catalog.SetMirrorStateAsync(v, target, MirrorState.InSync, $"full copy of {total} blocks from {source.DeviceId} done", ct);
+        await using var cmd = store.DataSource.CreateCommand(
+            $"UPDATE {store.Schema}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = @o");
+        cmd.Parameters.AddWithValue("d", target.DeviceId);
+        cmd.Parameters.AddWithValue("o", target.ObjectId);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private async Task CopyAsync(Volume v, Mirror source, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
+    {
+        await v.ResyncLock.WaitAsync(ct);
+        var started = Stopwatch.GetTimestamp();
+        var fence = new RangeFence(firstBlock, blocks);
+        try
+        {
+            lock (v.WriteLock) v.Fences.Add(fence);
+            try
+            {
+                await Task.WhenAll(pipeline.Unapplied(v, source)).WaitAsync(options.AppliedWaitTimeout, ct);
+                await progress.WaitCaughtUpAsync(source.DeviceId, options.AppliedWaitTimeout, ct);
+                var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, firstBlock * v.BlockSize, blocks * v.BlockSize, ct)
+                    ?? new byte[blocks * v.BlockSize];
+                var repairTag = await pipeline.RepairAsync(v, target, firstBlock, data, ct);
+                var elapsed = Stopwatch.GetElapsedTime(started);
+                var done = new ResyncCompleted(tag, target.DeviceId, source.DeviceId, firstBlock, blocks, extension, data.Length, elapsed.TotalMilliseconds, repairTag.ToString());
+                await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
+                    [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);
+                logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
+                    v.Name, firstBlock, firstBlock + blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
+            }
+            finally
+            {
+                lock (v.WriteLock) v.Fences.Remove(fence);
+                fence.Released.TrySetResult();
+            }
+        }
+        finally
+        {
+            v.ResyncLock.Release();
+        }
+    }
+
+    private async Task<bool> AlreadyResyncedAsync(string volume, string tag, string target, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand(
+            $"SELECT EXISTS (SELECT 1 FROM {store.Schema}.resyncs WHERE volume = @v AND tag = @t AND target = @d)");
+        cmd.Parameters.AddWithValue("v", volume);
+        cmd.Parameters.AddWithValue("t", tag);
+        cmd.Parameters.AddWithValue("d", target);
+        return (bool)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+}
