@@ -1,3 +1,4 @@
+using MassTransit;
 using TaggedMirror.Controller;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
@@ -44,11 +45,23 @@ builder.Services.AddHostedService<MirrorMaintenance>();
 builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
 builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
-builder.Services.AddTaggedMirrorBus(options, "controller-" + controller.Id, x =>
-{
-    x.AddConsumer<DeviceEventsConsumer>();
-    x.AddConsumer<ReconciliationConsumer>();
-});
+builder.Services.AddTaggedMirrorBus(options,
+    x =>
+    {
+        x.AddConsumer<DeviceEventsConsumer>();
+        x.AddConsumer<ReconciliationConsumer>();
+    },
+    new Dictionary<string, Action<IReceiveEndpointConfigurator, IBusRegistrationContext>>
+    {
+        // Acknowledgements have a queue to themselves: nothing on it waits, so they are never stuck behind a resync.
+        [$"controller-{controller.Id}"] = (e, context) => e.ConfigureConsumer<DeviceEventsConsumer>(context),
+        // Resyncs wait for acknowledgements, one volume at a time; a few run at once.
+        [$"controller-{controller.Id}-reconciliation"] = (e, context) =>
+        {
+            e.ConcurrentMessageLimit = 4;
+            e.ConfigureConsumer<ReconciliationConsumer>(context);
+        },
+    });
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<TelemetrySetup>();

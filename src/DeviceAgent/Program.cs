@@ -18,7 +18,7 @@ builder.Services.AddSingleton(new ObjectFiles(agent.DataDirectory));
 builder.Services.AddSingleton<DeviceStatus>();
 builder.Services.AddSingleton(sp => new PgEventStore(
     sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema, [new LiveTagTableProjection(options.Schema)]));
-builder.Services.AddTaggedMirrorBus(options, "agent-" + agent.DeviceId);
+builder.Services.AddTaggedMirrorBus(options);
 builder.Services.AddHostedService<DeviceConsumer>();
 
 var app = builder.Build();

@@ -74,13 +74,14 @@ public sealed class FaultTests
     }
 
     [Fact]
-    public async Task device_stopped_past_its_partition_window_reports_truncation_and_its_mirror_needs_a_full_copy()
+    public async Task device_stopped_past_its_partition_window_is_reported_marked_and_fully_copied_while_writes_go_on()
     {
         // A lag bound larger than the mock broker's 5 MiB partition window, so the log really runs ahead.
         await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
         {
             ["Controller__MaxLagBytes"] = (64 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Controller__LagTimeout"] = "00:02:00",
+            ["Controller__FullCopyChunkBlocks"] = "32",
         });
         const long blocks = 512;
         await cluster.CreateVolumeAsync("trunc", BlockSize, blocks);
@@ -89,26 +90,28 @@ public sealed class FaultTests
         await cluster.WaitTagTablesEmptyAsync();
 
         await cluster.Agent("d1").StopAsync();
-        // 10 MiB of 64 KiB writes: twice the window, so d1's next offset falls off its partition.
+        // 10 MiB of up to 64 KiB writes: twice the window, so d1's next offset falls off its partition.
         await new WriteLoad(cluster, "trunc", model, seed: 4).RunAsync(writes: 160, concurrency: 2, maxBlocks: 16);
         await cluster.StartAgentAsync("d1", waitRunning: false);
 
+        // Writes go on while d1 is brought back by a full copy.
+        var during = new WriteLoad(cluster, "trunc", model, seed: 9);
+        var writes = during.RunAsync(writes: 300, concurrency: 2);
         await Eventually.TrueAsync(async () => (await cluster.AgentStatusAsync("d1")).GetProperty("truncationDetected").GetBoolean(),
             TimeSpan.FromSeconds(60), () => "d1 did not report the truncation\n" + cluster.Logs());
-        await Eventually.TrueAsync(async () =>
-            {
-                var mirrors = (await cluster.VolumeStatusAsync("trunc")).GetProperty("mirrors");
-                return mirrors[1].GetProperty("state").GetString() == "NeedsFullCopy"
-                    && mirrors[0].GetProperty("state").GetString() == "InSync";
-            },
-            TimeSpan.FromSeconds(30), () => "the controller did not mark d1's mirror as needing a full copy\n" + cluster.Logs());
         Assert.Equal(1, await cluster.ScalarAsync(
             "SELECT count(*) FROM {schema}.events WHERE stream_id = 'tagtable-d1' AND type = 'log_truncated'"));
-        Assert.Equal(1, await cluster.ScalarAsync(
-            "SELECT count(*) FROM {schema}.device_objects WHERE device_id = 'd1' AND needs_full_copy"));
+        await Eventually.TrueAsync(async () => await cluster.ScalarAsync(
+                "SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-trunc' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'") == 1,
+            TimeSpan.FromSeconds(30), () => "the controller did not mark d1's mirror as needing a full copy\n" + cluster.Logs());
+        await writes;
 
-        // Nothing stale is served: reads come from the in-sync mirror and match every acknowledged write.
-        await Mirrors.AssertReadsEqualAsync(cluster, "trunc", model.Expected(), BlockSize);
-        Mirrors.AssertObjectFilesEqual(cluster, "trunc", model.Expected(), "d0");
+        await cluster.WaitConvergedAsync("trunc");
+        var fullCopySteps = (await cluster.ResyncsAsync("trunc")).Where(r => r.Tag is null).ToList();
+        Assert.Equal(blocks, fullCopySteps.Sum(r => (long)r.BlockCount));
+        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.device_objects WHERE needs_full_copy"));
+        var expected = model.Expected();
+        Mirrors.AssertObjectFilesEqual(cluster, "trunc", expected);
+        await Mirrors.AssertReadsEqualAsync(cluster, "trunc", expected, BlockSize);
     }
 }

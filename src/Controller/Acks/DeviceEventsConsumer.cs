@@ -28,6 +28,10 @@ internal sealed class DeviceEventsConsumer(WritePipeline pipeline, DeviceLog log
         foreach (var v in catalog.All)
         {
             if (v.MirrorOn(m.DeviceId) is not { } mirror) continue;
+            if (mirror.State == MirrorState.NeedsFullCopy) continue;
+            // What fell off the log will never be applied there: nothing may wait for it. Before the state
+            // change, which is what starts the full copy.
+            if (v.Owned) pipeline.OnMirrorLost(v, mirror);
             await catalog.SetMirrorStateAsync(v, mirror, MirrorState.NeedsFullCopy,
                 $"device {m.DeviceId} needed offset {m.ExpectedOffset} of partition {m.Partition}, the log starts at {m.LogStartOffset}", context.CancellationToken);
         }

@@ -61,16 +61,16 @@ internal sealed class InflightWrite
         _appliedOn[mirror].TrySetException(new MirrorUnavailableException(Volume.Mirrors[mirror].DeviceId));
     }
 
-    /// <summary>The copy could not be delivered. Returns true if that settled the write.</summary>
-    public bool MarkFailed(int mirror)
+    /// <summary>The copy will never be applied. Tells whether the mirror was still pending, and whether that settled the write.</summary>
+    public (bool WasPending, bool Settled) MarkFailed(int mirror)
     {
         _appliedOn[mirror].TrySetException(new MirrorUnavailableException(Volume.Mirrors[mirror].DeviceId));
         lock (_lock)
         {
-            if ((_pending & (1 << mirror)) == 0) return false;
+            if ((_pending & (1 << mirror)) == 0) return (false, false);
             _pending &= ~(1 << mirror);
             _incomplete = true;
-            return _pending == 0;
+            return (true, _pending == 0);
         }
     }
 

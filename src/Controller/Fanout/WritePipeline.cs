@@ -110,8 +110,11 @@ internal sealed class WritePipeline(
                 var channel = log.Channel(m.DeviceId);
                 // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
                 if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
-                channel.OnSettled(write.Bytes);
-                if (write.MarkFailed(i)) Settle(write);
+                if (write.MarkFailed(i) is (true, var settled))
+                {
+                    channel.OnSettled(write.Bytes);
+                    if (settled) Settle(write);
+                }
                 await DegradeAsync(v, m, $"copy of {write.Tag} could not be delivered to {channel.Topic}: {ex.Error.Reason}");
             }
         }
@@ -193,13 +196,18 @@ internal sealed class WritePipeline(
         write.AllApplied.TrySetResult();
     }
 
-    /// <summary>A mirror stopped receiving writes: writes waiting for it are settled without it.</summary>
+    /// <summary>
+    /// Writes sent to <paramref name="m"/> will not be applied (its log is undeliverable, or fell off under it):
+    /// settle them without it, so nothing waits for it; reconciliation copies what it lacks.
+    /// </summary>
     public void OnMirrorLost(Volume v, Mirror m)
     {
+        var channel = log.Channel(m.DeviceId);
         foreach (var w in v.Inflight.Values)
         {
-            if (w.MarkFailed(m.Index))
-                Settle(w);
+            var (wasPending, settled) = w.MarkFailed(m.Index);
+            if (wasPending) channel.OnSettled(w.Bytes);
+            if (settled) Settle(w);
         }
     }
 

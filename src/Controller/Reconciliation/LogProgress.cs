@@ -14,12 +14,48 @@ internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposab
 {
     private readonly Lazy<IConsumer<byte[], byte[]>> _probe = new(() =>
         new ConsumerBuilder<byte[], byte[]>(KafkaSettings.DeviceConsumer(log.Bootstrap, "progress-probe")).Build());
-    private readonly Lock _probeLock = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Device, int Partition), CachedEnd> _ends = new();
+
+    /// <summary>
+    /// The last known log end, refreshed in the background: a status request never waits on a broker that is
+    /// down (librdkafka may block on a partition whose leader is gone). Null until first known.
+    /// </summary>
+    public long? CachedLogEnd(string deviceId, int partition)
+    {
+        var key = (deviceId, partition);
+        var cached = _ends.GetOrAdd(key, _ => new CachedEnd());
+        if (DateTime.UtcNow - cached.At > TimeSpan.FromSeconds(1) && Interlocked.Exchange(ref cached.Refreshing, 1) == 0)
+        {
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    cached.Value = LogEnd(deviceId, partition);
+                    cached.At = DateTime.UtcNow;
+                }
+                catch (KafkaException)
+                {
+                }
+                finally
+                {
+                    Volatile.Write(ref cached.Refreshing, 0);
+                }
+            });
+        }
+        return cached.Value;
+    }
+
+    private sealed class CachedEnd
+    {
+        public long? Value;
+        public DateTime At = DateTime.MinValue;
+        public int Refreshing;
+    }
 
     public long LogEnd(string deviceId, int partition)
     {
-        lock (_probeLock)
-            return _probe.Value.QueryWatermarkOffsets(new TopicPartition(Contracts.Topics.Device(deviceId), partition), TimeSpan.FromSeconds(5)).High.Value;
+        // librdkafka's watermark query is thread-safe: no lock, so a query stuck on a down broker blocks nobody else.
+        return _probe.Value.QueryWatermarkOffsets(new TopicPartition(Contracts.Topics.Device(deviceId), partition), TimeSpan.FromSeconds(5)).High.Value;
     }
 
     public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct)

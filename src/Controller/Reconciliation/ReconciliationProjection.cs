@@ -36,7 +36,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_entries (
                 controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
                 volume text NOT NULL, token bigint NOT NULL, first_block bigint NOT NULL, block_count int NOT NULL,
-                extension boolean NOT NULL, recorded_at timestamptz NOT NULL,
+                extension boolean NOT NULL, recorded_at timestamptz NOT NULL, repair boolean NOT NULL DEFAULT false,
                 retired boolean NOT NULL DEFAULT false, retire_requested boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
             CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
@@ -88,12 +88,14 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             case TagTableEventTypes.Recorded:
             {
                 var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!;
-                if (r.Kind == TransactionKind.Repair) break; // a repair's own tag is for its target only
+                // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
+                // one whose token was lost is retired too.
                 Add(batch, $"""
-                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING
+                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING
                     """,
-                    r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp);
+                    r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
+                    r.Kind == TransactionKind.Repair);
                 break;
             }
             case TagTableEventTypes.Retired:
@@ -146,7 +148,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             WITH tags AS (
                 SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,
                        min(block_count) AS block_count, bool_or(extension) AS extension
-                FROM {schema}.recon_entries GROUP BY 1, 2, 3, 4)
+                FROM {schema}.recon_entries WHERE NOT repair GROUP BY 1, 2, 3, 4)
             , missing AS (
                 SELECT t.*, d.device AS target
                 FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume CROSS JOIN LATERAL unnest(v.devices) AS d(device)
@@ -177,13 +179,17 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 FROM {schema}.recon_entries e GROUP BY 1, 2, 3, 4)
             , matched AS (
                 SELECT t.* FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume
-                WHERE NOT EXISTS (
+                -- A repair is matched once applied: it was meant for its target alone.
+                WHERE (EXISTS (SELECT 1 FROM {schema}.recon_entries x
+                               WHERE (x.controller_id, x.epoch, x.seq) = (t.controller_id, t.epoch, t.seq) AND x.repair)
+                       AND t.last_recorded < now() - @grace)
+                OR (NOT EXISTS (
                     SELECT 1 FROM unnest(v.devices) AS d(device)
                     WHERE d.device <> ALL (t.devices)
                       AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
                                       WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
                   AND (t.last_recorded < now() - @grace
-                       OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq))))
+                       OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq)))))
             , marked AS (
                 UPDATE {schema}.recon_entries e SET retire_requested = true FROM matched m
                 WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired AND NOT e.retire_requested

@@ -1,4 +1,3 @@
-using Confluent.Kafka;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
@@ -62,20 +61,14 @@ internal sealed class StatusService(PgEventStore store, DeviceLog log, LogProgre
         return new ResyncSummary(count, bytes, [.. recent]);
     }
 
-    /// <summary>Sum over the partitions the device has recorded: log end and applied offset.</summary>
+    /// <summary>Sum over the partitions the device has recorded: log end (as last seen) and applied offset.</summary>
     private async Task<(long End, long Applied)> LagAsync(string deviceId, CancellationToken ct)
     {
         long end = 0, done = 0;
         foreach (var (partition, offset) in await progress.AppliedAsync(deviceId, ct))
         {
-            try
-            {
-                end += progress.LogEnd(deviceId, partition);
-            }
-            catch (KafkaException)
-            {
-                end += offset; // log unreachable: report no lag rather than a made-up one
-            }
+            // Unknown yet (or the log is unreachable): report no lag rather than a made-up one.
+            end += Math.Max(offset, progress.CachedLogEnd(deviceId, partition) ?? offset);
             done += offset;
         }
         return (end, done);

@@ -7,16 +7,17 @@ namespace TaggedMirror.Hosting.Bus;
 public static class BusSetup
 {
     /// <summary>
-    /// Adds the bus. <paramref name="endpointName"/> names this process's queue (cluster-prefixed);
-    /// <paramref name="configureConsumers"/> registers consumers on it.
+    /// Adds the bus. <paramref name="configureConsumers"/> registers consumers; <paramref name="endpoints"/> names
+    /// this process's queues (cluster-prefixed) and puts consumers on them. Consumers that wait on other messages
+    /// (a resync waits for acknowledgements) need a queue of their own, or they can take every slot of the
+    /// queue those messages arrive on.
     /// </summary>
     public static IServiceCollection AddTaggedMirrorBus(
         this IServiceCollection services,
         TaggedMirrorOptions options,
-        string endpointName,
-        Action<IBusRegistrationConfigurator>? configureConsumers = null)
+        Action<IBusRegistrationConfigurator>? configureConsumers = null,
+        IReadOnlyDictionary<string, Action<IReceiveEndpointConfigurator, IBusRegistrationContext>>? endpoints = null)
     {
-        var queue = $"tm.{options.Cluster}.{endpointName}";
         services.AddMassTransit(x =>
         {
             configureConsumers?.Invoke(x);
@@ -24,8 +25,8 @@ public static class BusSetup
             {
                 x.UsingInMemory((context, cfg) =>
                 {
-                    if (configureConsumers is null) return;
-                    cfg.ReceiveEndpoint(queue, e => e.ConfigureConsumers(context));
+                    foreach (var (name, configure) in endpoints ?? new Dictionary<string, Action<IReceiveEndpointConfigurator, IBusRegistrationContext>>())
+                        cfg.ReceiveEndpoint($"tm.{options.Cluster}.{name}", e => configure(e, context));
                 });
                 return;
             }
@@ -38,13 +39,15 @@ public static class BusSetup
                 });
                 cfg.MessageTopology.SetEntityNameFormatter(
                     new ClusterEntityNameFormatter(cfg.MessageTopology.EntityNameFormatter, options.Cluster));
-                if (configureConsumers is null) return;
-                cfg.ReceiveEndpoint(queue, e =>
+                foreach (var (name, configure) in endpoints ?? new Dictionary<string, Action<IReceiveEndpointConfigurator, IBusRegistrationContext>>())
                 {
-                    // A queue whose process is gone for good (test clusters, renamed hosts) removes itself.
-                    e.QueueExpiration = TimeSpan.FromHours(1);
-                    e.ConfigureConsumers(context);
-                });
+                    cfg.ReceiveEndpoint($"tm.{options.Cluster}.{name}", e =>
+                    {
+                        // A queue whose process is gone for good (test clusters, renamed hosts) removes itself.
+                        if (e is IRabbitMqReceiveEndpointConfigurator rabbit) rabbit.QueueExpiration = TimeSpan.FromHours(1);
+                        configure(e, context);
+                    });
+                }
             });
         });
         return services;

@@ -12,7 +12,7 @@ internal static class Eventually
             {
                 if (await condition()) return;
             }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+            catch (Exception ex) when (ex is HttpRequestException or Npgsql.NpgsqlException or System.Net.Sockets.SocketException && DateTime.UtcNow < deadline)
             {
             }
             if (DateTime.UtcNow > deadline) Assert.Fail(describe());

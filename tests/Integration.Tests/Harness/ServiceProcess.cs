@@ -37,6 +37,23 @@ internal sealed class ServiceProcess : IAsyncDisposable
 
     public bool Running => _process is { HasExited: false };
 
+    /// <summary>Changes a setting for the next start (null removes it).</summary>
+    public void SetEnvironment(string key, string? value)
+    {
+        if (value is null) _start.Environment.Remove(key);
+        else _start.Environment[key] = value;
+    }
+
+    /// <summary>Waits for the process to end by itself (e.g. a fault hook killed it).</summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        if (_process is null) return;
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        _process.Dispose();
+        _process = null;
+    }
+
     public void Start()
     {
         if (Running) throw new InvalidOperationException($"{Name} is already running");

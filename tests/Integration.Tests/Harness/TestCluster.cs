@@ -23,7 +23,13 @@ internal sealed class TestCluster : IAsyncDisposable
         Id = "t" + Guid.NewGuid().ToString("N")[..12];
         Directory = System.IO.Directory.CreateTempSubdirectory("tm-it-" + Id + "-").FullName;
         Kafka = MockKafkaCluster.Start(3);
-        foreach (var d in devices) Kafka.CreateTopic("tm.device." + d, 1);
+        // Each device's partition is led by its own broker, so taking one broker down makes one device's log
+        // undeliverable and leaves the others alone.
+        for (var i = 0; i < devices.Length; i++)
+        {
+            Kafka.CreateTopic("tm.device." + devices[i], 1);
+            Kafka.SetPartitionLeader("tm.device." + devices[i], 0, BrokerOf(i));
+        }
         DataSource = NpgsqlDataSource.Create(Postgres);
         _controllerSettings = controllerSettings ?? [];
         Devices = devices;
@@ -47,6 +53,11 @@ internal sealed class TestCluster : IAsyncDisposable
     public ServiceProcess Controller { get; private set; } = null!;
 
     public ServiceProcess Agent(string device) => _agents[device];
+
+    /// <summary>The broker leading <paramref name="device"/>'s partition.</summary>
+    public int BrokerOf(string device) => BrokerOf(Array.IndexOf(Devices, device));
+
+    private static int BrokerOf(int deviceIndex) => deviceIndex % 3 + 1;
 
     public string DataDirectory(string device) => Path.Combine(Directory, "data", device);
 
@@ -92,6 +103,11 @@ internal sealed class TestCluster : IAsyncDisposable
     public async Task RestartControllerAsync(bool kill)
     {
         if (kill) Controller.Kill(); else await Controller.StopAsync();
+        await StartControllerAsync();
+    }
+
+    public async Task StartControllerAsync()
+    {
         Controller.Start();
         await WaitReadyAsync(Controller, "/controller");
     }
@@ -207,6 +223,56 @@ internal sealed class TestCluster : IAsyncDisposable
             () => $"tag tables did not drain: {LiveEntriesAsync().GetAwaiter().GetResult()} live entries\n{Logs()}");
     }
 
+    /// <summary>
+    /// Waits until the volume is whole again: every mirror in sync, nothing in flight, and the volume's
+    /// tag-table entries all retired on every device.
+    /// </summary>
+    public async Task WaitConvergedAsync(string volume, TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? TimeSpan.FromSeconds(90);
+        await Eventually.TrueAsync(async () =>
+            {
+                var status = await VolumeStatusAsync(volume);
+                return status.GetProperty("inflightWrites").GetInt32() == 0
+                    && status.GetProperty("mirrors").EnumerateArray().All(m =>
+                        m.GetProperty("state").GetString() == "InSync" && m.GetProperty("liveTagEntries").GetInt64() == 0);
+            },
+            limit, () => $"volume {volume} did not converge: {VolumeStatusAsync(volume).GetAwaiter().GetResult()}\n{Logs()}");
+    }
+
+    public async Task<string> MirrorStateAsync(string volume, string device)
+    {
+        var mirrors = (await VolumeStatusAsync(volume)).GetProperty("mirrors");
+        return mirrors.EnumerateArray().First(m => m.GetProperty("deviceId").GetString() == device).GetProperty("state").GetString()!;
+    }
+
+    public async Task<List<Resync>> ResyncsAsync(string volume)
+    {
+        var list = new List<Resync>();
+        await using var cmd = DataSource.CreateCommand(
+            $"SELECT tag, source, target, first_block, block_count, extension FROM {Schema}.resyncs WHERE volume = @v ORDER BY seq");
+        cmd.Parameters.AddWithValue("v", volume);
+        await using var r = await cmd.ExecuteReaderAsync();
+        while (await r.ReadAsync())
+            list.Add(new Resync(r.IsDBNull(0) ? null : r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt32(4), r.GetBoolean(5)));
+        return list;
+    }
+
+    /// <summary>Tags of <paramref name="volume"/>'s writes (not repairs) that <paramref name="device"/> recorded.</summary>
+    public async Task<HashSet<string>> RecordedTagsAsync(string device, string volume)
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        await using var cmd = DataSource.CreateCommand($"""
+            SELECT concat_ws(':', data->'tag'->>'controllerId', data->'tag'->>'epoch', data->'tag'->>'seq')
+            FROM {Schema}.events WHERE stream_id = @s AND type = 'tag_recorded' AND data->>'kind' <> 'Repair' AND data->>'objectId' = @o
+            """);
+        cmd.Parameters.AddWithValue("s", "tagtable-" + device);
+        cmd.Parameters.AddWithValue("o", volume + "." + device);
+        await using var r = await cmd.ExecuteReaderAsync();
+        while (await r.ReadAsync()) set.Add(r.GetString(0));
+        return set;
+    }
+
     public byte[] ObjectFile(string device, string volume)
     {
         var path = Path.Combine(DataDirectory(device), $"{volume}.{device}.obj");
@@ -218,12 +284,14 @@ internal sealed class TestCluster : IAsyncDisposable
         foreach (var a in _agents.Values) await a.DisposeAsync();
         if (Controller is not null) await Controller.DisposeAsync();
         Kafka.Dispose();
+        var keep = System.Environment.GetEnvironmentVariable("TM_KEEP_TEST_DIRS") is not null;
         try
         {
+            if (keep) throw new OperationCanceledException(); // keep the schema for a look afterwards
             await using var cmd = DataSource.CreateCommand($"DROP SCHEMA IF EXISTS {Schema} CASCADE");
             await cmd.ExecuteNonQueryAsync();
         }
-        catch (NpgsqlException)
+        catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException)
         {
         }
         await DataSource.DisposeAsync();
@@ -237,6 +305,8 @@ internal sealed class TestCluster : IAsyncDisposable
     /// <summary>Logs of every process, for assertion messages.</summary>
     public string Logs() => string.Join("\n", new[] { Controller }.Concat(_agents.Values).Select(p => $"==== {p.Name}\n{p.Tail(30)}"));
 }
+
+internal sealed record Resync(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension);
 
 internal sealed record WriteAnswer(string Tag, long FirstBlock, int Blocks, int MirrorsHolding, int Mirrors, bool Applied)
 {

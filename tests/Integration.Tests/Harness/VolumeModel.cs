@@ -32,6 +32,18 @@ internal sealed class VolumeModel(int blockSize, long blocks)
         get { lock (_lock) return _writes.Count; }
     }
 
+    /// <summary>Which blocks any recorded write touched.</summary>
+    public bool[] WrittenBlocks()
+    {
+        var written = new bool[Blocks];
+        lock (_lock)
+        {
+            foreach (var w in _writes)
+                Array.Fill(written, true, (int)w.FirstBlock, w.Blocks);
+        }
+        return written;
+    }
+
     public byte[] Expected()
     {
         var image = new byte[Blocks * BlockSize];

@@ -1,0 +1,161 @@
+using System.Globalization;
+using TaggedMirror.Integration.Tests.Harness;
+
+namespace TaggedMirror.Integration.Tests;
+
+/// <summary>M4 under injected faults: only what diverged is copied, and the mirrors end byte-identical.</summary>
+public sealed class ReconciliationTests
+{
+    private const int BlockSize = 4096;
+
+    [Fact]
+    public async Task controller_killed_between_the_copies_of_a_write_is_repaired_by_copying_exactly_that_write()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__Faults__StopAfterFirstCopyOfWrite"] = "41",
+            ["Controller__RetireMatchedAfter"] = "00:00:01",
+        });
+        const long blocks = 256;
+        await cluster.CreateVolumeAsync("split", BlockSize, blocks);
+        var model = new VolumeModel(BlockSize, blocks);
+        var rng = new Random(5);
+        for (var i = 1; i <= 40; i++)
+        {
+            var n = rng.Next(1, 9);
+            var first = rng.NextInt64(0, blocks - n);
+            model.Record(await cluster.WriteAsync("split", first, VolumeModel.Data(i, n, BlockSize)), i);
+        }
+        // Write 41: its first copy reaches d0's log, then the controller dies (SIGKILL, from the fault hook).
+        var lastData = VolumeModel.Data(41, 5, BlockSize);
+        await Assert.ThrowsAnyAsync<Exception>(async () =>
+        {
+            using var r = await cluster.PutBlocksAsync("split", 100, lastData);
+            r.EnsureSuccessStatusCode();
+        });
+        await cluster.Controller.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        cluster.Controller.SetEnvironment("Controller__Faults__StopAfterFirstCopyOfWrite", null);
+        await cluster.StartControllerAsync();
+
+        await cluster.WaitConvergedAsync("split");
+        var resyncs = await cluster.ResyncsAsync("split");
+        var only = Assert.Single(resyncs);
+        Assert.Equal(new Resync("1:1:41", "d0", "d1", 100, 5, false), only);
+
+        // d0 had write 41; after the repair both mirrors do, and every acknowledged write is there.
+        var expected = model.Expected();
+        lastData.CopyTo(expected, 100 * BlockSize);
+        Mirrors.AssertObjectFilesEqual(cluster, "split", expected);
+        await Mirrors.AssertReadsEqualAsync(cluster, "split", expected, BlockSize);
+        Assert.Equal(0, await cluster.LiveEntriesAsync());
+    }
+
+    [Fact]
+    public async Task a_device_whose_log_is_undeliverable_runs_degraded_and_gets_only_the_writes_it_missed()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__DeliveryTimeout"] = "00:00:02" });
+        const long blocks = 1024;
+        await cluster.CreateVolumeAsync("deg", BlockSize, blocks);
+        var model = new VolumeModel(BlockSize, blocks);
+        await new WriteLoad(cluster, "deg", model, seed: 6).RunAsync(writes: 100, concurrency: 2);
+        await cluster.WaitConvergedAsync("deg");
+
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+        var during = new VolumeModel(BlockSize, blocks);
+        await new WriteLoad(cluster, "deg", during, seed: 7).RunAsync(writes: 60, concurrency: 2);
+        Assert.Equal("Degraded", await cluster.MirrorStateAsync("deg", "d1"));
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+
+        await cluster.WaitConvergedAsync("deg");
+        var resyncs = await cluster.ResyncsAsync("deg");
+        var onD1 = await cluster.RecordedTagsAsync("d1", "deg");
+        var onD0 = await cluster.RecordedTagsAsync("d0", "deg");
+        var missed = onD0.Except(onD1).ToHashSet();
+        Assert.NotEmpty(missed);
+        // Exactly the writes d1 never got were copied, each once, each its own range, from d0 to d1.
+        Assert.Equal(missed.Order(), resyncs.Select(r => r.Tag!).Order());
+        Assert.All(resyncs, r => Assert.Equal(("d0", "d1"), (r.Source, r.Target)));
+        foreach (var r in resyncs)
+        {
+            var range = await cluster.ScalarAsync($$"""
+                SELECT (data->>'firstBlock')::bigint * 100000 + (data->>'blockCount')::bigint FROM {schema}.events
+                WHERE stream_id = 'tagtable-d0' AND type = 'tag_recorded'
+                  AND concat_ws(':', data->'tag'->>'controllerId', data->'tag'->>'epoch', data->'tag'->>'seq') = '{{r.Tag}}'
+                """);
+            Assert.Equal(range, r.FirstBlock * 100000 + r.BlockCount);
+        }
+        var expected = ExpectedAfter(model, during);
+        Mirrors.AssertObjectFilesEqual(cluster, "deg", expected);
+        await Mirrors.AssertReadsEqualAsync(cluster, "deg", expected, BlockSize);
+    }
+
+    [Fact]
+    public async Task appends_that_reach_one_mirror_only_are_resynced_and_object_sizes_match()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__DeliveryTimeout"] = "00:00:02" });
+        await cluster.CreateVolumeAsync("ext", BlockSize, 8);
+        var appended = new List<byte>();
+        async Task AppendAsync(int seed)
+        {
+            var data = VolumeModel.Data(seed, 1 + seed % 3, BlockSize);
+            using var r = await cluster.AppendAsync("ext", data);
+            Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
+            appended.AddRange(data);
+        }
+        for (var i = 0; i < 5; i++) await AppendAsync(i);
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+        for (var i = 5; i < 12; i++) await AppendAsync(i);
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+        for (var i = 12; i < 15; i++) await AppendAsync(i);
+
+        await cluster.WaitConvergedAsync("ext");
+        Assert.NotEmpty(await cluster.ResyncsAsync("ext"));
+        Assert.All(await cluster.ResyncsAsync("ext"), r => Assert.True(r.Extension));
+        var image = new byte[8 * BlockSize + appended.Count];
+        appended.ToArray().CopyTo(image, 8 * BlockSize);
+        Mirrors.AssertObjectFilesEqual(cluster, "ext", image);
+        Assert.Equal(image.Length, cluster.ObjectFile("d0", "ext").Length);
+        Assert.Equal(image.Length, cluster.ObjectFile("d1", "ext").Length);
+        Assert.Equal(2, await cluster.ScalarAsync(
+            "SELECT count(*) FROM {schema}.device_objects WHERE object_id LIKE 'ext.%' AND ext_blocks = @n", ("n", (long)(appended.Count / BlockSize))));
+        Assert.Equal(appended.ToArray(), await cluster.ReadAsync("ext", 8, appended.Count / BlockSize));
+    }
+
+    [Fact]
+    public async Task postgresql_restarted_during_writes_loses_nothing_and_records_nothing_twice()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        const long blocks = 1024;
+        await cluster.CreateVolumeAsync("pg", BlockSize, blocks);
+        var model = new VolumeModel(BlockSize, blocks);
+        var load = new WriteLoad(cluster, "pg", model, seed: 8);
+        var run = load.RunAsync(writes: 2000, concurrency: 4);
+        await Eventually.TrueAsync(() => Task.FromResult(load.Done > 400), TimeSpan.FromSeconds(60), () => "writes did not start");
+        await PostgresServer.RestartAsync();
+        await run;
+
+        await cluster.WaitConvergedAsync("pg");
+        var expected = model.Expected();
+        Mirrors.AssertObjectFilesEqual(cluster, "pg", expected);
+        await Mirrors.AssertReadsEqualAsync(cluster, "pg", expected, BlockSize);
+        foreach (var d in cluster.Devices)
+        {
+            Assert.Equal(2000, await cluster.ScalarAsync(
+                "SELECT count(DISTINCT data->'tag') FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
+            Assert.Equal(2000, await cluster.ScalarAsync(
+                "SELECT count(*) FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
+        }
+    }
+
+    private static byte[] ExpectedAfter(VolumeModel first, VolumeModel second)
+    {
+        var image = first.Expected();
+        var overlay = second.Expected();
+        var written = second.WrittenBlocks();
+        for (var b = 0; b < first.Blocks; b++)
+        {
+            if (written[b]) overlay.AsSpan(b * BlockSize, BlockSize).CopyTo(image.AsSpan(b * BlockSize));
+        }
+        return image;
+    }
+}
