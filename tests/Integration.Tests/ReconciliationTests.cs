@@ -131,7 +131,7 @@ public sealed class ReconciliationTests
         var load = new WriteLoad(cluster, "pg", model, seed: 8);
         var run = load.RunAsync(writes: 2000, concurrency: 4);
         await Eventually.TrueAsync(() => Task.FromResult(load.Done > 400), TimeSpan.FromSeconds(60), () => "writes did not start");
-        await PostgresServer.RestartAsync();
+        await cluster.RestartPostgresAsync();
         await run;
 
         await cluster.WaitConvergedAsync("pg");

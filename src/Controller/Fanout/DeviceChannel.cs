@@ -7,8 +7,11 @@ namespace TaggedMirror.Controller.Fanout;
 /// The controller's view of one device's log: tokens waiting to ride on the next transaction to it (M5),
 /// and how many bytes it has been sent but not applied (flow control against the log's retention).
 /// </summary>
-internal sealed class DeviceChannel(string deviceId, long maxLagBytes)
+internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent.Kafka.IProducer<byte[]?, byte[]?> producer)
 {
+    /// <summary>This device's own producer.</summary>
+    public Confluent.Kafka.IProducer<byte[]?, byte[]?> Producer { get; } = producer;
+
     private readonly ConcurrentQueue<long> _tokens = new();
     private readonly Lock _lock = new();
     private long _unappliedBytes;

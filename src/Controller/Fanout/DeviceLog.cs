@@ -7,27 +7,31 @@ using TaggedMirror.Hosting.Kafka;
 namespace TaggedMirror.Controller.Fanout;
 
 /// <summary>
-/// The producer side of the device topics, and the per-device channels. One idempotent producer
-/// (acks=all) for all devices: librdkafka batches per partition and keeps each partition's order.
+/// The producer side of the device topics, and the per-device channels. One idempotent producer (acks=all)
+/// per device: librdkafka keeps each partition's order, and a device whose broker is down cannot stall the
+/// others. (With one shared idempotent producer, a timed-out message makes librdkafka drain and bump the
+/// producer epoch for every partition, and the healthy mirror's copies time out too.)
 /// </summary>
 internal sealed class DeviceLog : IDisposable
 {
-    private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceChannel> _channels = new(StringComparer.Ordinal);
     private readonly ControllerOptions _options;
+    private readonly string _bootstrap;
 
     public DeviceLog(TaggedMirrorOptions cluster, ControllerOptions options)
     {
         _options = options;
-        var config = KafkaSettings.Producer(cluster.ResolveKafkaBootstrap(), "tm-controller-" + options.Id, options.DeliveryTimeout);
-        config.MessageMaxBytes = options.MaxWriteBytes + 256 * 1024;
-        _producer = new ProducerBuilder<byte[]?, byte[]?>(config).Build();
-        Bootstrap = config.BootstrapServers;
+        _bootstrap = cluster.ResolveKafkaBootstrap();
     }
 
-    public string Bootstrap { get; }
+    public string Bootstrap => _bootstrap;
 
-    public DeviceChannel Channel(string deviceId) => _channels.GetOrAdd(deviceId, id => new DeviceChannel(id, _options.MaxLagBytes));
+    public DeviceChannel Channel(string deviceId) => _channels.GetOrAdd(deviceId, id =>
+    {
+        var config = KafkaSettings.Producer(_bootstrap, $"tm-controller-{_options.Id}-{id}", _options.DeliveryTimeout);
+        config.MessageMaxBytes = _options.MaxWriteBytes + 256 * 1024;
+        return new DeviceChannel(id, _options.MaxLagBytes, new ProducerBuilder<byte[]?, byte[]?>(config).Build());
+    });
 
     public IEnumerable<DeviceChannel> Channels => _channels.Values;
 
@@ -44,7 +48,7 @@ internal sealed class DeviceLog : IDisposable
         TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
         var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
-        return _producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
+        return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
     }
 
     /// <summary>Sends a barrier to one partition of the device's topic: every partition must see every barrier.</summary>
@@ -56,7 +60,7 @@ internal sealed class DeviceLog : IDisposable
         TransactionCodec.WriteHeader(header, new TransactionHeader(TransactionKind.Barrier, tag, 0, 0, 0, 0), [], tokenBytes, []);
         var headers = new Headers { { HeaderNames.Header, header } };
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
-        return _producer.ProduceAsync(new TopicPartition(channel.Topic, partition), new Message<byte[]?, byte[]?> { Key = BarrierKey, Value = [], Headers = headers });
+        return channel.Producer.ProduceAsync(new TopicPartition(channel.Topic, partition), new Message<byte[]?, byte[]?> { Key = BarrierKey, Value = [], Headers = headers });
     }
 
     /// <summary>Partitions of a device topic, from the cluster's metadata (cached; [0] when unknown).</summary>
@@ -65,7 +69,7 @@ internal sealed class DeviceLog : IDisposable
         if (channel.Partitions is { Length: > 0 } known) return known;
         try
         {
-            using var admin = new DependentAdminClientBuilder(_producer.Handle).Build();
+            using var admin = new DependentAdminClientBuilder(channel.Producer.Handle).Build();
             var md = admin.GetMetadata(channel.Topic, TimeSpan.FromSeconds(5));
             var t = md.Topics.FirstOrDefault(x => x.Topic == channel.Topic);
             if (t is { Error.IsError: false, Partitions.Count: > 0 })
@@ -77,12 +81,18 @@ internal sealed class DeviceLog : IDisposable
         return [0];
     }
 
-    public void Flush(TimeSpan timeout) => _producer.Flush(timeout);
+    public void Flush(TimeSpan timeout)
+    {
+        foreach (var c in _channels.Values) c.Producer.Flush(timeout);
+    }
 
     public void Dispose()
     {
-        _producer.Flush(TimeSpan.FromSeconds(5));
-        _producer.Dispose();
+        foreach (var c in _channels.Values)
+        {
+            c.Producer.Flush(TimeSpan.FromSeconds(5));
+            c.Producer.Dispose();
+        }
     }
 
     public static readonly byte[] BarrierKey = "barrier"u8.ToArray();

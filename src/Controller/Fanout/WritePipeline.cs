@@ -55,12 +55,16 @@ internal sealed class WritePipeline(
         InflightWrite? write;
         while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence)) is null)
             await fence!.WaitAsync(ct);
-        var holding = await AwaitDeliveriesAsync(v, write, sends);
+        var outcomes = new string?[v.Mirrors.Length];
+        var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
         if (holding < v.MinMirrors)
-            throw new WriteFailedException($"write {write.Tag} reached {holding} of {v.Mirrors.Length} mirrors; volume {v.Name} needs {v.MinMirrors}");
+        {
+            var why = string.Join("; ", v.Mirrors.Select(m => $"{m.DeviceId}: {outcomes[m.Index] ?? $"not sent ({m.State})"}"));
+            throw new WriteFailedException($"write {write.Tag} reached {holding} of {v.Mirrors.Length} mirrors; volume {v.Name} needs {v.MinMirrors} ({why})");
+        }
         var applied = false;
         if (waitApplied)
         {
@@ -85,7 +89,7 @@ internal sealed class WritePipeline(
     {
         var sends = new Send[v.Mirrors.Length];
         var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
-        if (await AwaitDeliveriesAsync(v, write, sends) == 0)
+        if (await AwaitDeliveriesAsync(v, write, sends, new string?[v.Mirrors.Length]) == 0)
             throw new MirrorUnavailableException(target.DeviceId);
         await write.AppliedOnAsync(target.Index).WaitAsync(options.AppliedWaitTimeout, ct);
         return write.Tag;
@@ -93,7 +97,7 @@ internal sealed class WritePipeline(
 
     private static int AllMirrors(Volume v) => (1 << v.Mirrors.Length) - 1;
 
-    private async Task<int> AwaitDeliveriesAsync(Volume v, InflightWrite write, Send[] sends)
+    private async Task<int> AwaitDeliveriesAsync(Volume v, InflightWrite write, Send[] sends, string?[] outcomes)
     {
         var holding = 0;
         foreach (var (i, delivery, tokens) in sends)
@@ -104,10 +108,12 @@ internal sealed class WritePipeline(
             {
                 await delivery;
                 holding++;
+                outcomes[i] = "in the log";
             }
             catch (ProduceException<byte[]?, byte[]?> ex)
             {
                 var channel = log.Channel(m.DeviceId);
+                outcomes[i] = "not delivered: " + ex.Error.Reason;
                 // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
                 if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
                 if (write.MarkFailed(i) is (true, var settled))

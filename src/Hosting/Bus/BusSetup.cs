@@ -20,6 +20,9 @@ public static class BusSetup
     {
         services.AddMassTransit(x =>
         {
+            // MassTransit reports usage to its vendor over the internet unless told not to; a storage
+            // controller phones nowhere.
+            x.DisableUsageTelemetry();
             configureConsumers?.Invoke(x);
             if (string.Equals(options.BusTransport, "InMemory", StringComparison.OrdinalIgnoreCase))
             {

@@ -15,5 +15,7 @@ internal static class PostgresServer
         var stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
         Assert.True(p.ExitCode == 0, $"'{command}' failed: {stderr}");
+        // Connections pooled before the restart are dead; the test's own pool starts afresh.
+        Npgsql.NpgsqlConnection.ClearAllPools();
     }
 }

@@ -240,6 +240,26 @@ internal sealed class TestCluster : IAsyncDisposable
             limit, () => $"volume {volume} did not converge: {VolumeStatusAsync(volume).GetAwaiter().GetResult()}\n{Logs()}");
     }
 
+    /// <summary>Restarts PostgreSQL under the running stack; the test's own pooled connections are dropped.</summary>
+    public async Task RestartPostgresAsync()
+    {
+        await PostgresServer.RestartAsync();
+        DataSource.Clear();
+    }
+
+    /// <summary>Waits until the controller answers status five times in a row (after a PostgreSQL restart).</summary>
+    public async Task WaitApiHealthyAsync(string volume)
+    {
+        var ok = 0;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (ok < 5 && DateTime.UtcNow < deadline)
+        {
+            using var r = await Http.GetAsync(new Uri($"{Controller.Url}/volumes/{volume}"));
+            ok = r.IsSuccessStatusCode ? ok + 1 : 0;
+            await Task.Delay(50);
+        }
+    }
+
     public async Task<string> MirrorStateAsync(string volume, string device)
     {
         var mirrors = (await VolumeStatusAsync(volume)).GetProperty("mirrors");
