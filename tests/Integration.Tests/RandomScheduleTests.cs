@@ -71,12 +71,12 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
         public async Task ExecuteAsync()
         {
             await cluster.CreateVolumeAsync(volume, BlockSize, Blocks);
-            var steps = _rng.Next(3, 6);
+            var steps = _rng.Next(2, 5);
             var faults = 0;
             for (var i = 0; i < steps; i++)
             {
                 var roll = _rng.Next(10);
-                if (roll < 4 || faults >= 2) await WritesAsync(_rng.Next(5, 25));
+                if (roll < 4 || faults >= 1) await WritesAsync(_rng.Next(5, 25));
                 else if (roll < 5) await AppendsAsync(_rng.Next(1, 4));
                 else
                 {
