@@ -9,10 +9,11 @@ internal static class Program
 {
     public static Task<int> Main(string[] args)
     {
-        var root = new RootCommand("tm — TaggedMirror command line: demo and benchmark against a running stack (ops/stack-start.sh)")
+        var root = new RootCommand("tm — TaggedMirror command line: demo and benchmarks against a running stack (ops/stack-start.sh)")
         {
             DemoCommand.Create(),
             BenchCommand.Create(),
+            BenchResyncCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

@@ -237,7 +237,7 @@ internal static class BenchCommand
         }
     }
 
-    private static string? CpuModel()
+    internal static string? CpuModel()
     {
         try
         {
@@ -249,7 +249,7 @@ internal static class BenchCommand
         }
     }
 
-    private static string? Git(params string[] args)
+    internal static string? Git(params string[] args)
     {
         try
         {
