@@ -42,5 +42,8 @@ public static class KafkaSettings
         FetchMaxBytes = 16 * 1024 * 1024,
         MaxPartitionFetchBytes = 4 * 1024 * 1024,
         ReconnectBackoffMaxMs = 1000,
+        // A fetch answered within FetchWaitMaxMs normally; a broker that went away and came back can leave a
+        // request unanswered on a dead connection, and librdkafka's default 60 s wait would stall the device.
+        SocketTimeoutMs = 10_000,
     };
 }
