@@ -80,47 +80,47 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         switch (e.Type)
         {
             case VolumeEventTypes.Created:
-            {
-                var v = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!;
-                Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
-                break;
-            }
+                {
+                    var v = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!;
+                    Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
+                    break;
+                }
             case TagTableEventTypes.Recorded:
-            {
-                var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!;
-                // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
-                // one whose token was lost is retired too.
-                Add(batch, $"""
+                {
+                    var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!;
+                    // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
+                    // one whose token was lost is retired too.
+                    Add(batch, $"""
                     INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING
                     """,
-                    r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
-                    r.Kind == TransactionKind.Repair);
-                break;
-            }
+                        r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
+                        r.Kind == TransactionKind.Repair);
+                    break;
+                }
             case TagTableEventTypes.Retired:
-            {
-                var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRetired)!;
-                Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = $1 AND token = $2", Device(e), r.Token);
-                break;
-            }
+                {
+                    var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRetired)!;
+                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = $1 AND token = $2", Device(e), r.Token);
+                    break;
+                }
             case TagTableEventTypes.Barrier:
-            {
-                var b = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.BarrierPassed)!;
-                Add(batch, $"""
+                {
+                    var b = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.BarrierPassed)!;
+                    Add(batch, $"""
                     INSERT INTO {schema}.recon_barriers VALUES ($1, $2, $3, $4, $5)
                     ON CONFLICT (device_id, partition, controller_id) DO UPDATE SET epoch = excluded.epoch, up_to_seq = excluded.up_to_seq
                     WHERE (recon_barriers.epoch, recon_barriers.up_to_seq) < (excluded.epoch, excluded.up_to_seq)
                     """, Device(e), b.Partition, b.ControllerId, b.Epoch, b.UpToSeq);
-                break;
-            }
+                    break;
+                }
             case ResyncEventTypes.Completed:
-            {
-                var r = JsonSerializer.Deserialize(e.Data, ResyncJson.Default.ResyncCompleted)!;
-                if (r.Tag is null || !Tag.TryParse(r.Tag, out var tag)) break;
-                Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
-                break;
-            }
+                {
+                    var r = JsonSerializer.Deserialize(e.Data, ResyncJson.Default.ResyncCompleted)!;
+                    if (r.Tag is null || !Tag.TryParse(r.Tag, out var tag)) break;
+                    Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
+                    break;
+                }
         }
     }
 
