@@ -42,6 +42,18 @@ public sealed class ReconciliationTests
         var only = Assert.Single(resyncs);
         Assert.Equal(new Resync("1:1:41", "d0", "d1", 100, 5, false), only);
 
+        // The same request again (through reconciliation's own outbox, as a re-request would come) does nothing.
+        await cluster.ScalarAsync("""
+            INSERT INTO {schema}.recon_outbox (kind, payload) VALUES ('resync', jsonb_build_object(
+                'volume', 'split', 'tag', '1:1:41', 'firstBlock', 100, 'blockCount', 5, 'extension', false,
+                'sourceDevice', 'd0', 'targetDevice', 'd1')) RETURNING id
+            """);
+        await Eventually.TrueAsync(async () => await cluster.ScalarAsync(
+                "SELECT count(*) FROM {schema}.recon_outbox WHERE published_at IS NULL") == 0,
+            TimeSpan.FromSeconds(30), () => "the repeated request was not published");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.Single(await cluster.ResyncsAsync("split"));
+
         // d0 had write 41; after the repair both mirrors do, and every acknowledged write is there.
         var expected = model.Expected();
         lastData.CopyTo(expected, 100 * BlockSize);
