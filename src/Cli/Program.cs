@@ -14,6 +14,7 @@ internal static class Program
             DemoCommand.Create(),
             BenchCommand.Create(),
             BenchResyncCommand.Create(),
+            StatusCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

@@ -11,4 +11,6 @@ internal sealed record MirrorInfo(
     int PendingTokens,
     long LogEndOffset,
     long AppliedOffset,
-    long LagMessages);
+    long LagMessages,
+    long FullCopyDoneBlocks = 0,
+    long FullCopyTotalBlocks = 0);

@@ -11,7 +11,7 @@ namespace TaggedMirror.Cli.Api;
 /// </summary>
 internal sealed class TmHttp : IDisposable
 {
-    public const string StackHint = "is the stack running? ops/run.sh starts it";
+    public const string StackHint = "is the stack running? ops/run.sh --keep starts it";
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private static readonly MediaTypeHeaderValue OctetStream = new("application/octet-stream");
@@ -42,6 +42,9 @@ internal sealed class TmHttp : IDisposable
 
     public Task<ControllerInfo> GetControllerAsync(Uri controller, CancellationToken ct) =>
         GetJsonAsync<ControllerInfo>(new Uri(controller, "controller"), ct);
+
+    public Task<VolumeInfo[]> GetVolumesAsync(Uri controller, CancellationToken ct) =>
+        GetJsonAsync<VolumeInfo[]>(new Uri(controller, "volumes"), ct);
 
     public async Task<VolumeInfo?> GetVolumeAsync(Uri controller, string volume, CancellationToken ct)
     {

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace TaggedMirror.Cli.Api;
 
 /// <summary>What <c>GET /volumes/{name}</c> answers (the fields the CLI uses).</summary>
@@ -14,6 +16,7 @@ internal sealed record VolumeInfo(
     MirrorInfo[] Mirrors,
     ResyncSummaryInfo? Resyncs = null)
 {
+    [JsonIgnore]
     public long TotalBlocks => Blocks + ExtensionBlocks;
 }
 
