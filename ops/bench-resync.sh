@@ -9,24 +9,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-keep=0
-bench_args=()
-for arg in "$@"; do
-  case "$arg" in
-    --keep) keep=1 ;;
-    *) bench_args+=("$arg") ;;
-  esac
-done
-
 export Controller__DeliveryTimeout="${Controller__DeliveryTimeout:-00:00:02}"
-
-if ((keep == 0)); then
-  trap '"$TM_ROOT/ops/stack-stop.sh" || true' EXIT
-fi
-
-"$TM_ROOT/ops/stack-start.sh"
-cd "$TM_ROOT"
-mkdir -p bench-results
+mkdir -p "$TM_ROOT/bench-results"
 rc=0
-dotnet "src/Cli/bin/${TM_BUILD_CONFIGURATION:-Release}/net10.0/TaggedMirror.Cli.dll" bench-resync "${bench_args[@]}" || rc=$?
+run_on_stack bench-resync "$@" || rc=$?
 exit "$rc"

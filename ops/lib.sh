@@ -54,3 +54,30 @@ pid_matches() {
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
 }
+
+# run_on_stack CLI_COMMAND [--keep] [options...]: starts the local stack (ops/stack-start.sh), runs
+# `tm CLI_COMMAND options...`, and stops the stack however this ends unless --keep was given.
+# Returns the command's exit code. Shared by ops/run.sh, ops/bench.sh and ops/bench-resync.sh.
+run_on_stack() {
+  local command="$1"
+  shift
+  local keep=0 args=() arg
+  for arg in "$@"; do
+    case "$arg" in
+      --keep) keep=1 ;;
+      *) args+=("$arg") ;;
+    esac
+  done
+  if ((keep == 0)); then
+    # Stops the stack however the script ends: failure, start failure or Ctrl-C.
+    trap '"$TM_ROOT/ops/stack-stop.sh" || true' EXIT
+  fi
+  "$TM_ROOT/ops/stack-start.sh"
+  cd "$TM_ROOT"
+  local rc=0
+  dotnet "src/Cli/bin/${TM_BUILD_CONFIGURATION:-Release}/net10.0/TaggedMirror.Cli.dll" "$command" "${args[@]}" || rc=$?
+  if ((keep == 1)); then
+    log "stack left running (--keep): controller http://127.0.0.1:5100, agents :5101 :5102; stop with ops/stack-stop.sh"
+  fi
+  return "$rc"
+}
