@@ -71,8 +71,13 @@ else
   # No systemd here: the Debian wrapper drops to the rabbitmq user by itself.
   $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
   wait_until 90 "RabbitMQ to answer ping" rabbit_up
-  log "rabbitmq: started"
+  log "rabbitmq: node up"
 fi
+# A node answers ping before its 'rabbit' application has booted; user commands fail until it has.
+# (A clean CI machine hit exactly that: add_user ran between ping and boot.)
+rabbit_booted() { $SUDO rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+wait_until 120 "RabbitMQ's rabbit application to boot" rabbit_booted
+log "rabbitmq: running"
 if $SUDO rabbitmqctl -q list_users 2>/dev/null | awk '{ print $1 }' | grep -qx tm; then
   log "rabbitmq: user tm exists"
 else
