@@ -70,7 +70,8 @@ run_on_stack() {
   done
   if ((keep == 0)); then
     # Stops the stack however the script ends: failure, start failure or Ctrl-C.
-    trap '"$TM_ROOT/ops/stack-stop.sh" || true' EXIT
+    # TM_ON_EXIT: a caller's own clean-up (a command), run after the stack is stopped.
+    trap '"$TM_ROOT/ops/stack-stop.sh" || true; eval "${TM_ON_EXIT:-true}"' EXIT
   fi
   "$TM_ROOT/ops/stack-start.sh"
   cd "$TM_ROOT"

@@ -15,6 +15,7 @@ internal static class Program
             BenchCommand.Create(),
             BenchResyncCommand.Create(),
             StatusCommand.Create(),
+            OtlpSinkCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

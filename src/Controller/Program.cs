@@ -37,6 +37,8 @@ builder.Services.AddSingleton<WritePipeline>();
 builder.Services.AddSingleton<DeviceReader>();
 builder.Services.AddSingleton<VolumeReader>();
 builder.Services.AddSingleton<StatusService>();
+builder.Services.AddSingleton<ControllerTelemetry>();
+builder.Services.AddHostedService<DeviceLagMonitor>();
 builder.Services.AddSingleton<LogProgress>();
 builder.Services.AddSingleton<ResyncService>();
 builder.Services.AddSingleton(reconciliation);
@@ -65,6 +67,7 @@ builder.Services.AddTaggedMirrorBus(options,
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<TelemetrySetup>();
+_ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist from the start
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
 await catalog.LoadAsync(CancellationToken.None);

@@ -16,6 +16,7 @@ agent.Validate();
 builder.Services.Configure<AgentOptions>(builder.Configuration.GetSection(AgentOptions.Section));
 builder.Services.AddSingleton(new ObjectFiles(agent.DataDirectory));
 builder.Services.AddSingleton<DeviceStatus>();
+builder.Services.AddSingleton<AgentTelemetry>();
 builder.Services.AddSingleton(sp => new PgEventStore(
     sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema, [new LiveTagTableProjection(options.Schema)]));
 builder.Services.AddTaggedMirrorBus(options);
@@ -23,6 +24,7 @@ builder.Services.AddHostedService<DeviceConsumer>();
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<TelemetrySetup>();
+_ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
 var store = app.Services.GetRequiredService<PgEventStore>();
 await ClusterSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 await store.MigrateAsync(app.Lifetime.ApplicationStopping);

@@ -154,6 +154,10 @@ internal static class BenchCommand
                 controllerId = controllerInfo.ControllerId,
                 epoch = controllerInfo.Epoch,
                 maxLagBytes = Environment.GetEnvironmentVariable("Controller__MaxLagBytes"),
+                // Set in this process when ops/bench.sh --tracing started the stack with an exporter.
+                tracing = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") is { Length: > 0 } otlp
+                    ? new { endpoint = otlp, protocol = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_PROTOCOL") ?? "grpc" }
+                    : null,
             },
             api = new
             {

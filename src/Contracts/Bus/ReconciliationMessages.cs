@@ -12,7 +12,9 @@ namespace TaggedMirror.Contracts.Bus;
 /// <param name="Extension">True when the range is in the objects' extension.</param>
 /// <param name="SourceDevice">A device that recorded the write.</param>
 /// <param name="TargetDevice">The device that lacks it.</param>
-public sealed record ResyncRequested(string Volume, string Tag, long FirstBlock, int BlockCount, bool Extension, string SourceDevice, string TargetDevice);
+/// <param name="TraceParent">W3C trace context of the write being repaired, when it was traced: the resync's spans link to it.</param>
+public sealed record ResyncRequested(
+    string Volume, string Tag, long FirstBlock, int BlockCount, bool Extension, string SourceDevice, string TargetDevice, string? TraceParent = null);
 
 /// <summary>
 /// Entries every mirror has (or had repaired) whose tokens never came back, e.g. the controller died before

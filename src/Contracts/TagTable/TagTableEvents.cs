@@ -34,6 +34,7 @@ public static class TagTableEventTypes
 /// <param name="Partition">Device topic partition the transaction came from.</param>
 /// <param name="Offset">Its offset there.</param>
 /// <param name="Token">The device's identity of this entry.</param>
+/// <param name="TraceParent">W3C trace context of the copy's produce span, when the write was traced: reconciliation links its resync to it.</param>
 public sealed record TagRecorded(
     Tag Tag,
     TransactionKind Kind,
@@ -43,7 +44,8 @@ public sealed record TagRecorded(
     bool Extension,
     int Partition,
     long Offset,
-    long Token);
+    long Token,
+    string? TraceParent = null);
 
 /// <summary>A tag-table entry is gone: its token came back, or reconciliation matched it on every mirror.</summary>
 /// <param name="Tag">The entry's tag.</param>

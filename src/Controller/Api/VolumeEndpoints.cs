@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Fanout;
@@ -27,11 +28,11 @@ internal static class VolumeEndpoints
         app.MapGet("/volumes/{name}", async (string name, VolumeCatalog catalog, StatusService status, CancellationToken ct) =>
             catalog.Find(name) is { } v ? Results.Ok(await status.GetAsync(v, ct)) : UnknownVolume(name));
         app.MapPut("/volumes/{name}/blocks/{firstBlock:long}", (string name, long firstBlock, string? wait, HttpRequest request,
-                VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, CancellationToken ct) =>
-            WriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, ct));
+                VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
+            TracedWriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, telemetry, ct));
         app.MapPost("/volumes/{name}/append", (string name, string? wait, HttpRequest request,
-                VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, CancellationToken ct) =>
-            WriteAsync(name, TransactionKind.Append, 0, wait, request, catalog, pipeline, options, ct));
+                VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
+            TracedWriteAsync(name, TransactionKind.Append, 0, wait, request, catalog, pipeline, options, telemetry, ct));
         app.MapGet("/volumes/{name}/blocks/{firstBlock:long}", ReadAsync);
     }
 
@@ -66,6 +67,32 @@ internal static class VolumeEndpoints
         {
             return ApiErrors.Conflict($"volume {body.Name} already exists");
         }
+    }
+
+    /// <summary>
+    /// The request span of a write: the root of its trace (or a child of the caller's, if it sent a
+    /// <c>traceparent</c>), parent of one produce span per mirror copy.
+    /// </summary>
+    private static async Task<IResult> TracedWriteAsync(
+        string name, TransactionKind kind, long firstBlock, string? wait, HttpRequest request,
+        VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct)
+    {
+        using var span = telemetry.Source.StartActivity(kind == TransactionKind.Append ? "volume append" : "volume write", ActivityKind.Server);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag("http.request.method", request.Method);
+            span.SetTag("url.path", request.Path.Value);
+            span.SetTag(ControllerTelemetry.VolumeTag, name);
+            span.SetTag("tm.first_block", firstBlock);
+            span.SetTag("tm.bytes", request.ContentLength);
+        }
+        var result = await WriteAsync(name, kind, firstBlock, wait, request, catalog, pipeline, options, ct);
+        if (span is not null && result is IStatusCodeHttpResult { StatusCode: { } code })
+        {
+            span.SetTag("http.response.status_code", code);
+            if (code >= 400) span.SetStatus(ActivityStatusCode.Error, (result as Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult)?.ProblemDetails.Detail);
+        }
+        return result;
     }
 
     private static async Task<IResult> WriteAsync(

@@ -3,6 +3,7 @@ using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Kafka;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Fanout;
 
@@ -40,7 +41,8 @@ internal sealed class DeviceLog : IDisposable
     /// order under the volume's lock reach each partition in that order); the task completes on delivery.
     /// </summary>
     public Task<DeliveryResult<byte[]?, byte[]?>> SendAsync(
-        DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data)
+        DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
+        System.Diagnostics.Activity? span = null)
     {
         var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
         if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
@@ -48,6 +50,7 @@ internal sealed class DeviceLog : IDisposable
         TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
         var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
+        KafkaTracing.Inject(span, headers);
         return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
     }
 

@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Confluent.Kafka;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Fanout;
 
@@ -18,6 +20,7 @@ internal sealed class WritePipeline(
     TagGenerator tags,
     VolumeCatalog catalog,
     ControllerOptions options,
+    ControllerTelemetry telemetry,
     ILogger<WritePipeline> logger)
 {
     private readonly ConcurrentDictionary<long, InflightWrite> _inflight = new();
@@ -40,6 +43,37 @@ internal sealed class WritePipeline(
 
     public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
+        var started = Stopwatch.GetTimestamp();
+        var outcome = "failed";
+        try
+        {
+            var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, ct);
+            outcome = "ok";
+            return result;
+        }
+        finally
+        {
+            var tags = new TagList { { ControllerTelemetry.VolumeTag, v.Name }, { "tm.kind", KindName(kind) }, { "tm.outcome", outcome } };
+            telemetry.WriteDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
+            if (outcome == "ok")
+            {
+                var volume = new KeyValuePair<string, object?>(ControllerTelemetry.VolumeTag, v.Name);
+                telemetry.Writes.Add(1, volume);
+                telemetry.WriteBytes.Add(data.Length, volume);
+            }
+        }
+    }
+
+    private static string KindName(TransactionKind kind) => kind switch
+    {
+        TransactionKind.Write => "write",
+        TransactionKind.Append => "append",
+        TransactionKind.Repair => "repair",
+        _ => "barrier",
+    };
+
+    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
+    {
         var blocks = data.Length / v.BlockSize;
         if (kind == TransactionKind.Append)
             firstBlock = await catalog.ReserveExtensionAsync(v, blocks, ct);
@@ -57,6 +91,7 @@ internal sealed class WritePipeline(
             await fence!.WaitAsync(ct);
         var outcomes = new string?[v.Mirrors.Length];
         var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
+        Activity.Current?.SetTag(ControllerTelemetry.TagTag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
@@ -100,18 +135,26 @@ internal sealed class WritePipeline(
     private async Task<int> AwaitDeliveriesAsync(Volume v, InflightWrite write, Send[] sends, string?[] outcomes)
     {
         var holding = 0;
-        foreach (var (i, delivery, tokens) in sends)
+        foreach (var (i, delivery, tokens, span) in sends)
         {
             if (delivery is null) continue;
             var m = v.Mirrors[i];
             try
             {
-                await delivery;
+                var result = await delivery;
                 holding++;
                 outcomes[i] = "in the log";
+                if (span is not null)
+                {
+                    span.SetTag(KafkaTracing.Partition, result.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    span.SetTag(KafkaTracing.Offset, result.Offset.Value);
+                    span.Stop();
+                }
             }
             catch (ProduceException<byte[]?, byte[]?> ex)
             {
+                span?.SetStatus(ActivityStatusCode.Error, ex.Error.Reason);
+                span?.Stop();
                 var channel = log.Channel(m.DeviceId);
                 outcomes[i] = "not delivered: " + ex.Error.Reason;
                 // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
@@ -155,18 +198,51 @@ internal sealed class WritePipeline(
                 {
                     m.LastSkippedSeq = tag.Seq;
                     write.MarkSkipped(m.Index);
+                    Activity.Current?.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
+                    {
+                        [ControllerTelemetry.DeviceTag] = m.DeviceId,
+                        ["tm.mirror.state"] = m.State.ToString(),
+                    }));
                     continue;
                 }
                 var channel = log.Channel(m.DeviceId);
                 var n = channel.TakeTokens(tokenBuffer);
                 write.MarkSent(m.Index);
-                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data);
-                sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray());
+                var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
+                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span);
+                sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
                 channel.OnSent(data.Length);
                 Faults.AfterCopy(options, tag.Seq, log);
             }
             return write;
         }
+    }
+
+    /// <summary>
+    /// The produce span of one copy: a child of the request (or resync) span, ended on delivery with the
+    /// partition and offset the copy got. Not made current: the caller goes on under its own span.
+    /// </summary>
+    private Activity? StartProduceSpan(Volume v, Mirror m, DeviceChannel channel, TransactionKind kind, Tag tag, long firstBlock, int blocks, int bytes)
+    {
+        var parent = Activity.Current;
+        var span = telemetry.Source.StartActivity("send " + channel.Topic, ActivityKind.Producer);
+        if (span is null) return null;
+        Activity.Current = parent;
+        if (span.IsAllDataRequested)
+        {
+            span.SetTag(KafkaTracing.System, "kafka");
+            span.SetTag(KafkaTracing.OperationType, "send");
+            span.SetTag(KafkaTracing.Destination, channel.Topic);
+            span.SetTag(KafkaTracing.Key, m.ObjectId);
+            span.SetTag(ControllerTelemetry.TagTag, tag.ToString());
+            span.SetTag(ControllerTelemetry.VolumeTag, v.Name);
+            span.SetTag(ControllerTelemetry.DeviceTag, m.DeviceId);
+            span.SetTag("tm.kind", KindName(kind));
+            span.SetTag("tm.first_block", firstBlock);
+            span.SetTag("tm.blocks", blocks);
+            span.SetTag("messaging.message.body.size", bytes);
+        }
+        return span;
     }
 
     public async Task DegradeAsync(Volume v, Mirror m, string reason)
@@ -221,5 +297,5 @@ internal sealed class WritePipeline(
     public IEnumerable<Task> Unapplied(Volume v, Mirror m) =>
         v.Inflight.Values.Select(w => w.AppliedOnAsync(m.Index)).Where(t => !t.IsCompleted);
 
-    private readonly record struct Send(int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens);
+    private readonly record struct Send(int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens, Activity? Span);
 }

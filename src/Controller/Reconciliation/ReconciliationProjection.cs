@@ -40,6 +40,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 retired boolean NOT NULL DEFAULT false, retire_requested boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
             CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
+            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS trace_parent text;
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_repaired (
                 controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
@@ -91,11 +92,11 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                     // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
                     // one whose token was lost is retired too.
                     Add(batch, $"""
-                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING
+                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING
                     """,
                         r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
-                        r.Kind == TransactionKind.Repair);
+                        r.Kind == TransactionKind.Repair, (object?)r.TraceParent ?? DBNull.Value);
                     break;
                 }
             case TagTableEventTypes.Retired:
@@ -147,7 +148,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past it).
             WITH tags AS (
                 SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,
-                       min(block_count) AS block_count, bool_or(extension) AS extension
+                       min(block_count) AS block_count, bool_or(extension) AS extension, min(trace_parent) AS trace_parent
                 FROM {schema}.recon_entries WHERE NOT repair GROUP BY 1, 2, 3, 4)
             , missing AS (
                 SELECT t.*, d.device AS target
@@ -168,7 +169,8 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             INSERT INTO {schema}.recon_outbox (kind, payload)
             SELECT 'resync', jsonb_build_object(
                 'volume', volume, 'tag', controller_id || ':' || epoch || ':' || seq, 'firstBlock', first_block,
-                'blockCount', block_count, 'extension', extension, 'sourceDevice', source, 'targetDevice', target)
+                'blockCount', block_count, 'extension', extension, 'sourceDevice', source, 'targetDevice', target,
+                'traceParent', trace_parent)
             FROM missing;
 
             -- On every mirror (recorded or repaired) but still live past the grace period, or repaired (the

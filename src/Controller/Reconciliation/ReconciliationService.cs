@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Text.Json;
 using MassTransit;
 using TaggedMirror.Contracts.Bus;
 using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
@@ -11,7 +13,8 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// claimed with SKIP LOCKED, so each decision is published once (consumers are idempotent anyway).
 /// </summary>
 internal sealed class ReconciliationService(
-    PgEventStore store, ReconciliationProjection projection, IBus bus, ILogger<ReconciliationService> logger, ILogger<ProjectionDaemon> daemonLogger)
+    PgEventStore store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
+    ILogger<ReconciliationService> logger, ILogger<ProjectionDaemon> daemonLogger)
     : BackgroundService
 {
     private static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
@@ -41,6 +44,23 @@ internal sealed class ReconciliationService(
         }
     }
 
+    private Activity? StartDecisionSpan(ResyncRequested r)
+    {
+        var links = KafkaTracing.TryParse(r.TraceParent, out var write) ? new[] { new ActivityLink(write) } : null;
+        // A new root: reconciliation is not part of the write's trace, it points at it.
+        var span = telemetry.Source.StartActivity("reconcile resync-requested", ActivityKind.Producer, parentContext: default, links: links);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(ControllerTelemetry.VolumeTag, r.Volume);
+            span.SetTag(ControllerTelemetry.TagTag, r.Tag);
+            span.SetTag("tm.resync.source", r.SourceDevice);
+            span.SetTag("tm.resync.target", r.TargetDevice);
+            span.SetTag("tm.first_block", r.FirstBlock);
+            span.SetTag("tm.blocks", r.BlockCount);
+        }
+        return span;
+    }
+
     private async Task<int> PublishBatchAsync(CancellationToken ct)
     {
         await using var conn = await store.DataSource.OpenConnectionAsync(ct);
@@ -61,7 +81,9 @@ internal sealed class ReconciliationService(
                     var resync = JsonSerializer.Deserialize<ResyncRequested>(payload, Json)!;
                     logger.LogInformation("Reconciliation: {Tag} of {Volume} never reached {Target}: resync blocks [{First}, {End}) from {Source}",
                         resync.Tag, resync.Volume, resync.TargetDevice, resync.FirstBlock, resync.FirstBlock + resync.BlockCount, resync.SourceDevice);
-                    await bus.Publish(resync, ct);
+                    // The decision's span is linked to the write it repairs; the bus carries it to the resync.
+                    using (var span = StartDecisionSpan(resync))
+                        await bus.Publish(resync, ct);
                     break;
                 case "retire":
                     await bus.Publish(JsonSerializer.Deserialize<RetireEntries>(payload, Json)!, ct);

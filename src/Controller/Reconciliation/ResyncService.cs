@@ -5,6 +5,7 @@ using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
@@ -22,6 +23,7 @@ internal sealed class ResyncService(
     LogProgress progress,
     PgEventStore store,
     ControllerOptions options,
+    ControllerTelemetry telemetry,
     ILogger<ResyncService> logger)
 {
     /// <summary>Carries out a request from reconciliation. Repeating a request for a resolved tag does nothing.</summary>
@@ -38,6 +40,10 @@ internal sealed class ResyncService(
             ? preferred
             : Array.Find(v.Mirrors, m => m != target && m.State == MirrorState.InSync)
               ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy {r.Tag} from; reconciliation will ask again");
+        // Linked to the write it repairs (its trace id survives the trip through the tag table).
+        var links = KafkaTracing.TryParse(r.TraceParent, out var write) ? new[] { new ActivityLink(write) } : null;
+        using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, Activity.Current?.Context ?? default, links: links);
+        span?.SetTag(ControllerTelemetry.TagTag, r.Tag);
         await CopyAsync(v, source, target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
     }
 
@@ -50,6 +56,8 @@ internal sealed class ResyncService(
         target.FullCopyTotal = total;
         target.FullCopyDone = 0;
         logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks from {Source} to {Target}", v.Name, total, source.DeviceId, target.DeviceId);
+        using var span = telemetry.Source.StartActivity("full copy");
+        span?.SetTag(ControllerTelemetry.VolumeTag, v.Name).SetTag("tm.resync.source", source.DeviceId).SetTag("tm.resync.target", target.DeviceId).SetTag("tm.blocks", total);
         for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
         {
             var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
@@ -68,6 +76,17 @@ internal sealed class ResyncService(
     {
         await v.ResyncLock.WaitAsync(ct);
         var started = Stopwatch.GetTimestamp();
+        // One span per copied range: fence, wait for the source, read, repair (its produce span is a child).
+        using var span = telemetry.Source.StartActivity("copy range");
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(ControllerTelemetry.VolumeTag, v.Name);
+            span.SetTag("tm.resync.source", source.DeviceId);
+            span.SetTag("tm.resync.target", target.DeviceId);
+            span.SetTag("tm.first_block", firstBlock);
+            span.SetTag("tm.blocks", blocks);
+            span.SetTag("tm.extension", extension);
+        }
         var fence = new RangeFence(firstBlock, blocks);
         try
         {
@@ -80,6 +99,11 @@ internal sealed class ResyncService(
                     ?? new byte[blocks * v.BlockSize];
                 var repairTag = await pipeline.RepairAsync(v, target, firstBlock, data, ct);
                 var elapsed = Stopwatch.GetElapsedTime(started);
+                span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
+                var volume = new KeyValuePair<string, object?>(ControllerTelemetry.VolumeTag, v.Name);
+                var device = new KeyValuePair<string, object?>(ControllerTelemetry.DeviceTag, target.DeviceId);
+                telemetry.Resyncs.Add(1, volume, device);
+                telemetry.ResyncBytes.Add(data.Length, volume, device);
                 var done = new ResyncCompleted(tag, target.DeviceId, source.DeviceId, firstBlock, blocks, extension, data.Length, elapsed.TotalMilliseconds, repairTag.ToString());
                 await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
                     [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);

@@ -28,6 +28,7 @@ internal sealed class DeviceConsumer(
     ObjectFiles files,
     DeviceStatus status,
     IBus bus,
+    AgentTelemetry telemetry,
     ILogger<DeviceConsumer> logger) : BackgroundService
 {
     private readonly AgentOptions _agent = agentOptions.Value;
@@ -111,13 +112,41 @@ internal sealed class DeviceConsumer(
     private async Task ApplyAndRecordAsync(
         List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic, CancellationToken ct)
     {
+        var spans = telemetry.StartBatch(messages, topic);
+        try
+        {
+            await ApplyAndRecordAsync(messages, state, deadLetters, topic, spans, ct);
+            spans.End();
+        }
+        catch (Exception ex)
+        {
+            spans.End(ex);
+            throw;
+        }
+    }
+
+    private async Task ApplyAndRecordAsync(
+        List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic,
+        BatchSpans spans, CancellationToken ct)
+    {
         var expectedVersion = state.StreamVersion;
-        var batch = _applier.Apply(messages, state);
-        files.FlushWritten();
+        AppliedBatch batch;
+        using (spans.StartPhase(telemetry.Source, "apply"))
+        {
+            batch = _applier.Apply(messages, state);
+            files.FlushWritten();
+        }
+        foreach (var (m, reason) in batch.Refused)
+            spans.Refused(messages.IndexOf(m), reason);
         if (batch.Refused.Count > 0)
             await DeadLetterAsync(deadLetters, batch, topic, ct);
-        await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, ct);
+        using (var record = spans.StartPhase(telemetry.Source, "record"))
+        {
+            record?.SetTag("tm.events", batch.Events.Count);
+            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, ct);
+        }
         status.Record(state, batch);
+        telemetry.CountBatch(batch.Acknowledgements.Count, batch.DataBytes, batch.Refused.Count);
         if (batch.Acknowledgements.Count > 0)
         {
             await PublishSafelyAsync(new DeviceApplied(

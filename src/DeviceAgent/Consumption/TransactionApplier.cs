@@ -5,6 +5,7 @@ using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.DeviceAgent.BlockStore;
 using TaggedMirror.DeviceAgent.TagTable;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.DeviceAgent.Consumption;
 
@@ -95,7 +96,8 @@ internal sealed class TransactionApplier(ObjectFiles files)
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
         Append(state, batch, DeviceRepository.Recorded(new TagRecorded(
-            h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2)));
+            h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2,
+            KafkaTracing.TraceParentOf(headers))));
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
