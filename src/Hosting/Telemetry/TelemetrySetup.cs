@@ -25,7 +25,9 @@ public sealed class TelemetrySetup : IDisposable
         _tracer = Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
             .AddSource(names)
-            .AddSource("Npgsql", "MassTransit")
+            // ASP.NET Core starts an activity for every request whatever happens (its logging scopes use it);
+            // unless it is sampled too, every span under it, the write's request span first, is dropped.
+            .AddSource("Npgsql", "MassTransit", "Microsoft.AspNetCore")
             .AddOtlpExporter()
             .Build();
         _meter = Sdk.CreateMeterProviderBuilder()

@@ -17,9 +17,11 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private readonly Dictionary<string, string> _controllerSettings;
     private readonly Dictionary<string, ServiceProcess> _agents = new(StringComparer.Ordinal);
+    private readonly Func<string, IReadOnlyDictionary<string, string>>? _processEnvironment;
 
-    private TestCluster(string[] devices, Dictionary<string, string>? controllerSettings)
+    private TestCluster(string[] devices, Dictionary<string, string>? controllerSettings, Func<string, IReadOnlyDictionary<string, string>>? processEnvironment)
     {
+        _processEnvironment = processEnvironment;
         Id = "t" + Guid.NewGuid().ToString("N")[..12];
         Directory = System.IO.Directory.CreateTempSubdirectory("tm-it-" + Id + "-").FullName;
         Kafka = MockKafkaCluster.Start(3);
@@ -61,19 +63,25 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public string DataDirectory(string device) => Path.Combine(Directory, "data", device);
 
-    public static async Task<TestCluster> StartAsync(string[]? devices = null, Dictionary<string, string>? controllerSettings = null)
+    /// <summary>
+    /// Starts the cluster. <paramref name="processEnvironment"/> adds variables per process, by its name
+    /// (<c>controller</c>, <c>agent-d0</c>, ...): telemetry exporters, for one.
+    /// </summary>
+    public static async Task<TestCluster> StartAsync(
+        string[]? devices = null, Dictionary<string, string>? controllerSettings = null,
+        Func<string, IReadOnlyDictionary<string, string>>? processEnvironment = null)
     {
-        var c = new TestCluster(devices ?? ["d0", "d1"], controllerSettings);
+        var c = new TestCluster(devices ?? ["d0", "d1"], controllerSettings, processEnvironment);
         try
         {
             c.Controller = new ServiceProcess("controller", Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", c.Directory,
-                c.Environment(c._controllerSettings));
+                c.Environment("controller", c._controllerSettings));
             c.Controller.Start();
             await c.WaitReadyAsync(c.Controller, "/controller");
             foreach (var d in c.Devices)
             {
                 var agent = new ServiceProcess("agent-" + d, Paths.Deployable("DeviceAgent"), $"http://127.0.0.1:{Paths.FreePort()}", c.Directory,
-                    c.Environment(new() { ["Agent__DeviceId"] = d, ["Agent__DataDirectory"] = c.DataDirectory(d) }));
+                    c.Environment("agent-" + d, new() { ["Agent__DeviceId"] = d, ["Agent__DataDirectory"] = c.DataDirectory(d) }));
                 c._agents[d] = agent;
                 agent.Start();
             }
@@ -87,7 +95,7 @@ internal sealed class TestCluster : IAsyncDisposable
         }
     }
 
-    private Dictionary<string, string> Environment(Dictionary<string, string> extra)
+    private Dictionary<string, string> Environment(string process, Dictionary<string, string> extra)
     {
         var env = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -97,6 +105,8 @@ internal sealed class TestCluster : IAsyncDisposable
             ["TaggedMirror__Cluster"] = Id,
         };
         foreach (var (k, v) in extra) env[k] = v;
+        if (_processEnvironment is not null)
+            foreach (var (k, v) in _processEnvironment(process)) env[k] = v;
         return env;
     }
 
