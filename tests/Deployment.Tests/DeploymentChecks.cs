@@ -9,7 +9,7 @@ namespace TaggedMirror.Deployment.Tests;
 /// </summary>
 public sealed partial class DeploymentChecks(ComposeFile compose)
 {
-    public static readonly string[] RequiredServices = ["kafka", "kafka-init", "postgres", "rabbitmq", "jaeger", "controller", "agent-d0", "agent-d1"];
+    public static readonly string[] RequiredServices = ["kafka", "kafka-init", "postgres", "rabbitmq", "jaeger", "otel-collector", "controller", "agent-d0", "agent-d1"];
 
     private static readonly string[] SharedKeys = ["Postgres", "Kafka", "RabbitMqHost", "RabbitMqUser", "RabbitMqPassword", "Cluster"];
     private static readonly string[] AgentKeys = ["DeviceId", "DataDirectory", "PublicUrl"];
@@ -47,7 +47,7 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
         foreach (var check in new Func<IEnumerable<string>>[]
         {
             ServicesExist, Dockerfiles, EnvironmentNames, EnvironmentValues, Hosts, AgentIdentity,
-            PublishedPorts, NamedVolumes, DependsOn, KafkaInit,
+            PublishedPorts, NamedVolumes, DependsOn, KafkaInit, Collector,
         })
         {
             try
@@ -418,6 +418,51 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
             || !entry.Items.OfType<YamlScalar>().Any(i => init.Volumes.Any(v => v.Split(':').ElementAtOrDefault(1) == i.Value)))
             yield return "kafka-init: entrypoint does not run the mounted script";
     }
+
+    /// <summary>
+    /// The OpenTelemetry Collector the processes export to: it mounts its configuration, receives OTLP on the
+    /// port they send to, sends traces to a service that exists, and publishes the Prometheus port it serves.
+    /// </summary>
+    public IEnumerable<string> Collector()
+    {
+        var endpoints = Compose.Services
+            .Select(s => s.Environment.GetValueOrDefault("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .OfType<string>()
+            .Select(e => Uri.TryCreate(e, UriKind.Absolute, out var u) ? u : null)
+            .OfType<Uri>()
+            .ToList();
+        foreach (var host in endpoints.Select(u => u.Host).Distinct(StringComparer.Ordinal))
+        {
+            if (Compose[host] is not { } collector || collector.Scalar("image")?.Contains("opentelemetry-collector", StringComparison.Ordinal) != true)
+                continue;
+            var config = collector.Volumes.Select(v => v.Split(':')[0]).FirstOrDefault(v => v.EndsWith(".yaml", StringComparison.Ordinal));
+            if (config is null || !File.Exists(Repo.PathOf(config)))
+            {
+                yield return $"{host}: no collector configuration (.yaml) is mounted";
+                continue;
+            }
+            var text = File.ReadAllText(Repo.PathOf(config));
+            foreach (var port in endpoints.Where(u => u.Host == host).Select(u => u.Port).Distinct())
+            {
+                if (!text.Contains($"0.0.0.0:{port}", StringComparison.Ordinal))
+                    yield return $"{host}: {config} does not receive OTLP on port {port}, where the services export";
+            }
+            foreach (Match m in ExporterEndpoint().Matches(text))
+            {
+                if (Compose[m.Groups["host"].Value] is null)
+                    yield return $"{host}: {config} exports to '{m.Groups["host"].Value}', which is not a service";
+            }
+            var prometheus = PrometheusEndpoint().Match(text);
+            if (prometheus.Success && !collector.Ports.Any(p => p.EndsWith(":" + prometheus.Groups["port"].Value, StringComparison.Ordinal)))
+                yield return $"{host}: the Prometheus port {prometheus.Groups["port"].Value} is not published";
+        }
+    }
+
+    [GeneratedRegex(@"endpoint:\s*""(?<host>[a-z][a-z0-9-]*):\d+""")]
+    private static partial Regex ExporterEndpoint();
+
+    [GeneratedRegex(@"prometheus:\s*\n\s*endpoint:\s*""0\.0\.0\.0:(?<port>\d+)""")]
+    private static partial Regex PrometheusEndpoint();
 
     private string? ProjectOf(ComposeService service)
     {
