@@ -20,7 +20,7 @@ var controller = builder.Configuration.GetSection(ControllerOptions.Section).Get
 controller.Validate();
 
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
-var dataSource = new Npgsql.NpgsqlDataSourceBuilder(options.Postgres).Build();
+var dataSource = PostgresDataSource.Create(options.Postgres);
 var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema), new ResyncLogProjection(options.Schema)]);
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
 store.AddAsyncProjection(reconciliation);

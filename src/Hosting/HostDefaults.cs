@@ -21,7 +21,7 @@ public static class HostDefaults
         var options = new TaggedMirrorOptions();
         builder.Configuration.GetSection(TaggedMirrorOptions.Section).Bind(options);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(_ => new NpgsqlDataSourceBuilder(options.Postgres).Build());
+        builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres));
         var telemetry = new TaggedMirrorTelemetry(component);
         builder.Services.AddSingleton(telemetry);
         builder.Services.AddSingleton(_ => new TelemetrySetup("taggedmirror-" + component.ToLowerInvariant(), [telemetry.Name]));
