@@ -58,6 +58,24 @@ internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposab
         return _probe.Value.QueryWatermarkOffsets(new TopicPartition(Contracts.Topics.Device(deviceId), partition), TimeSpan.FromSeconds(5)).High.Value;
     }
 
+    /// <summary>
+    /// Log end (as last seen) and applied offset, summed over the device topic's partitions and any it has
+    /// recorded; a partition it never recorded counts from 0, so a device that applied nothing yet shows its
+    /// whole log as lag. Used by volume status and the <c>tm.device.lag</c> gauge alike.
+    /// </summary>
+    public (long End, long Applied) Lag(DeviceChannel channel, IReadOnlyDictionary<int, long> applied)
+    {
+        long end = 0, done = 0;
+        foreach (var partition in (channel.Partitions ?? []).Union(applied.Keys))
+        {
+            var offset = applied.GetValueOrDefault(partition);
+            // Unknown yet (or the log is unreachable): report no lag rather than a made-up one.
+            end += Math.Max(offset, CachedLogEnd(channel.DeviceId, partition) ?? offset);
+            done += offset;
+        }
+        return (end, done);
+    }
+
     public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct)
     {
         var result = new Dictionary<int, long>();

@@ -61,16 +61,6 @@ internal sealed class StatusService(PgEventStore store, DeviceLog log, LogProgre
         return new ResyncSummary(count, bytes, [.. recent]);
     }
 
-    /// <summary>Sum over the partitions the device has recorded: log end (as last seen) and applied offset.</summary>
-    private async Task<(long End, long Applied)> LagAsync(string deviceId, CancellationToken ct)
-    {
-        long end = 0, done = 0;
-        foreach (var (partition, offset) in await progress.AppliedAsync(deviceId, ct))
-        {
-            // Unknown yet (or the log is unreachable): report no lag rather than a made-up one.
-            end += Math.Max(offset, progress.CachedLogEnd(deviceId, partition) ?? offset);
-            done += offset;
-        }
-        return (end, done);
-    }
+    private async Task<(long End, long Applied)> LagAsync(string deviceId, CancellationToken ct) =>
+        progress.Lag(log.Channel(deviceId), await progress.AppliedAsync(deviceId, ct));
 }
