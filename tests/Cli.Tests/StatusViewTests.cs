@@ -1,5 +1,6 @@
 using TaggedMirror.Cli.Api;
 using TaggedMirror.Cli.Commands;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Tests;
 
@@ -8,25 +9,25 @@ public sealed class StatusViewTests
     private static readonly DateTimeOffset At = new(2026, 11, 22, 5, 0, 0, TimeSpan.Zero);
 
     /// <summary>Two volumes: d1 of "alpha" Degraded with a reason, d1 of "beta" Resyncing a full copy at 50%, two recent resyncs.</summary>
-    private static VolumeInfo[] KnownState() =>
+    private static VolumeStatus[] KnownState() =>
     [
-        new VolumeInfo("alpha", 4096, 256, 0, 1, Owned: true, WritesAccepted: 1234, BytesAccepted: 5_054_464, InflightWrites: 3,
+        new VolumeStatus("alpha", 4096, 256, 0, 1, Owned: true, WritesAccepted: 1234, BytesAccepted: 5_054_464, InflightWrites: 3,
             [
-                new MirrorInfo("d0", "alpha-d0", "InSync", null, 0, 0, 0, 100, 100, 0),
-                new MirrorInfo("d1", "alpha-d1", "Degraded", "log unreachable: delivery timed out", 42, 172_032, 7, 140, 98, 42),
+                new MirrorStatus("d0", "alpha-d0", "InSync", null, 0, 0, 0, 100, 100, 0),
+                new MirrorStatus("d1", "alpha-d1", "Degraded", "log unreachable: delivery timed out", 42, 172_032, 7, 140, 98, 42),
             ],
-            new ResyncSummaryInfo(5, 1_048_576,
+            new ResyncSummary(5, 1_048_576,
             [
-                new ResyncInfo("1:3:77", "d0", "d1", 12, 8, false, 32_768, 12.5, At),
+                new ResyncRecord("1:3:77", "d0", "d1", 12, 8, false, 32_768, 12.5, At),
             ])),
-        new VolumeInfo("beta", 512, 1000, 24, 2, Owned: false, WritesAccepted: 9, BytesAccepted: 4608, InflightWrites: 0,
+        new VolumeStatus("beta", 512, 1000, 24, 2, Owned: false, WritesAccepted: 9, BytesAccepted: 4608, InflightWrites: 0,
             [
-                new MirrorInfo("d0", "beta-d0", "InSync", null, 1, 0, 0, 10, 10, 0),
-                new MirrorInfo("d1", "beta-d1", "Resyncing", "full copy after truncation", 0, 0, 0, 10, 10, 0, 512, 1024),
+                new MirrorStatus("d0", "beta-d0", "InSync", null, 1, 0, 0, 10, 10, 0),
+                new MirrorStatus("d1", "beta-d1", "Resyncing", "full copy after truncation", 0, 0, 0, 10, 10, 0, 512, 1024),
             ],
-            new ResyncSummaryInfo(2, 262_144,
+            new ResyncSummary(2, 262_144,
             [
-                new ResyncInfo(null, "d0", "d1", 1000, 16, true, 8192, 3.25, At.AddSeconds(5)),
+                new ResyncRecord(null, "d0", "d1", 1000, 16, true, 8192, 3.25, At.AddSeconds(5)),
             ])),
     ];
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Api;
 
@@ -43,15 +44,15 @@ internal sealed class TmHttp : IDisposable
     public Task<ControllerInfo> GetControllerAsync(Uri controller, CancellationToken ct) =>
         GetJsonAsync<ControllerInfo>(new Uri(controller, "controller"), ct);
 
-    public Task<VolumeInfo[]> GetVolumesAsync(Uri controller, CancellationToken ct) =>
-        GetJsonAsync<VolumeInfo[]>(new Uri(controller, "volumes"), ct);
+    public Task<VolumeStatus[]> GetVolumesAsync(Uri controller, CancellationToken ct) =>
+        GetJsonAsync<VolumeStatus[]>(new Uri(controller, "volumes"), ct);
 
-    public async Task<VolumeInfo?> GetVolumeAsync(Uri controller, string volume, CancellationToken ct)
+    public async Task<VolumeStatus?> GetVolumeAsync(Uri controller, string volume, CancellationToken ct)
     {
         var uri = new Uri(controller, "volumes/" + Uri.EscapeDataString(volume));
         using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Get, uri), ct);
         if (response.StatusCode == HttpStatusCode.NotFound) return null;
-        return await ReadJsonAsync<VolumeInfo>(response, ct);
+        return await ReadJsonAsync<VolumeStatus>(response, ct);
     }
 
     /// <summary>Creates the volume; false when one with that name exists already.</summary>
@@ -67,17 +68,17 @@ internal sealed class TmHttp : IDisposable
         return true;
     }
 
-    public async Task<WriteResponse> WriteAsync(Uri controller, string volume, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
+    public async Task<WriteResult> WriteAsync(Uri controller, string volume, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
         var path = $"volumes/{Uri.EscapeDataString(volume)}/blocks/{firstBlock}" + (waitApplied ? "?wait=applied" : "");
         using var response = await SendAsync(DataRequest(HttpMethod.Put, new Uri(controller, path), data), ct);
-        return await ReadJsonAsync<WriteResponse>(response, ct);
+        return await ReadJsonAsync<WriteResult>(response, ct);
     }
 
-    public async Task<WriteResponse> AppendAsync(Uri controller, string volume, byte[] data, CancellationToken ct)
+    public async Task<WriteResult> AppendAsync(Uri controller, string volume, byte[] data, CancellationToken ct)
     {
         using var response = await SendAsync(DataRequest(HttpMethod.Post, new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}/append"), data), ct);
-        return await ReadJsonAsync<WriteResponse>(response, ct);
+        return await ReadJsonAsync<WriteResult>(response, ct);
     }
 
     /// <summary>A write whose answer is only checked, not parsed: the benchmark's hot loop.</summary>

@@ -8,6 +8,7 @@ using System.Text;
 using System.Text.Json;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
 
@@ -270,7 +271,7 @@ internal static class BenchResyncCommand
         public double Ratio => Floor == 0 ? double.NaN : (double)Bytes / Floor;
     }
 
-    private sealed record ConvergeResult(double Seconds, VolumeInfo Volume, StateChange[] Timeline);
+    private sealed record ConvergeResult(double Seconds, VolumeStatus Volume, StateChange[] Timeline);
 
     /// <summary>From broker 2's return until both mirrors are InSync with no live tag entries; records state changes.</summary>
     private static async Task<ConvergeResult> ConvergeAsync(TmHttp http, Settings s, CancellationToken ct)
@@ -297,9 +298,9 @@ internal static class BenchResyncCommand
         }
     }
 
-    private static bool AllInSync(VolumeInfo v) => v.Mirrors.All(m => m.State == "InSync" && m.LiveTagEntries == 0);
+    private static bool AllInSync(VolumeStatus v) => v.Mirrors.All(m => m.State == "InSync" && m.LiveTagEntries == 0);
 
-    private static async Task<VolumeInfo> WaitAsync(TmHttp http, Settings s, TimeSpan timeout, string what, Func<VolumeInfo, bool> done, CancellationToken ct)
+    private static async Task<VolumeStatus> WaitAsync(TmHttp http, Settings s, TimeSpan timeout, string what, Func<VolumeStatus, bool> done, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -311,16 +312,16 @@ internal static class BenchResyncCommand
         }
     }
 
-    private static string Describe(VolumeInfo v) =>
+    private static string Describe(VolumeStatus v) =>
         string.Join(", ", v.Mirrors.Select(m => $"{m.DeviceId} {m.State} ({m.LiveTagEntries} live tag entries{(m.Reason is null ? "" : "; " + m.Reason)})"));
 
-    private static MirrorInfo Mirror(VolumeInfo v, string device) =>
+    private static MirrorStatus Mirror(VolumeStatus v, string device) =>
         v.Mirrors.FirstOrDefault(m => m.DeviceId == device) ?? throw new CliException($"volume {v.Name} has no mirror on {device}");
 
     private sealed record Verification(bool Ok, long Blocks, string? Detail);
 
     /// <summary>Reads every block written during the outage from both devices' objects and compares it with what was written.</summary>
-    private static async Task<Verification> VerifyAsync(TmHttp http, Settings s, VolumeInfo v, Dictionary<long, (byte[] Data, int Offset)> expected, CancellationToken ct)
+    private static async Task<Verification> VerifyAsync(TmHttp http, Settings s, VolumeStatus v, Dictionary<long, (byte[] Data, int Offset)> expected, CancellationToken ct)
     {
         var byDevice = new Dictionary<string, Uri>(StringComparer.Ordinal);
         foreach (var agent in s.Agents)

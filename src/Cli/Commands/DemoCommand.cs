@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
 using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
 
@@ -204,7 +205,7 @@ internal static class DemoCommand
         return result;
     }
 
-    private static async Task<(bool Ok, VolumeInfo Info)> WaitDrainedAsync(TmHttp http, Uri controller, string volume, CancellationToken ct)
+    private static async Task<(bool Ok, VolumeStatus Info)> WaitDrainedAsync(TmHttp http, Uri controller, string volume, CancellationToken ct)
     {
         var deadline = Stopwatch.StartNew();
         while (true)

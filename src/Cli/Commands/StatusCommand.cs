@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
 
@@ -101,7 +102,7 @@ internal static class StatusCommand
             : new Rows(header, new Markup($"[red]stale:[/] {Markup.Escape(error)}"), view);
     }
 
-    private static async Task<VolumeInfo[]> FetchAsync(TmHttp http, Uri controller, string? volume, CancellationToken ct)
+    private static async Task<VolumeStatus[]> FetchAsync(TmHttp http, Uri controller, string? volume, CancellationToken ct)
     {
         if (volume is null) return await http.GetVolumesAsync(controller, ct);
         var one = await http.GetVolumeAsync(controller, volume, ct)

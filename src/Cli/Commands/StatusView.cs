@@ -3,6 +3,7 @@ using System.Text.Json;
 using Spectre.Console;
 using Spectre.Console.Rendering;
 using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
 
@@ -17,7 +18,7 @@ internal static class StatusView
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     /// <summary>The volumes table, the mirrors table and the recent resyncs, stacked.</summary>
-    public static IRenderable Render(IReadOnlyList<VolumeInfo> volumes)
+    public static IRenderable Render(IReadOnlyList<VolumeStatus> volumes)
     {
         ArgumentNullException.ThrowIfNull(volumes);
         if (volumes.Count == 0) return new Markup("[grey]no volumes[/]");
@@ -25,7 +26,7 @@ internal static class StatusView
     }
 
     /// <summary><see cref="Render"/> written without colours or ANSI codes at a fixed width.</summary>
-    public static string ToPlainText(IReadOnlyList<VolumeInfo> volumes, int width = 200)
+    public static string ToPlainText(IReadOnlyList<VolumeStatus> volumes, int width = 200)
     {
         using var writer = new StringWriter(CultureInfo.InvariantCulture);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
@@ -41,10 +42,10 @@ internal static class StatusView
     }
 
     /// <summary>The volumes as a JSON array of the controller's volume objects.</summary>
-    public static string ToJson(IReadOnlyList<VolumeInfo> volumes) => JsonSerializer.Serialize(volumes, Json);
+    public static string ToJson(IReadOnlyList<VolumeStatus> volumes) => JsonSerializer.Serialize(volumes, Json);
 
-    public static VolumeInfo[] FromJson(string json) =>
-        JsonSerializer.Deserialize<VolumeInfo[]>(json, Json) ?? throw new JsonException("the JSON is null, not an array of volumes");
+    public static VolumeStatus[] FromJson(string json) =>
+        JsonSerializer.Deserialize<VolumeStatus[]>(json, Json) ?? throw new JsonException("the JSON is null, not an array of volumes");
 
     /// <summary>The markup colour of a mirror state: InSync green, Resyncing yellow, anything else red.</summary>
     public static string StateColour(string state) => state switch
@@ -55,7 +56,7 @@ internal static class StatusView
     };
 
     /// <summary>How far a running full copy is, e.g. <c>50%</c>; empty when none is running.</summary>
-    public static string FullCopyProgress(MirrorInfo mirror)
+    public static string FullCopyProgress(MirrorStatus mirror)
     {
         ArgumentNullException.ThrowIfNull(mirror);
         if (mirror.FullCopyTotalBlocks <= 0) return "";
@@ -78,7 +79,7 @@ internal static class StatusView
             : string.Create(CultureInfo.InvariantCulture, $"{value:0.#} {units[unit]}");
     }
 
-    private static Table VolumesTable(IReadOnlyList<VolumeInfo> volumes)
+    private static Table VolumesTable(IReadOnlyList<VolumeStatus> volumes)
     {
         var table = new Table().Title("Volumes").AddColumns("volume", "size", "block size", "writes", "bytes", "in flight", "owner");
         RightAlign(table, 1, 2, 3, 4, 5);
@@ -96,7 +97,7 @@ internal static class StatusView
         return table;
     }
 
-    private static Table MirrorsTable(IReadOnlyList<VolumeInfo> volumes)
+    private static Table MirrorsTable(IReadOnlyList<VolumeStatus> volumes)
     {
         var table = new Table().Title("Mirrors")
             .AddColumns("volume", "device", "state", "reason", "live tag entries", "lag messages", "unapplied bytes", "full copy");
@@ -119,7 +120,7 @@ internal static class StatusView
         return table;
     }
 
-    private static Table ResyncsTable(IReadOnlyList<VolumeInfo> volumes)
+    private static Table ResyncsTable(IReadOnlyList<VolumeStatus> volumes)
     {
         var table = new Table().Title("Recent resyncs").AddColumns("volume", "tag", "source → target", "blocks", "bytes", "ms", "completed (UTC)");
         RightAlign(table, 4, 5);

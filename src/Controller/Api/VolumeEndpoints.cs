@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;

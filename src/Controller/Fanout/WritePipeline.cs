@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Confluent.Kafka;
 using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;

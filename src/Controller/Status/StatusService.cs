@@ -1,3 +1,4 @@
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
