@@ -33,13 +33,18 @@ internal sealed class ControllerTelemetry
         ResyncBytes = meter.CreateCounter<long>("tm.resync.bytes", "By", "Bytes copied by resyncs and full copies");
         meter.CreateObservableGauge("tm.mirrors.degraded", () => DegradedMirrors(catalog), "{mirror}",
             "Mirrors of a volume that are not in sync (degraded, resyncing or needing a full copy)");
-        meter.CreateObservableGauge("tm.device.lag", () => Lags.Select(kv => new Measurement<long>(kv.Value.Messages, new KeyValuePair<string, object?>(DeviceTag, kv.Key))),
+        _lag = meter.CreateObservableGauge("tm.device.lag", () => Lags.Select(kv => new Measurement<long>(kv.Value.Messages, new KeyValuePair<string, object?>(DeviceTag, kv.Key))),
             "{message}", "Device log end minus the offset the device has applied, summed over its partitions");
         meter.CreateObservableGauge("tm.device.unapplied_bytes", () => Lags.Select(kv => new Measurement<long>(kv.Value.UnappliedBytes, new KeyValuePair<string, object?>(DeviceTag, kv.Key))),
             "By", "Bytes this controller sent to a device that it has not applied yet (flow control)");
     }
 
+    private readonly ObservableGauge<long> _lag;
+
     public ActivitySource Source { get; }
+
+    /// <summary>True when a meter provider listens to the lag gauge (an exporter is configured): only then is it sampled.</summary>
+    public bool LagObserved => _lag.Enabled;
 
     public Histogram<double> WriteDuration { get; }
 

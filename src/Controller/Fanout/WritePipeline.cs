@@ -92,7 +92,9 @@ internal sealed class WritePipeline(
             await fence!.WaitAsync(ct);
         var outcomes = new string?[v.Mirrors.Length];
         var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
-        Activity.Current?.SetTag(ControllerTelemetry.TagTag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
+        // Activity.Current is ASP.NET Core's (unrecorded) request activity when nobody traces: tag only a recorded span.
+        if (Activity.Current is { IsAllDataRequested: true } span)
+            span.SetTag(ControllerTelemetry.TagTag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
@@ -199,11 +201,12 @@ internal sealed class WritePipeline(
                 {
                     m.LastSkippedSeq = tag.Seq;
                     write.MarkSkipped(m.Index);
-                    Activity.Current?.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
-                    {
-                        [ControllerTelemetry.DeviceTag] = m.DeviceId,
-                        ["tm.mirror.state"] = m.State.ToString(),
-                    }));
+                    if (Activity.Current is { IsAllDataRequested: true } request)
+                        request.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
+                        {
+                            [ControllerTelemetry.DeviceTag] = m.DeviceId,
+                            ["tm.mirror.state"] = m.State.ToString(),
+                        }));
                     continue;
                 }
                 var channel = log.Channel(m.DeviceId);

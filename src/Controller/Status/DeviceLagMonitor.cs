@@ -17,6 +17,7 @@ internal sealed class DeviceLagMonitor(
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
+            if (!telemetry.LagObserved) continue;
             try
             {
                 telemetry.Lags = await SampleAsync(stoppingToken);
