@@ -30,7 +30,9 @@ internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposab
             {
                 try
                 {
-                    cached.Value = LogEnd(deviceId, partition);
+                    var end = LogEnd(deviceId, partition);
+                    // Never backwards: a slower answer from an earlier moment must not undo a newer one.
+                    if (end > Interlocked.Read(ref cached.Value)) Interlocked.Exchange(ref cached.Value, end);
                     cached.At = DateTime.UtcNow;
                 }
                 catch (KafkaException)
@@ -42,12 +44,14 @@ internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposab
                 }
             });
         }
-        return cached.Value;
+        var value = Interlocked.Read(ref cached.Value);
+        return value < 0 ? null : value;
     }
 
     private sealed class CachedEnd
     {
-        public long? Value;
+        // -1 until known; read and written atomically (a long? is two fields and could be read torn).
+        public long Value = -1;
         public DateTime At = DateTime.MinValue;
         public int Refreshing;
     }
