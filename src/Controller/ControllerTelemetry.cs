@@ -12,9 +12,6 @@ namespace TaggedMirror.Controller;
 /// </summary>
 internal sealed class ControllerTelemetry
 {
-    public const string VolumeTag = "tm.volume";
-    public const string DeviceTag = "tm.device";
-    public const string TagTag = "tm.tag";
 
     // Latency buckets for writes that take from well under a millisecond to seconds (a lagging device).
     private static readonly double[] LatencyBuckets =
@@ -33,9 +30,9 @@ internal sealed class ControllerTelemetry
         ResyncBytes = meter.CreateCounter<long>("tm.resync.bytes", "By", "Bytes copied by resyncs and full copies");
         meter.CreateObservableGauge("tm.mirrors.degraded", () => DegradedMirrors(catalog), "{mirror}",
             "Mirrors of a volume that are not in sync (degraded, resyncing or needing a full copy)");
-        _lag = meter.CreateObservableGauge("tm.device.lag", () => Lags.Select(kv => new Measurement<long>(kv.Value.Messages, new KeyValuePair<string, object?>(DeviceTag, kv.Key))),
+        _lag = meter.CreateObservableGauge("tm.device.lag", () => Lags.Select(kv => new Measurement<long>(kv.Value.Messages, new KeyValuePair<string, object?>(TelemetryAttributes.Device, kv.Key))),
             "{message}", "Device log end minus the offset the device has applied, summed over its partitions");
-        meter.CreateObservableGauge("tm.device.unapplied_bytes", () => Lags.Select(kv => new Measurement<long>(kv.Value.UnappliedBytes, new KeyValuePair<string, object?>(DeviceTag, kv.Key))),
+        meter.CreateObservableGauge("tm.device.unapplied_bytes", () => Lags.Select(kv => new Measurement<long>(kv.Value.UnappliedBytes, new KeyValuePair<string, object?>(TelemetryAttributes.Device, kv.Key))),
             "By", "Bytes this controller sent to a device that it has not applied yet (flow control)");
     }
 
@@ -62,7 +59,7 @@ internal sealed class ControllerTelemetry
     private static IEnumerable<Measurement<int>> DegradedMirrors(VolumeCatalog catalog)
     {
         foreach (var v in catalog.All)
-            yield return new Measurement<int>(v.Mirrors.Count(m => m.State != MirrorState.InSync), new KeyValuePair<string, object?>(VolumeTag, v.Name));
+            yield return new Measurement<int>(v.Mirrors.Count(m => m.State != MirrorState.InSync), new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name));
     }
 }
 

@@ -14,8 +14,6 @@ namespace TaggedMirror.DeviceAgent;
 /// </summary>
 internal sealed class AgentTelemetry
 {
-    public const string DeviceTag = "tm.device";
-
     // The OpenTelemetry SDK keeps 128 links per span by default; more would be dropped anyway.
     private const int MaxLinks = 128;
 
@@ -24,7 +22,7 @@ internal sealed class AgentTelemetry
     public AgentTelemetry(TaggedMirrorTelemetry telemetry, IOptions<AgentOptions> options, DeviceStatus status)
     {
         DeviceId = options.Value.DeviceId;
-        _device = new(DeviceTag, DeviceId);
+        _device = new(TelemetryAttributes.Device, DeviceId);
         Source = telemetry.Source;
         var meter = telemetry.Meter;
         Applied = meter.CreateCounter<long>("tm.device.applied", "{transaction}", "Transactions applied and recorded in the tag table");
@@ -68,7 +66,7 @@ internal sealed class AgentTelemetry
         consume.SetTag(KafkaTracing.OperationType, "process");
         consume.SetTag(KafkaTracing.Destination, topic);
         consume.SetTag(KafkaTracing.BatchCount, messages.Count);
-        consume.SetTag(DeviceTag, DeviceId);
+        consume.SetTag(TelemetryAttributes.Device, DeviceId);
 
         var receives = new Activity?[messages.Count];
         var back = new[] { new ActivityLink(consume.Context) };
@@ -83,7 +81,7 @@ internal sealed class AgentTelemetry
             r.SetTag(KafkaTracing.Destination, topic);
             r.SetTag(KafkaTracing.Partition, m.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
             r.SetTag(KafkaTracing.Offset, m.Offset.Value);
-            r.SetTag(DeviceTag, DeviceId);
+            r.SetTag(TelemetryAttributes.Device, DeviceId);
             receives[i] = r;
         }
         Activity.Current = consume;

@@ -7,6 +7,7 @@ using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Api;
 
@@ -83,8 +84,8 @@ internal static class VolumeEndpoints
         {
             span.SetTag("http.request.method", request.Method);
             span.SetTag("url.path", request.Path.Value);
-            span.SetTag(ControllerTelemetry.VolumeTag, name);
-            span.SetTag("tm.first_block", firstBlock);
+            span.SetTag(TelemetryAttributes.Volume, name);
+            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
             span.SetTag("tm.bytes", request.ContentLength);
         }
         var result = await WriteAsync(name, kind, firstBlock, wait, request, catalog, pipeline, options, ct);

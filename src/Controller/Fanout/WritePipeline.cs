@@ -54,11 +54,11 @@ internal sealed class WritePipeline(
         }
         finally
         {
-            var tags = new TagList { { ControllerTelemetry.VolumeTag, v.Name }, { "tm.kind", KindName(kind) }, { "tm.outcome", outcome } };
+            var tags = new TagList { { TelemetryAttributes.Volume, v.Name }, { TelemetryAttributes.Kind, KindName(kind) }, { "tm.outcome", outcome } };
             telemetry.WriteDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
             if (outcome == "ok")
             {
-                var volume = new KeyValuePair<string, object?>(ControllerTelemetry.VolumeTag, v.Name);
+                var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
                 telemetry.Writes.Add(1, volume);
                 telemetry.WriteBytes.Add(data.Length, volume);
             }
@@ -94,7 +94,7 @@ internal sealed class WritePipeline(
         var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
         // Activity.Current is ASP.NET Core's (unrecorded) request activity when nobody traces: tag only a recorded span.
         if (Activity.Current is { IsAllDataRequested: true } span)
-            span.SetTag(ControllerTelemetry.TagTag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
+            span.SetTag(TelemetryAttributes.Tag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
@@ -204,7 +204,7 @@ internal sealed class WritePipeline(
                     if (Activity.Current is { IsAllDataRequested: true } request)
                         request.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
                         {
-                            [ControllerTelemetry.DeviceTag] = m.DeviceId,
+                            [TelemetryAttributes.Device] = m.DeviceId,
                             ["tm.mirror.state"] = m.State.ToString(),
                         }));
                     continue;
@@ -238,12 +238,12 @@ internal sealed class WritePipeline(
             span.SetTag(KafkaTracing.OperationType, "send");
             span.SetTag(KafkaTracing.Destination, channel.Topic);
             span.SetTag(KafkaTracing.Key, m.ObjectId);
-            span.SetTag(ControllerTelemetry.TagTag, tag.ToString());
-            span.SetTag(ControllerTelemetry.VolumeTag, v.Name);
-            span.SetTag(ControllerTelemetry.DeviceTag, m.DeviceId);
-            span.SetTag("tm.kind", KindName(kind));
-            span.SetTag("tm.first_block", firstBlock);
-            span.SetTag("tm.blocks", blocks);
+            span.SetTag(TelemetryAttributes.Tag, tag.ToString());
+            span.SetTag(TelemetryAttributes.Volume, v.Name);
+            span.SetTag(TelemetryAttributes.Device, m.DeviceId);
+            span.SetTag(TelemetryAttributes.Kind, KindName(kind));
+            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, blocks);
             span.SetTag("messaging.message.body.size", bytes);
         }
         return span;

@@ -51,12 +51,12 @@ internal sealed class ReconciliationService(
         var span = telemetry.Source.StartActivity("reconcile resync-requested", ActivityKind.Producer, parentContext: default, links: links);
         if (span is { IsAllDataRequested: true })
         {
-            span.SetTag(ControllerTelemetry.VolumeTag, r.Volume);
-            span.SetTag(ControllerTelemetry.TagTag, r.Tag);
-            span.SetTag("tm.resync.source", r.SourceDevice);
-            span.SetTag("tm.resync.target", r.TargetDevice);
-            span.SetTag("tm.first_block", r.FirstBlock);
-            span.SetTag("tm.blocks", r.BlockCount);
+            span.SetTag(TelemetryAttributes.Volume, r.Volume);
+            span.SetTag(TelemetryAttributes.Tag, r.Tag);
+            span.SetTag(TelemetryAttributes.ResyncSource, r.SourceDevice);
+            span.SetTag(TelemetryAttributes.ResyncTarget, r.TargetDevice);
+            span.SetTag(TelemetryAttributes.FirstBlock, r.FirstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, r.BlockCount);
         }
         return span;
     }

@@ -42,8 +42,8 @@ internal sealed class ResyncService(
               ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy {r.Tag} from; reconciliation will ask again");
         // Linked to the write it repairs (its trace id survives the trip through the tag table).
         var links = KafkaTracing.TryParse(r.TraceParent, out var write) ? new[] { new ActivityLink(write) } : null;
-        using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, Activity.Current?.Context ?? default, links: links);
-        span?.SetTag(ControllerTelemetry.TagTag, r.Tag);
+        using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, parentContext: default, links: links); // parent: the bus consume span
+        span?.SetTag(TelemetryAttributes.Tag, r.Tag);
         await CopyAsync(v, source, target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
     }
 
@@ -57,7 +57,7 @@ internal sealed class ResyncService(
         target.FullCopyDone = 0;
         logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks from {Source} to {Target}", v.Name, total, source.DeviceId, target.DeviceId);
         using var span = telemetry.Source.StartActivity("full copy");
-        span?.SetTag(ControllerTelemetry.VolumeTag, v.Name).SetTag("tm.resync.source", source.DeviceId).SetTag("tm.resync.target", target.DeviceId).SetTag("tm.blocks", total);
+        span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncSource, source.DeviceId).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
         for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
         {
             var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
@@ -80,11 +80,11 @@ internal sealed class ResyncService(
         using var span = telemetry.Source.StartActivity("copy range");
         if (span is { IsAllDataRequested: true })
         {
-            span.SetTag(ControllerTelemetry.VolumeTag, v.Name);
-            span.SetTag("tm.resync.source", source.DeviceId);
-            span.SetTag("tm.resync.target", target.DeviceId);
-            span.SetTag("tm.first_block", firstBlock);
-            span.SetTag("tm.blocks", blocks);
+            span.SetTag(TelemetryAttributes.Volume, v.Name);
+            span.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
+            span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
+            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, blocks);
             span.SetTag("tm.extension", extension);
         }
         var fence = new RangeFence(firstBlock, blocks);
@@ -100,8 +100,8 @@ internal sealed class ResyncService(
                 var repairTag = await pipeline.RepairAsync(v, target, firstBlock, data, ct);
                 var elapsed = Stopwatch.GetElapsedTime(started);
                 span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
-                var volume = new KeyValuePair<string, object?>(ControllerTelemetry.VolumeTag, v.Name);
-                var device = new KeyValuePair<string, object?>(ControllerTelemetry.DeviceTag, target.DeviceId);
+                var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
+                var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
                 telemetry.Resyncs.Add(1, volume, device);
                 telemetry.ResyncBytes.Add(data.Length, volume, device);
                 var done = new ResyncCompleted(tag, target.DeviceId, source.DeviceId, firstBlock, blocks, extension, data.Length, elapsed.TotalMilliseconds, repairTag.ToString());
