@@ -41,6 +41,7 @@ builder.Services.AddSingleton<ControllerTelemetry>();
 builder.Services.AddHostedService<DeviceLagMonitor>();
 builder.Services.AddSingleton<LogProgress>();
 builder.Services.AddSingleton<ResyncService>();
+builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
 builder.Services.AddHostedService<ReconciliationService>();
 builder.Services.AddHostedService<MirrorMaintenance>();

@@ -4,8 +4,9 @@ using Npgsql;
 namespace TaggedMirror.EventStore;
 
 /// <summary>Errors that go away by themselves: PostgreSQL restarting, a dropped connection, contention.</summary>
-internal static class TransientErrors
+public static class TransientErrors
 {
+    /// <summary>True for failures worth retrying: the server restarting, a dropped connection, contention.</summary>
     public static bool IsTransient(Exception ex) => ex switch
     {
         PostgresException pg => pg.IsTransient

@@ -46,6 +46,8 @@ internal sealed class InflightWrite
 
     public int Bytes { get; }
 
+    public bool Overlaps(long firstBlock, long blocks) => FirstBlock < firstBlock + blocks && firstBlock < FirstBlock + BlockCount;
+
     public TaskCompletionSource AllApplied { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Task AppliedOnAsync(int mirror) => _appliedOn[mirror].Task;

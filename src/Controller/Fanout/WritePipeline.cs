@@ -138,39 +138,55 @@ internal sealed class WritePipeline(
     private async Task<int> AwaitDeliveriesAsync(Volume v, InflightWrite write, Send[] sends, string?[] outcomes)
     {
         var holding = 0;
-        foreach (var (i, delivery, tokens, span) in sends)
+        List<(Mirror Mirror, string Reason)>? missed = null;
+        try
         {
-            if (delivery is null) continue;
-            var m = v.Mirrors[i];
-            try
+            foreach (var (i, delivery, tokens, span) in sends)
             {
-                var result = await delivery;
-                holding++;
-                outcomes[i] = "in the log";
-                if (span is not null)
+                if (delivery is null) continue;
+                var m = v.Mirrors[i];
+                try
                 {
-                    span.SetTag(KafkaTracing.Partition, result.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    span.SetTag(KafkaTracing.Offset, result.Offset.Value);
-                    span.Stop();
+                    var result = await delivery;
+                    holding++;
+                    outcomes[i] = "in the log";
+                    if (span is not null)
+                    {
+                        span.SetTag(KafkaTracing.Partition, result.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                        span.SetTag(KafkaTracing.Offset, result.Offset.Value);
+                        span.Stop();
+                    }
                 }
-            }
-            catch (ProduceException<byte[]?, byte[]?> ex)
-            {
-                span?.SetStatus(ActivityStatusCode.Error, ex.Error.Reason);
-                span?.Stop();
-                var channel = log.Channel(m.DeviceId);
-                outcomes[i] = "not delivered: " + ex.Error.Reason;
-                // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
-                if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
-                if (write.MarkFailed(i) is (true, var settled))
+                catch (ProduceException<byte[]?, byte[]?> ex)
                 {
-                    channel.OnSettled(write.Bytes);
-                    if (settled) Settle(write);
+                    span?.SetStatus(ActivityStatusCode.Error, ex.Error.Reason);
+                    span?.Stop();
+                    var channel = log.Channel(m.DeviceId);
+                    outcomes[i] = "not delivered: " + ex.Error.Reason;
+                    // Before the write can settle: from here on no read or copy may take this mirror as current.
+                    m.MarkMissed(write.Tag.Seq);
+                    // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
+                    if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
+                    if (write.MarkFailed(i) is (true, var settled))
+                    {
+                        channel.OnSettled(write.Bytes);
+                        if (settled) Settle(write);
+                    }
+                    (missed ??= []).Add((m, $"copy of {write.Tag} could not be delivered to {channel.Topic}: {ex.Error.Reason}"));
                 }
-                await DegradeAsync(v, m, $"copy of {write.Tag} could not be delivered to {channel.Topic}: {ex.Error.Reason}");
             }
         }
-        lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
+        finally
+        {
+            // Delivered or failed, whatever happens next: barriers must go on covering it.
+            lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
+        }
+        // Recorded before the write is answered: a mirror left recorded in sync holds every acknowledged write.
+        if (missed is not null)
+        {
+            foreach (var (m, reason) in missed)
+                await DegradeAsync(v, m, reason);
+        }
         return holding;
     }
 
@@ -199,7 +215,7 @@ internal sealed class WritePipeline(
                 if ((targets & (1 << m.Index)) == 0) continue;
                 if (!m.ReceivesWrites)
                 {
-                    m.LastSkippedSeq = tag.Seq;
+                    m.MarkMissed(tag.Seq);
                     write.MarkSkipped(m.Index);
                     if (Activity.Current is { IsAllDataRequested: true } request)
                         request.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
@@ -249,9 +265,20 @@ internal sealed class WritePipeline(
         return span;
     }
 
+    /// <summary>
+    /// Records the mirror as degraded (persisted first, retried while PostgreSQL is away), then settles every
+    /// write still waiting for it. If the state cannot be recorded the caller's write is not acknowledged.
+    /// </summary>
     public async Task DegradeAsync(Volume v, Mirror m, string reason)
     {
-        await catalog.SetMirrorStateAsync(v, m, MirrorState.Degraded, reason, CancellationToken.None);
+        try
+        {
+            await catalog.SetMirrorStateAsync(v, m, MirrorState.Degraded, reason, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException || EventStore.TransientErrors.IsTransient(ex))
+        {
+            throw new WriteFailedException($"mirror {m.DeviceId} of {v.Name} missed a write ({reason}) and that could not be recorded: {ex.Message}");
+        }
         OnMirrorLost(v, m);
     }
 
@@ -291,15 +318,20 @@ internal sealed class WritePipeline(
         var channel = log.Channel(m.DeviceId);
         foreach (var w in v.Inflight.Values)
         {
+            // Before the copy faults or the write settles: nobody may take this mirror as current after that.
+            if ((w.Targets & (1 << m.Index)) != 0 && !w.AppliedOnAsync(m.Index).IsCompletedSuccessfully) m.MarkMissed(w.Tag.Seq);
             var (wasPending, settled) = w.MarkFailed(m.Index);
             if (wasPending) channel.OnSettled(w.Bytes);
             if (settled) Settle(w);
         }
     }
 
-    /// <summary>Writes sent to <paramref name="m"/> that it has not applied yet.</summary>
-    public IEnumerable<Task> Unapplied(Volume v, Mirror m) =>
-        v.Inflight.Values.Select(w => w.AppliedOnAsync(m.Index)).Where(t => !t.IsCompleted);
+    /// <summary>
+    /// Completes when <paramref name="m"/> has applied every write in flight that overlaps the range; faults with
+    /// <see cref="MirrorUnavailableException"/> if it missed one (a failed or skipped copy is not "applied").
+    /// </summary>
+    public Task AppliedOverlappingAsync(Volume v, Mirror m, long firstBlock, long blocks) =>
+        Task.WhenAll(v.Inflight.Values.Where(w => w.Overlaps(firstBlock, blocks)).Select(w => w.AppliedOnAsync(m.Index)));
 
     private readonly record struct Send(int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens, Activity? Span);
 }

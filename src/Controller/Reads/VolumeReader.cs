@@ -1,13 +1,18 @@
+using Confluent.Kafka;
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
 
 namespace TaggedMirror.Controller.Reads;
 
 /// <summary>
-/// Reads a volume range from an in-sync mirror, after that mirror has applied every write sent to it
-/// before the read (so a read always returns what an earlier acknowledged write put there).
+/// Reads a volume range from a current mirror (in sync, missed nothing since), after that mirror has applied
+/// every write that overlaps the range and was sent before the read, so a read always returns what an earlier
+/// acknowledged write put there. The first read from a mirror after this controller took the volume (a start,
+/// a restart, a takeover) also waits until the mirror applied its whole log as it stood then: writes a
+/// previous epoch or owner acknowledged at log level are not tracked in memory here.
 /// </summary>
-internal sealed class VolumeReader(WritePipeline pipeline, DeviceReader devices, ControllerOptions options, ILogger<VolumeReader> logger)
+internal sealed class VolumeReader(WritePipeline pipeline, DeviceReader devices, LogProgress progress, ControllerOptions options, ILogger<VolumeReader> logger)
 {
     public async Task<byte[]> ReadAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
     {
@@ -16,18 +21,24 @@ internal sealed class VolumeReader(WritePipeline pipeline, DeviceReader devices,
         var reasons = new List<string>();
         foreach (var m in v.Mirrors)
         {
-            if (m.State != MirrorState.InSync)
+            if (!m.Current)
             {
-                reasons.Add($"{m.DeviceId}: {m.State}");
+                reasons.Add(m.State == MirrorState.InSync ? $"{m.DeviceId}: missed a write" : $"{m.DeviceId}: {m.State}");
                 continue;
             }
             try
             {
-                await Task.WhenAll(pipeline.Unapplied(v, m)).WaitAsync(options.ReadWaitTimeout, ct);
+                var ownership = v.Ownership;
+                if (!m.CaughtUpSince(ownership))
+                {
+                    await progress.WaitCaughtUpAsync(m.DeviceId, options.ReadWaitTimeout, ct);
+                    m.MarkCaughtUp(ownership);
+                }
+                await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.ReadWaitTimeout, ct);
                 var data = await devices.ReadAsync(m.DeviceId, m.ObjectId, offset, length, ct);
                 return data ?? new byte[length];
             }
-            catch (Exception ex) when (ex is TimeoutException or MirrorUnavailableException or HttpRequestException)
+            catch (Exception ex) when (ex is TimeoutException or MirrorUnavailableException or HttpRequestException or KafkaException)
             {
                 devices.Forget(m.DeviceId);
                 reasons.Add($"{m.DeviceId}: {ex.Message}");

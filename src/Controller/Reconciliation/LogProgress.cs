@@ -93,9 +93,14 @@ internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposab
     /// <summary>Waits until the device has applied every message its log held when this was called.</summary>
     public async Task WaitCaughtUpAsync(string deviceId, TimeSpan timeout, CancellationToken ct)
     {
-        var partitions = log.PartitionsOf(log.Channel(deviceId));
-        var ends = partitions.ToDictionary(p => p, p => LogEnd(deviceId, p));
         var deadline = DateTime.UtcNow + timeout;
+        // librdkafka can block well past its own timeout on a partition whose leader is down: bound the wait
+        // here, so a caller falls back to another mirror instead of hanging with it.
+        var ends = await Task.Run(() =>
+        {
+            var partitions = log.PartitionsOf(log.Channel(deviceId));
+            return partitions.ToDictionary(p => p, p => LogEnd(deviceId, p));
+        }, ct).WaitAsync(timeout, ct);
         while (true)
         {
             var applied = await AppliedAsync(deviceId, ct);

@@ -26,8 +26,13 @@ internal sealed class MirrorMaintenance(
                     try
                     {
                         if (m.State == MirrorState.NeedsFullCopy) StartFullCopy(v, m, stoppingToken);
-                        else if (m.State == MirrorState.Resyncing && await CaughtUpAsync(v, m, stoppingToken))
-                            await catalog.SetMirrorStateAsync(v, m, MirrorState.InSync, "every write it missed has been copied", stoppingToken);
+                        else if (m.State == MirrorState.Resyncing)
+                        {
+                            // Read before the check: a write it misses during the check keeps it from being current.
+                            var missed = m.LastSkippedSeq;
+                            if (await CaughtUpAsync(v, m, missed, stoppingToken))
+                                await catalog.SetMirrorStateAsync(v, m, MirrorState.InSync, "every write it missed has been copied", stoppingToken, verifiedMissedSeq: missed);
+                        }
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException)
                     {
@@ -55,7 +60,7 @@ internal sealed class MirrorMaintenance(
         }, ct);
     }
 
-    private async Task<bool> CaughtUpAsync(Volume v, Mirror m, CancellationToken ct)
+    private async Task<bool> CaughtUpAsync(Volume v, Mirror m, long missedSeq, CancellationToken ct)
     {
         var s = store.Schema;
         await using var cmd = store.DataSource.CreateCommand($"""
@@ -86,6 +91,6 @@ internal sealed class MirrorMaintenance(
         var devicesPassed = r.GetInt64(0);
         var commonBarrier = r.GetInt64(1);
         var missing = r.GetInt64(2);
-        return devicesPassed == v.Mirrors.Length && commonBarrier >= m.LastSkippedSeq && missing == 0;
+        return devicesPassed == v.Mirrors.Length && commonBarrier >= missedSeq && missing == 0;
     }
 }

@@ -13,14 +13,15 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// Flow 6 and full copies. Copying a range: fence it (new writes to it wait), wait until the source has applied
 /// everything sent to it and everything its log holds, read the range from the source, send it to the target
 /// as a repair with a new tag through the target's own log (so it lands after the target's earlier writes),
-/// wait until the target applied it, release the fence, record the resync. Only an in-sync mirror is a source:
-/// a mirror that itself missed writes could copy a stale range over a newer one.
+/// wait until the target applied it, release the fence, record the resync. The source is chosen under the fence,
+/// for every range anew (<see cref="CopySources"/>): a mirror that itself missed writes could copy a stale range
+/// over a newer one.
 /// </summary>
 internal sealed class ResyncService(
     VolumeCatalog catalog,
     WritePipeline pipeline,
     DeviceReader devices,
-    LogProgress progress,
+    CopySources sources,
     PgEventStore store,
     ControllerOptions options,
     ControllerTelemetry telemetry,
@@ -36,35 +37,36 @@ internal sealed class ResyncService(
             logger.LogDebug("Resync of {Tag} to {Target} already done", r.Tag, r.TargetDevice);
             return;
         }
-        var source = v.MirrorOn(r.SourceDevice) is { State: MirrorState.InSync } preferred && preferred != target
-            ? preferred
-            : Array.Find(v.Mirrors, m => m != target && m.State == MirrorState.InSync)
-              ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy {r.Tag} from; reconciliation will ask again");
         // Linked to the write it repairs (its trace id survives the trip through the tag table).
         var links = KafkaTracing.TryParse(r.TraceParent, out var write) ? new[] { new ActivityLink(write) } : null;
         using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, parentContext: default, links: links); // parent: the bus consume span
         span?.SetTag(TelemetryAttributes.Tag, r.Tag);
-        await CopyAsync(v, source, target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
+        await CopyAsync(v, v.MirrorOn(r.SourceDevice), target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
     }
 
-    /// <summary>Copies every block of the volume to <paramref name="target"/>, range by range, while writes go on.</summary>
+    /// <summary>
+    /// Copies every block of the volume to <paramref name="target"/>, range by range while writes go on, each
+    /// range from a source chosen under that range's fence.
+    /// </summary>
     public async Task FullCopyAsync(Volume v, Mirror target, CancellationToken ct)
     {
-        var source = Array.Find(v.Mirrors, m => m != target && m.State == MirrorState.InSync)
-            ?? throw new InvalidOperationException($"no in-sync mirror of {v.Name} to copy from");
+        // A write that misses the target during the copy must keep it from being declared in sync by this copy.
+        var missedAtStart = target.LastSkippedSeq;
         var total = v.TotalBlocks;
         target.FullCopyTotal = total;
         target.FullCopyDone = 0;
-        logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks from {Source} to {Target}", v.Name, total, source.DeviceId, target.DeviceId);
+        logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks to {Target}", v.Name, total, target.DeviceId);
         using var span = telemetry.Source.StartActivity("full copy");
-        span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncSource, source.DeviceId).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
+        span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
+        var sources = new HashSet<string>(StringComparer.Ordinal);
         for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
         {
             var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
-            await CopyAsync(v, source, target, first, n, first >= v.Blocks, tag: null, ct);
+            sources.Add(await CopyAsync(v, preferred: null, target, first, n, first >= v.Blocks, tag: null, ct));
             target.FullCopyDone = first + n;
         }
-        await catalog.SetMirrorStateAsync(v, target, MirrorState.InSync, $"full copy of {total} blocks from {source.DeviceId} done", ct);
+        await catalog.SetMirrorStateAsync(v, target, MirrorState.InSync,
+            $"full copy of {total} blocks from {string.Join(", ", sources.Order(StringComparer.Ordinal))} done", ct, verifiedMissedSeq: missedAtStart);
         await using var cmd = store.DataSource.CreateCommand(
             $"UPDATE {store.Schema}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = @o");
         cmd.Parameters.AddWithValue("d", target.DeviceId);
@@ -72,16 +74,16 @@ internal sealed class ResyncService(
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    private async Task CopyAsync(Volume v, Mirror source, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
+    /// <summary>Copies one range under its fence; the source is chosen and checked only once the fence is up. Returns the source's device.</summary>
+    private async Task<string> CopyAsync(Volume v, Mirror? preferred, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
     {
         await v.ResyncLock.WaitAsync(ct);
         var started = Stopwatch.GetTimestamp();
-        // One span per copied range: fence, wait for the source, read, repair (its produce span is a child).
+        // One span per copied range: fence, choose and wait for the source, read, repair (its produce span is a child).
         using var span = telemetry.Source.StartActivity("copy range");
         if (span is { IsAllDataRequested: true })
         {
             span.SetTag(TelemetryAttributes.Volume, v.Name);
-            span.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
             span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
             span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
             span.SetTag(TelemetryAttributes.Blocks, blocks);
@@ -93,8 +95,8 @@ internal sealed class ResyncService(
             lock (v.WriteLock) v.Fences.Add(fence);
             try
             {
-                await Task.WhenAll(pipeline.Unapplied(v, source)).WaitAsync(options.AppliedWaitTimeout, ct);
-                await progress.WaitCaughtUpAsync(source.DeviceId, options.AppliedWaitTimeout, ct);
+                var source = await sources.ChooseAsync(v, target, preferred, firstBlock, blocks, ct);
+                span?.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
                 var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, firstBlock * v.BlockSize, blocks * v.BlockSize, ct)
                     ?? new byte[blocks * v.BlockSize];
                 var repairTag = await pipeline.RepairAsync(v, target, firstBlock, data, ct);
@@ -109,6 +111,7 @@ internal sealed class ResyncService(
                     [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);
                 logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
                     v.Name, firstBlock, firstBlock + blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
+                return source.DeviceId;
             }
             finally
             {

@@ -41,8 +41,24 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     /// <summary>One resync or full-copy step at a time per volume.</summary>
     public SemaphoreSlim ResyncLock { get; } = new(1, 1);
 
+    private bool _owned;
+
     /// <summary>True while this controller holds the volume's lease.</summary>
-    public bool Owned { get; set; }
+    public bool Owned
+    {
+        get => Volatile.Read(ref _owned);
+        set
+        {
+            // Each time the lease is (re)taken the mirrors' applied state must be checked again before a read.
+            if (value && !Volatile.Read(ref _owned)) Interlocked.Increment(ref _ownership);
+            Volatile.Write(ref _owned, value);
+        }
+    }
+
+    private long _ownership;
+
+    /// <summary>How many times this controller has taken the volume's lease (see <see cref="Mirror.CaughtUpSince"/>).</summary>
+    public long Ownership => Interlocked.Read(ref _ownership);
 
     public long WritesAccepted;
 
@@ -64,8 +80,51 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
 
     public string? Reason { get; set; }
 
-    /// <summary>Highest sequence of this epoch not sent to this mirror (0: none). Reconciliation must cover it before the mirror is in sync again.</summary>
-    public long LastSkippedSeq { get; set; }
+    private long _lastMissedSeq;
+    private long _verifiedMissedSeq;
+    private long _caughtUpOwnership = -1;
+
+    /// <summary>
+    /// Highest sequence of this epoch that this mirror missed: not sent to it, its copy failed, or it was lost
+    /// under it (0: none). Raised synchronously, before the write is settled, so no read or copy source can
+    /// choose this mirror in the window before its new state is recorded. Reconciliation must cover it
+    /// before the mirror is in sync again.
+    /// </summary>
+    public long LastSkippedSeq => Interlocked.Read(ref _lastMissedSeq);
+
+    /// <summary>Records that this mirror missed the write with sequence <paramref name="seq"/>.</summary>
+    public void MarkMissed(long seq)
+    {
+        var seen = Interlocked.Read(ref _lastMissedSeq);
+        while (seq > seen)
+        {
+            var was = Interlocked.CompareExchange(ref _lastMissedSeq, seq, seen);
+            if (was == seen) return;
+            seen = was;
+        }
+    }
+
+    /// <summary>
+    /// The mirror is in sync and has missed no write since it was declared so: the only kind of mirror that
+    /// may serve a read or be the source of a copy. A write that misses it makes it not current at once,
+    /// before its state change to degraded is recorded.
+    /// </summary>
+    public bool Current => State == MirrorState.InSync && LastSkippedSeq <= Interlocked.Read(ref _verifiedMissedSeq);
+
+    /// <summary>
+    /// Declared in sync after a check that covered every write it missed up to <paramref name="missedSeq"/>;
+    /// a write it missed after that check keeps it from being current.
+    /// </summary>
+    public void Verified(long missedSeq) => Interlocked.Exchange(ref _verifiedMissedSeq, missedSeq);
+
+    /// <summary>
+    /// True once the mirror has been seen to apply its whole log since this controller took the volume
+    /// (<paramref name="ownership"/> counts takeovers). Before that its applied state may lack writes a
+    /// previous owner or epoch acknowledged at log level; afterwards in-flight tracking covers every write.
+    /// </summary>
+    public bool CaughtUpSince(long ownership) => Interlocked.Read(ref _caughtUpOwnership) == ownership;
+
+    public void MarkCaughtUp(long ownership) => Interlocked.Exchange(ref _caughtUpOwnership, ownership);
 
     /// <summary>Blocks copied so far by a running full copy, and its total.</summary>
     public long FullCopyDone { get; set; }

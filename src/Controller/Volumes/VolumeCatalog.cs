@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Npgsql;
+using Polly;
+using Polly.Retry;
 using TaggedMirror.Contracts;
 using TaggedMirror.EventStore;
 
@@ -14,6 +16,19 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
 {
     private readonly ConcurrentDictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _stateWrites = new(1, 1);
+
+    // A state change waits out a PostgreSQL restart rather than leave memory and the store apart.
+    private readonly ResiliencePipeline _stateRetry = new ResiliencePipelineBuilder()
+        .AddTimeout(options.AppliedWaitTimeout) // outermost: bounds every attempt together
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<Exception>(TransientErrors.IsTransient),
+            MaxRetryAttempts = int.MaxValue,
+            Delay = TimeSpan.FromMilliseconds(100),
+            MaxDelay = TimeSpan.FromSeconds(1),
+            BackoffType = DelayBackoffType.Exponential,
+        })
+        .Build();
 
     public int Epoch { get; set; }
 
@@ -67,18 +82,27 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         return v;
     }
 
-    /// <summary>Records a mirror's new state. Idempotent: a mirror already in that state is left alone.</summary>
-    public async Task SetMirrorStateAsync(Volume v, Mirror m, MirrorState state, string reason, CancellationToken ct)
+    /// <summary>
+    /// Records a mirror's new state, then applies it in memory: persisted first, so what a restarted controller
+    /// loads is never more optimistic than what this one acted on. A write that missed a mirror is answered only
+    /// after this returns, so a mirror recorded in sync holds every acknowledged write in its log. Retries while
+    /// PostgreSQL is away, up to <see cref="ControllerOptions.AppliedWaitTimeout"/>. Idempotent: a mirror already
+    /// in that state is left alone. <paramref name="verifiedMissedSeq"/>: for <see cref="MirrorState.InSync"/>,
+    /// the highest missed sequence the caller's check covered (see <see cref="Mirror.Current"/>).
+    /// </summary>
+    public async Task SetMirrorStateAsync(Volume v, Mirror m, MirrorState state, string reason, CancellationToken ct, long verifiedMissedSeq = 0)
     {
         await _stateWrites.WaitAsync(ct);
         try
         {
             if (m.State == state) return;
-            // In memory first: the write path must stop sending to a degraded mirror at once.
+            var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
+            await _stateRetry.ExecuteAsync(
+                async token => await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.MirrorStateChanged, data)], token),
+                ct);
+            if (state == MirrorState.InSync) m.Verified(verifiedMissedSeq);
             Apply(m, state, reason);
             logger.LogWarning("Volume {Volume}: mirror on {Device} is now {State}: {Reason}", v.Name, m.DeviceId, state, reason);
-            var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
-            await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.MirrorStateChanged, data)], ct);
         }
         finally
         {

@@ -2,12 +2,21 @@ using System.Diagnostics;
 
 namespace TaggedMirror.Integration.Tests.Harness;
 
-/// <summary>Restarts the real PostgreSQL server the stack uses (fast shutdown: every connection is cut).</summary>
+/// <summary>Restarts, stops and starts the real PostgreSQL server the stack uses (fast shutdown: every connection is cut).</summary>
 internal static class PostgresServer
 {
-    public static async Task RestartAsync()
+    public static Task RestartAsync() =>
+        RunAsync(Environment.GetEnvironmentVariable("TM_PG_RESTART") ?? "pg_ctlcluster 15 main restart -m fast");
+
+    /// <summary>Stops the server until <see cref="StartAsync"/>: the stack runs without its database meanwhile.</summary>
+    public static Task StopAsync() =>
+        RunAsync(Environment.GetEnvironmentVariable("TM_PG_STOP") ?? "pg_ctlcluster 15 main stop -m fast");
+
+    public static Task StartAsync() =>
+        RunAsync(Environment.GetEnvironmentVariable("TM_PG_START") ?? "pg_ctlcluster 15 main start");
+
+    private static async Task RunAsync(string command)
     {
-        var command = Environment.GetEnvironmentVariable("TM_PG_RESTART") ?? "pg_ctlcluster 15 main restart -m fast";
         var start = new ProcessStartInfo("/bin/sh") { RedirectStandardError = true, RedirectStandardOutput = true };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(command);
@@ -15,7 +24,7 @@ internal static class PostgresServer
         var stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
         Assert.True(p.ExitCode == 0, $"'{command}' failed: {stderr}");
-        // Connections pooled before the restart are dead; the test's own pool starts afresh.
+        // Connections pooled before are dead; the test's own pool starts afresh.
         Npgsql.NpgsqlConnection.ClearAllPools();
     }
 }
