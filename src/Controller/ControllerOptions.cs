@@ -29,6 +29,12 @@ public sealed class ControllerOptions
     /// <summary>How long a write asked to wait for every device (<c>?wait=applied</c>) waits.</summary>
     public TimeSpan AppliedWaitTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long recording a mirror's state change may wait for PostgreSQL. A write that missed a mirror is
+    /// answered only once that mirror is recorded as degraded; past this it is refused (503) instead.
+    /// </summary>
+    public TimeSpan StateWriteTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Volume lease duration; renewed at a third of it.</summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(15);
 

@@ -1,4 +1,6 @@
 using MassTransit;
+using Polly;
+using Polly.Retry;
 using TaggedMirror.Controller;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
@@ -24,9 +26,26 @@ var dataSource = PostgresDataSource.Create(options.Postgres);
 var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema), new ResyncLogProjection(options.Schema)]);
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
 store.AddAsyncProjection(reconciliation);
-await ClusterSchema.MigrateAsync(dataSource, options.Schema, CancellationToken.None);
-await store.MigrateAsync(CancellationToken.None);
-var epoch = await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, CancellationToken.None);
+// Started while PostgreSQL is away (a host reboot, a restart of both): wait for it rather than exit.
+var untilPostgres = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+{
+    ShouldHandle = new PredicateBuilder().Handle<Exception>(TransientErrors.IsTransient),
+    MaxRetryAttempts = int.MaxValue,
+    Delay = TimeSpan.FromMilliseconds(200),
+    MaxDelay = TimeSpan.FromSeconds(2),
+    BackoffType = DelayBackoffType.Exponential,
+    OnRetry = a =>
+    {
+        Console.Error.WriteLine($"Controller {controller.Id}: waiting for PostgreSQL ({a.Outcome.Exception?.Message})");
+        return default;
+    },
+}).Build();
+var epoch = await untilPostgres.ExecuteAsync(async ct =>
+{
+    await ClusterSchema.MigrateAsync(dataSource, options.Schema, ct);
+    await store.MigrateAsync(ct);
+    return await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, ct);
+}, CancellationToken.None);
 
 builder.Services.AddSingleton(controller);
 builder.Services.AddSingleton(store);
@@ -71,7 +90,7 @@ _ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist from the start
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
-await catalog.LoadAsync(CancellationToken.None);
+await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), CancellationToken.None);
 
 app.MapVolumeEndpoints();
 app.MapProcessDiagnostics();

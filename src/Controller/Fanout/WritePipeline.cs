@@ -181,6 +181,12 @@ internal sealed class WritePipeline(
             // Delivered or failed, whatever happens next: barriers must go on covering it.
             lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
         }
+        // Skipped because its degradation is still being recorded: this write waits for that record too.
+        foreach (var m in v.Mirrors)
+        {
+            if (sends[m.Index].Delivery is null && (write.Targets & (1 << m.Index)) != 0 && m.PendingDegrade is { } pending)
+                (missed ??= []).Add((m, pending));
+        }
         // Recorded before the write is answered: a mirror left recorded in sync holds every acknowledged write.
         if (missed is not null)
         {
@@ -271,9 +277,12 @@ internal sealed class WritePipeline(
     /// </summary>
     public async Task DegradeAsync(Volume v, Mirror m, string reason)
     {
+        // No copy goes to it from now on; writes that skip it wait for the record below like this one.
+        if (m.State != MirrorState.Degraded) m.PendingDegrade ??= reason;
         try
         {
             await catalog.SetMirrorStateAsync(v, m, MirrorState.Degraded, reason, CancellationToken.None);
+            m.PendingDegrade = null;
         }
         catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException || EventStore.TransientErrors.IsTransient(ex))
         {

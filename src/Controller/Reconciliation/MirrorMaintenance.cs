@@ -1,3 +1,4 @@
+using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
@@ -10,7 +11,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// reconciliation shows no covered write it still lacks (all were repaired).
 /// </summary>
 internal sealed class MirrorMaintenance(
-    VolumeCatalog catalog, ResyncService resyncs, PgEventStore store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
+    VolumeCatalog catalog, ResyncService resyncs, WritePipeline pipeline, PgEventStore store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 
@@ -25,7 +26,9 @@ internal sealed class MirrorMaintenance(
                 {
                     try
                     {
-                        if (m.State == MirrorState.NeedsFullCopy) StartFullCopy(v, m, stoppingToken);
+                        // A degradation that could not be recorded when a write missed the mirror (PostgreSQL away) is recorded now.
+                        if (m.PendingDegrade is { } pending) await pipeline.DegradeAsync(v, m, pending);
+                        else if (m.State == MirrorState.NeedsFullCopy) StartFullCopy(v, m, stoppingToken);
                         else if (m.State == MirrorState.Resyncing)
                         {
                             // Read before the check: a write it misses during the check keeps it from being current.

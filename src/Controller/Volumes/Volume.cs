@@ -136,8 +136,20 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
 
     public byte[] ObjectIdUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(objectId);
 
-    /// <summary>Copies go to every mirror but a degraded one.</summary>
-    public bool ReceivesWrites => State != MirrorState.Degraded;
+    private string? _pendingDegrade;
+
+    /// <summary>
+    /// Set when a write missed this mirror and its degradation is being recorded (PostgreSQL may be away):
+    /// no copy goes to it meanwhile, and every write that skips it waits for the record like the first.
+    /// </summary>
+    public string? PendingDegrade
+    {
+        get => Volatile.Read(ref _pendingDegrade);
+        set => Volatile.Write(ref _pendingDegrade, value);
+    }
+
+    /// <summary>Copies go to every mirror but a degraded one (or one being recorded as degraded).</summary>
+    public bool ReceivesWrites => State != MirrorState.Degraded && PendingDegrade is null;
 }
 
 /// <summary>A block range held for a resync: writes to it wait until <see cref="Released"/> completes.</summary>

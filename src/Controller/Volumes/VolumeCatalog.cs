@@ -19,7 +19,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
 
     // A state change waits out a PostgreSQL restart rather than leave memory and the store apart.
     private readonly ResiliencePipeline _stateRetry = new ResiliencePipelineBuilder()
-        .AddTimeout(options.AppliedWaitTimeout) // outermost: bounds every attempt together
+        .AddTimeout(options.StateWriteTimeout) // outermost: bounds every attempt together
         .AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<Exception>(TransientErrors.IsTransient),
@@ -86,7 +86,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     /// Records a mirror's new state, then applies it in memory: persisted first, so what a restarted controller
     /// loads is never more optimistic than what this one acted on. A write that missed a mirror is answered only
     /// after this returns, so a mirror recorded in sync holds every acknowledged write in its log. Retries while
-    /// PostgreSQL is away, up to <see cref="ControllerOptions.AppliedWaitTimeout"/>. Idempotent: a mirror already
+    /// PostgreSQL is away, up to <see cref="ControllerOptions.StateWriteTimeout"/>. Idempotent: a mirror already
     /// in that state is left alone. <paramref name="verifiedMissedSeq"/>: for <see cref="MirrorState.InSync"/>,
     /// the highest missed sequence the caller's check covered (see <see cref="Mirror.Current"/>).
     /// </summary>
