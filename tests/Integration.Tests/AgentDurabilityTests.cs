@@ -16,7 +16,10 @@ public sealed partial class AgentDurabilityTests
     [Fact]
     public async Task a_new_object_file_is_made_durable_by_fsyncing_its_directory_before_the_write_is_recorded()
     {
-        await using var cluster = await TestCluster.StartAsync();
+        // d0 talks to PostgreSQL in clear text here, so that its COMMIT can be seen in the trace.
+        await using var cluster = await TestCluster.StartAsync(processEnvironment: p => p == "agent-d0"
+            ? new Dictionary<string, string> { ["TaggedMirror__Postgres"] = TestCluster.Postgres + ";SSL Mode=Disable" }
+            : []);
         var pid = await cluster.AgentPidAsync("d0");
         var trace = Path.Combine(cluster.Directory, "agent-d0.strace");
         // Every thread of the real agent process: file opens, syncs, and what it sends (PostgreSQL's COMMIT among it).
