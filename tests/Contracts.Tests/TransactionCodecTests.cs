@@ -402,6 +402,27 @@ public sealed class TransactionCodecTests
     }
 
     [Fact]
+    public void a_transaction_refused_for_its_shape_still_gives_the_fields_its_crc_vouches_for()
+    {
+        // The device reports the tag of a refused copy, so the controller stops waiting for it.
+        var fields = Write(1, 4096, long.MaxValue / 4096 + 1, kind: TransactionKind.Append);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(4096)));
+        Assert.False(ok);
+        Assert.NotNull(error);
+        Assert.Equal(fields, read);
+    }
+
+    [Fact]
+    public void a_transaction_whose_crc_fails_gives_no_fields()
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        e.Data[0] ^= 1;
+        var (ok, read, _) = Read(e);
+        Assert.False(ok);
+        Assert.Equal(default, read);
+    }
+
+    [Fact]
     public void a_block_count_whose_bytes_overflow_a_data_length_is_rejected()
     {
         // 2^20 blocks of 2^12 bytes is 2^32 bytes: more than any int data length, and not wrapped into a small one.
