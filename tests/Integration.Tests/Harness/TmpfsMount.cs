@@ -47,5 +47,6 @@ internal sealed class TmpfsMount : IAsyncDisposable
     {
         // Lazy: the agent that used it is stopped by now, but a late handle must not leave the mount behind.
         await RunAsync("umount", "-l", Path);
+        try { System.IO.Directory.Delete(Path); } catch (IOException) { }
     }
 }
