@@ -9,7 +9,7 @@ need_root_or_sudo
 ensure_run_dir
 
 # librdkafka-dev provides the unversioned librdkafka.so that Confluent.Kafka loads, and rdkafka_mock.h.
-PACKAGES=(librdkafka1 librdkafka-dev kcat postgresql rabbitmq-server procps util-linux ca-certificates)
+PACKAGES=(librdkafka1 librdkafka-dev kcat postgresql rabbitmq-server procps util-linux ca-certificates strace)
 PG_VERSION="${TM_PG_VERSION:-15}"
 PG_CLUSTER="${TM_PG_CLUSTER:-main}"
 

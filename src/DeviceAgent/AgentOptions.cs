@@ -23,6 +23,13 @@ public sealed class AgentOptions
     /// <summary>Live entries older than this are acknowledged again (an acknowledgement may have been lost).</summary>
     public TimeSpan ReacknowledgeAfter { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a refused transaction may wait for the dead-letter topic (librdkafka retries within it). After
+    /// that the refusal, with the transaction's bytes, is kept in the device's stream instead: an unreachable
+    /// dead-letter topic must not stop the device.
+    /// </summary>
+    public TimeSpan DeadLetterTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     public void Validate()
     {
         if (!Contracts.Names.IsValid(DeviceId))
@@ -31,5 +38,6 @@ public sealed class AgentOptions
             throw new InvalidOperationException("Agent__DataDirectory is required.");
         ArgumentOutOfRangeException.ThrowIfLessThan(BatchMaxMessages, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(BatchMaxBytes, 65536);
+        ArgumentOutOfRangeException.ThrowIfLessThan(DeadLetterTimeout, TimeSpan.FromSeconds(1));
     }
 }

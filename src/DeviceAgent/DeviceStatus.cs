@@ -16,6 +16,25 @@ internal sealed class DeviceStatus
 
     public bool TruncationDetected { get; set; }
 
+    /// <summary>Why the device cannot apply what it is sent (disk full, I/O error); null while it can.</summary>
+    public string? Fault { get; private set; }
+
+    public DateTimeOffset? FaultSince { get; private set; }
+
+    /// <summary><c>starting</c>, <c>running</c>, or <c>faulted</c> (not applying, retrying; nothing skipped).</summary>
+    public string State => Fault is not null ? "faulted" : Running ? "running" : "starting";
+
+    /// <summary>Marks the device faulted; returns when the fault began (kept across retries).</summary>
+    public DateTimeOffset SetFault(string reason)
+    {
+        lock (_lock)
+        {
+            Fault = reason;
+            FaultSince ??= DateTimeOffset.UtcNow;
+            return FaultSince.Value;
+        }
+    }
+
     public int LiveEntries { get; private set; }
 
     public long AppliedTransactions { get; private set; }
@@ -41,6 +60,9 @@ internal sealed class DeviceStatus
             AppliedTransactions += batch.Acknowledgements.Count;
             AppliedBytes += batch.DataBytes;
             DeadLettered += batch.Refused.Count;
+            // A batch recorded: the device applies again.
+            Fault = null;
+            FaultSince = null;
         }
         Update(state);
     }
@@ -58,6 +80,9 @@ internal sealed class DeviceStatus
             {
                 deviceId,
                 running = Running,
+                state = State,
+                fault = Fault,
+                faultSince = FaultSince,
                 lastError = LastError,
                 truncationDetected = TruncationDetected,
                 liveEntries = LiveEntries,

@@ -57,7 +57,7 @@ public sealed class TransactionCodecTests
     public void a_data_transaction_round_trips_every_field(TransactionKind kind)
     {
         var fields = new TransactionHeader(
-            kind, new Tag(int.MaxValue, 123_456, long.MaxValue - 5), 0x0102_0304_0506_0708, 3, 4096, 0x1122_3344_5566_7788);
+            kind, new Tag(int.MaxValue, 123_456, long.MaxValue - 5), 0x0001_0203_0405_0607, 3, 4096, 0x0007_1122_3344_5566);
         var tokens = Tokens(1, -1, long.MaxValue, long.MinValue, 0x0A0B0C0D0E0F1011);
         var data = RandomData(3 * 4096);
 
@@ -68,10 +68,10 @@ public sealed class TransactionCodecTests
         Assert.Equal(fields, read);
         Assert.Equal(kind, read.Kind);
         Assert.Equal(new Tag(int.MaxValue, 123_456, long.MaxValue - 5), read.Tag);
-        Assert.Equal(0x0102_0304_0506_0708, read.FirstBlock);
+        Assert.Equal(0x0001_0203_0405_0607, read.FirstBlock);
         Assert.Equal(3, read.BlockCount);
         Assert.Equal(4096, read.BlockSize);
-        Assert.Equal(0x1122_3344_5566_7788, read.ObjectBlocks);
+        Assert.Equal(0x0007_1122_3344_5566, read.ObjectBlocks);
         Assert.Equal(TransactionFlags.None, read.Flags);
     }
 
@@ -363,13 +363,71 @@ public sealed class TransactionCodecTests
         Assert.Equal($"first block {firstBlock} is out of range", error);
     }
 
-    [Fact]
-    public void the_last_first_block_that_fits_is_accepted()
+    [Theory]
+    [InlineData(TransactionKind.Write, 512)]
+    [InlineData(TransactionKind.Append, 4096)]
+    [InlineData(TransactionKind.Repair, 65536)]
+    public void the_last_first_block_whose_bytes_fit_a_long_is_accepted(TransactionKind kind, int blockSize)
     {
-        var fields = Write(2, 512, long.MaxValue - 2);
-        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(1024)));
+        // The range ends at byte (first + 2) * blockSize, which must not pass long.MaxValue.
+        var first = long.MaxValue / blockSize - 2;
+        var fields = Write(2, blockSize, first, kind: kind);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(2 * blockSize)));
         Assert.True(ok, error);
-        Assert.Equal(long.MaxValue - 2, read.FirstBlock);
+        Assert.Equal(first, read.FirstBlock);
+    }
+
+    [Theory]
+    [InlineData(TransactionKind.Write, 512, 1)]
+    [InlineData(TransactionKind.Append, 4096, 1)]
+    [InlineData(TransactionKind.Repair, 65536, 1)]
+    [InlineData(TransactionKind.Append, 4096, 3)]     // first * blockSize itself overflows
+    [InlineData(TransactionKind.Repair, 512, 1L << 40)]
+    public void a_range_whose_byte_offsets_overflow_a_long_is_rejected(TransactionKind kind, int blockSize, long pastLast)
+    {
+        // first + blockCount does not overflow, first * blockSize (or the range's end in bytes) does.
+        var first = long.MaxValue / blockSize - 2 + pastLast;
+        var error = RejectedWith(Write(2, blockSize, first, kind: kind), ObjectId, [], RandomData(2 * blockSize));
+        Assert.Equal($"blocks [{first}, {first + 2}) of {blockSize} bytes overflow a 64-bit byte offset", error);
+    }
+
+    [Theory]
+    [InlineData(512, long.MaxValue)]
+    [InlineData(4096, long.MaxValue / 4096 + 1)]
+    [InlineData(65536, long.MaxValue / 2)]
+    public void an_object_capacity_whose_bytes_overflow_a_long_is_rejected(int blockSize, long objectBlocks)
+    {
+        var error = RejectedWith(Write(1, blockSize, 0, objectBlocks), ObjectId, [], RandomData(blockSize));
+        Assert.Equal($"object capacity of {objectBlocks} blocks of {blockSize} bytes overflows a 64-bit byte offset", error);
+    }
+
+    [Fact]
+    public void a_transaction_refused_for_its_shape_still_gives_the_fields_its_crc_vouches_for()
+    {
+        // The device reports the tag of a refused copy, so the controller stops waiting for it.
+        var fields = Write(1, 4096, long.MaxValue / 4096 + 1, kind: TransactionKind.Append);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, [], RandomData(4096)));
+        Assert.False(ok);
+        Assert.NotNull(error);
+        Assert.Equal(fields, read);
+    }
+
+    [Fact]
+    public void a_transaction_whose_crc_fails_gives_no_fields()
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        e.Data[0] ^= 1;
+        var (ok, read, _) = Read(e);
+        Assert.False(ok);
+        Assert.Equal(default, read);
+    }
+
+    [Fact]
+    public void a_block_count_whose_bytes_overflow_a_data_length_is_rejected()
+    {
+        // 2^20 blocks of 2^12 bytes is 2^32 bytes: more than any int data length, and not wrapped into a small one.
+        var error = RejectedWith(Write(1 << 20, 4096, 0, 1L << 30), ObjectId, [], RandomData(512));
+        Assert.Equal($"{1 << 20} blocks of 4096 bytes overflow the largest data length a transaction carries", error);
     }
 
     [Fact]

@@ -30,9 +30,24 @@ public sealed record PartitionOffset(int Partition, long NextOffset);
 /// <param name="ObjectIds">Objects the device holds.</param>
 public sealed record DeviceLogTruncated(string DeviceId, int Partition, long ExpectedOffset, long LogStartOffset, string[] ObjectIds);
 
-/// <summary>A transaction was refused and put on the device's dead-letter topic.</summary>
+/// <summary>
+/// A transaction was refused and put on the device's dead-letter topic (or, when that topic could not be
+/// reached, recorded as quarantined in the device's stream). It will never be applied there: a controller
+/// that still waits for that copy settles it without this device.
+/// </summary>
 /// <param name="DeviceId">The device.</param>
 /// <param name="Partition">Source partition.</param>
 /// <param name="Offset">Source offset.</param>
 /// <param name="Reason">Why it was refused.</param>
-public sealed record TransactionDeadLettered(string DeviceId, int Partition, long Offset, string Reason);
+/// <param name="Tag">Text form of the transaction's tag; null when its header could not be read (no tag to trust).</param>
+public sealed record TransactionDeadLettered(string DeviceId, int Partition, long Offset, string Reason, string? Tag = null);
+
+/// <summary>
+/// The device cannot apply what it is sent (its disk is full, its block store fails): it stops applying,
+/// skips nothing, and retries with backoff. Sent at every failed attempt, so one lost on the bus is sent again;
+/// the controller degrades the device's mirrors, and they come back through resync once its log is applied.
+/// </summary>
+/// <param name="DeviceId">The device.</param>
+/// <param name="Reason">What failed, for a person.</param>
+/// <param name="Since">When the fault began.</param>
+public sealed record DeviceFaulted(string DeviceId, string Reason, DateTimeOffset Since);

@@ -17,6 +17,9 @@ public static class TagTableEventTypes
     /// <summary><see cref="BarrierPassed"/>.</summary>
     public const string Barrier = "barrier_passed";
 
+    /// <summary><see cref="TransactionQuarantined"/>.</summary>
+    public const string Quarantined = "transaction_quarantined";
+
     /// <summary>The event stream of one device's tag table (M3: the table lives with the device).</summary>
     public static string Stream(string deviceId) => "tagtable-" + deviceId;
 }
@@ -71,3 +74,27 @@ public sealed record LogTruncated(int Partition, long ExpectedOffset, long LogSt
 /// <param name="Partition">Partition the barrier came through.</param>
 /// <param name="Offset">Its offset there.</param>
 public sealed record BarrierPassed(int ControllerId, int Epoch, long UpToSeq, int Partition, long Offset);
+
+/// <summary>
+/// The device refused a transaction (it could not be applied: corrupt, out of range, a bad object id) and will
+/// never apply it. Recorded with the batch, so the refusal is durable even when the dead-letter topic is not
+/// reachable; then <paramref name="Header"/>, <paramref name="ObjectId"/> and <paramref name="Value"/> keep the
+/// transaction itself. Not a tag-table entry: it changes no block and carries no token.
+/// </summary>
+/// <param name="Partition">Device topic partition it came from.</param>
+/// <param name="Offset">Its offset there.</param>
+/// <param name="Reason">Why it was refused.</param>
+/// <param name="Tag">Text form of its tag, when its header could be read.</param>
+/// <param name="DeadLettered">True when it is on the device's dead-letter topic too.</param>
+/// <param name="Header">Its raw <c>tm-h</c> header, when it is not on the dead-letter topic.</param>
+/// <param name="ObjectId">Its raw <c>tm-obj</c> header, when it is not on the dead-letter topic.</param>
+/// <param name="Value">Its data, when it is not on the dead-letter topic.</param>
+public sealed record TransactionQuarantined(
+    int Partition,
+    long Offset,
+    string Reason,
+    string? Tag,
+    bool DeadLettered,
+    byte[]? Header = null,
+    byte[]? ObjectId = null,
+    byte[]? Value = null);

@@ -92,10 +92,19 @@ public static class TransactionCodec
                 if (!BlockSizes.IsValid(f.BlockSize)) return $"block size {f.BlockSize} is not a power of two from 512 to 65536";
                 if (f.BlockCount <= 0) return "a write must carry at least one block";
                 if (f.ObjectBlocks <= 0) return "object capacity must be positive";
+                // BlockCount and BlockSize are positive ints, so their product fits a long; but not the int a data length is.
+                if (f.DataLength > int.MaxValue)
+                    return $"{f.BlockCount} blocks of {f.BlockSize} bytes overflow the largest data length a transaction carries";
                 if (f.DataLength != dataLength)
                     return $"data is {dataLength} bytes but the header says {f.BlockCount} blocks of {f.BlockSize}";
                 if (f.FirstBlock < 0 || f.FirstBlock > long.MaxValue - f.BlockCount)
                     return $"first block {f.FirstBlock} is out of range";
+                // A device writes at byte FirstBlock * BlockSize: every byte offset of the range, and the object's
+                // capacity in bytes, must fit a long, or the device would compute a wrapped (negative) offset.
+                if (f.FirstBlock + f.BlockCount > long.MaxValue / f.BlockSize)
+                    return $"blocks [{f.FirstBlock}, {f.FirstBlock + f.BlockCount}) of {f.BlockSize} bytes overflow a 64-bit byte offset";
+                if (f.ObjectBlocks > long.MaxValue / f.BlockSize)
+                    return $"object capacity of {f.ObjectBlocks} blocks of {f.BlockSize} bytes overflows a 64-bit byte offset";
                 return null;
             default:
                 return $"unknown transaction kind {(byte)f.Kind}";

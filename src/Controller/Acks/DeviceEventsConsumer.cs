@@ -2,13 +2,15 @@ using MassTransit;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Bus;
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
 
 namespace TaggedMirror.Controller.Acks;
 
 /// <summary>Acknowledgements and reports from device agents, off the bus.</summary>
-internal sealed class DeviceEventsConsumer(WritePipeline pipeline, DeviceLog log, VolumeCatalog catalog, ILogger<DeviceEventsConsumer> logger)
-    : IConsumer<DeviceApplied>, IConsumer<DeviceLogTruncated>, IConsumer<TransactionDeadLettered>
+internal sealed class DeviceEventsConsumer(
+    WritePipeline pipeline, DeviceLog log, VolumeCatalog catalog, TagGenerator tags, ILogger<DeviceEventsConsumer> logger)
+    : IConsumer<DeviceApplied>, IConsumer<DeviceLogTruncated>, IConsumer<TransactionDeadLettered>, IConsumer<DeviceFaulted>
 {
     public Task Consume(ConsumeContext<DeviceApplied> context)
     {
@@ -37,10 +39,35 @@ internal sealed class DeviceEventsConsumer(WritePipeline pipeline, DeviceLog log
         }
     }
 
-    public Task Consume(ConsumeContext<TransactionDeadLettered> context)
+    public async Task Consume(ConsumeContext<TransactionDeadLettered> context)
     {
         var m = context.Message;
-        logger.LogWarning("Device {Device} refused {Partition}@{Offset}: {Reason}", m.DeviceId, m.Partition, m.Offset, m.Reason);
-        return Task.CompletedTask;
+        logger.LogWarning("Device {Device} refused {Partition}@{Offset} ({Tag}): {Reason}", m.DeviceId, m.Partition, m.Offset, m.Tag ?? "no tag", m.Reason);
+        // Without a readable header there is no tag to trust: nothing of ours can be settled by it.
+        if (Tag.TryParse(m.Tag, out var tag))
+            await pipeline.OnDeadLetteredAsync(m.DeviceId, tag, m.Reason);
+    }
+
+    /// <summary>
+    /// The device cannot apply (disk full, failing disk) and retries; it repeats this at every attempt. Its in-sync
+    /// mirrors are degraded (out of reads; nothing waits for them); mirrors already out of sync only have their
+    /// waiting writes settled, so a repeated report does not flip their state again. Either way the mirror may
+    /// not be declared in sync before the device passed a barrier covering every write issued so far: the writes
+    /// settled here without it were never skipped, so nothing else would make it wait for them, and reads would
+    /// go to a device that has not applied them.
+    /// </summary>
+    public async Task Consume(ConsumeContext<DeviceFaulted> context)
+    {
+        var m = context.Message;
+        logger.LogWarning("Device {Device} faulted since {Since}: {Reason}", m.DeviceId, m.Since, m.Reason);
+        foreach (var v in catalog.All)
+        {
+            if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
+            mirror.LastSkippedSeq = Math.Max(mirror.LastSkippedSeq, tags.Issued);
+            if (mirror.State == MirrorState.InSync)
+                await pipeline.DegradeAsync(v, mirror, $"device {m.DeviceId} faulted: {m.Reason}");
+            else
+                pipeline.OnMirrorLost(v, mirror);
+        }
     }
 }

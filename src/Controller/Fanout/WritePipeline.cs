@@ -343,4 +343,23 @@ internal sealed class WritePipeline(
         Task.WhenAll(v.Inflight.Values.Where(w => w.Overlaps(firstBlock, blocks)).Select(w => w.AppliedOnAsync(m.Index)));
 
     private readonly record struct Send(int Mirror, Task<DeliveryResult<byte[]?, byte[]?>>? Delivery, long[]? Tokens, Activity? Span);
+
+    /// <summary>
+    /// A device refused its copy of one of our writes (dead-lettered or quarantined: it will never apply it).
+    /// Like a copy that could not be delivered: the write settles without that mirror, which is degraded, so
+    /// nothing waits for it forever; reconciliation copies the range once the device passes a barrier after it.
+    /// </summary>
+    public async Task OnDeadLetteredAsync(string deviceId, Tag tag, string reason)
+    {
+        if (tag.ControllerId != tags.ControllerId || tag.Epoch != tags.Epoch) return; // an earlier epoch: reconciliation's business
+        if (!_inflight.TryGetValue(tag.Seq, out var write)) return;                   // settled already
+        if (write.Volume.MirrorOn(deviceId) is not { } m) return;
+        if (write.MarkFailed(m.Index) is not (true, var settled)) return;             // applied, failed or skipped there already
+        // As if skipped: the mirror is not in sync again before the device passed a barrier covering this write,
+        // which is when reconciliation sees that it lacks it and copies it.
+        m.LastSkippedSeq = Math.Max(m.LastSkippedSeq, tag.Seq);
+        log.Channel(deviceId).OnSettled(write.Bytes);
+        if (settled) Settle(write);
+        await DegradeAsync(write.Volume, m, $"device {deviceId} dead-lettered its copy of {tag}: {reason}");
+    }
 }

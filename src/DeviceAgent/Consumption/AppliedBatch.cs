@@ -12,7 +12,8 @@ internal sealed class AppliedBatch
 
     public List<AppliedEntry> Acknowledgements { get; } = [];
 
-    public List<(ConsumeResult<byte[]?, byte[]?> Message, string Reason)> Refused { get; } = [];
+    /// <summary>Transactions refused (never to be applied here), with the reason and their tag when their header could be read.</summary>
+    public List<(ConsumeResult<byte[]?, byte[]?> Message, string Reason, string? Tag)> Refused { get; } = [];
 
     public Dictionary<string, StorageObject> ChangedObjects { get; } = new(StringComparer.Ordinal);
 

@@ -51,6 +51,18 @@ internal sealed class DeviceConsumer(
             {
                 return;
             }
+            catch (DeviceFaultException ex)
+            {
+                // Disk full or a failing disk: nothing of the batch is recorded and nothing is skipped; the same
+                // batch is tried again. The controller hears it at every attempt, so a report lost on the bus is not
+                // lost for good, and takes the mirror out of reads and writes' way until the device catches up.
+                var since = status.SetFault(ex.Message);
+                status.LastError = ex.Message;
+                logger.LogError(ex.InnerException, "Device {Device} faulted: {Reason}; nothing recorded or skipped, retrying in {Delay}", _agent.DeviceId, ex.Message, backoff);
+                await PublishSafelyAsync(new DeviceFaulted(_agent.DeviceId, ex.Message, since), ct);
+                await Task.Delay(backoff, ct);
+                backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
+            }
             catch (Exception ex)
             {
                 status.LastError = ex.Message;
@@ -68,6 +80,7 @@ internal sealed class DeviceConsumer(
         var state = await _repository.LoadAsync(ct);
         status.Update(state);
         await AcknowledgeLiveAsync(state, TimeSpan.Zero, ct);
+        await SendTruncationNoticesAsync(ct);
 
         var topic = Topics.Device(_agent.DeviceId);
         var partitions = DiscoverPartitions(bootstrap, topic);
@@ -75,7 +88,7 @@ internal sealed class DeviceConsumer(
             .SetErrorHandler((_, e) => logger.LogDebug("Kafka: {Reason}", e.Reason))
             .Build();
         using var deadLetters = new ProducerBuilder<byte[]?, byte[]?>(
-            KafkaSettings.Producer(bootstrap, "tm-agent-dlq-" + _agent.DeviceId, TimeSpan.FromSeconds(30))).Build();
+            KafkaSettings.Producer(bootstrap, "tm-agent-dlq-" + _agent.DeviceId, _agent.DeadLetterTimeout)).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
         status.Running = true;
         status.LastError = null;
@@ -96,16 +109,15 @@ internal sealed class DeviceConsumer(
                 await HandleTruncationAsync(consumer, topic, partitions, state, ct);
                 return; // reload state and reassign at the new offsets
             }
-            if (batch.Count == 0)
+            if (batch.Count > 0)
+                await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
+            // Under load too: a device that never idles must still repeat what the bus may have lost.
+            if (lastReack.Elapsed > _agent.ReacknowledgeAfter)
             {
-                if (lastReack.Elapsed > _agent.ReacknowledgeAfter)
-                {
-                    await AcknowledgeLiveAsync(state, _agent.ReacknowledgeAfter, ct);
-                    lastReack.Restart();
-                }
-                continue;
+                await AcknowledgeLiveAsync(state, _agent.ReacknowledgeAfter, ct);
+                await SendTruncationNoticesAsync(ct);
+                lastReack.Restart();
             }
-            await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
         }
     }
 
@@ -133,13 +145,21 @@ internal sealed class DeviceConsumer(
         AppliedBatch batch;
         using (spans.StartPhase(telemetry.Source, "apply"))
         {
-            batch = _applier.Apply(messages, state);
-            files.FlushWritten();
+            try
+            {
+                batch = _applier.Apply(messages, state);
+                files.FlushWritten();
+            }
+            catch (IOException ex)
+            {
+                // Transaction-specific I/O errors were refused inside Apply; what is left is the device's.
+                throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
+            }
         }
-        foreach (var (m, reason) in batch.Refused)
+        foreach (var (m, reason, _) in batch.Refused)
             spans.Refused(messages.IndexOf(m), reason);
         if (batch.Refused.Count > 0)
-            await DeadLetterAsync(deadLetters, batch, topic, ct);
+            await QuarantineAsync(deadLetters, batch, state, topic, ct);
         using (var record = spans.StartPhase(telemetry.Source, "record"))
         {
             record?.SetTag("tm.events", batch.Events.Count);
@@ -154,15 +174,22 @@ internal sealed class DeviceConsumer(
                 [.. batch.Acknowledgements],
                 [.. batch.NextOffsets.Select(kv => new PartitionOffset(kv.Key, kv.Value))]), ct);
         }
-        foreach (var (m, reason) in batch.Refused)
-            await PublishSafelyAsync(new TransactionDeadLettered(_agent.DeviceId, m.Partition.Value, m.Offset.Value, reason), ct);
+        foreach (var (m, reason, tag) in batch.Refused)
+            await PublishSafelyAsync(new TransactionDeadLettered(_agent.DeviceId, m.Partition.Value, m.Offset.Value, reason, tag), ct);
     }
 
-    /// <summary>Refused transactions go to the dead-letter topic before the batch is recorded, so none is lost to a crash.</summary>
-    private async Task DeadLetterAsync(IProducer<byte[]?, byte[]?> producer, AppliedBatch batch, string topic, CancellationToken ct)
+    /// <summary>
+    /// Refused transactions go to the dead-letter topic before the batch is recorded, and every refusal is an
+    /// event of the batch, so none is lost to a crash. The dead-letter topic gets a bounded time
+    /// (<see cref="AgentOptions.DeadLetterTimeout"/>, all of the batch's refusals at once): when it cannot be
+    /// reached the event keeps the transaction's bytes instead, and the device goes on; blocking here would
+    /// stop every mirror write behind one bad transaction.
+    /// </summary>
+    private async Task QuarantineAsync(IProducer<byte[]?, byte[]?> producer, AppliedBatch batch, DeviceState state, string topic, CancellationToken ct)
     {
         var dlq = Topics.DeadLetter(_agent.DeviceId);
-        foreach (var (m, reason) in batch.Refused)
+        var sends = new List<Task<bool>>(batch.Refused.Count);
+        foreach (var (m, reason, _) in batch.Refused)
         {
             logger.LogWarning("Device {Device}: refused {Topic}/{Partition}@{Offset}: {Reason}", _agent.DeviceId, topic, m.Partition.Value, m.Offset.Value, reason);
             var headers = new Confluent.Kafka.Headers();
@@ -170,8 +197,55 @@ internal sealed class DeviceConsumer(
                 foreach (var h in m.Message.Headers) headers.Add(h.Key, h.GetValueBytes());
             headers.Add(HeaderNames.DeadLetterReason, Encoding.UTF8.GetBytes(reason));
             headers.Add(HeaderNames.DeadLetterSource, Encoding.UTF8.GetBytes($"{topic}/{m.Partition.Value}@{m.Offset.Value}"));
-            await producer.ProduceAsync(dlq, new Message<byte[]?, byte[]?> { Key = m.Message.Key, Value = m.Message.Value, Headers = headers }, ct);
+            sends.Add(TryDeadLetterAsync(producer, dlq, new Message<byte[]?, byte[]?> { Key = m.Message.Key, Value = m.Message.Value, Headers = headers }, ct));
         }
+        for (var i = 0; i < sends.Count; i++)
+        {
+            var (m, reason, tag) = batch.Refused[i];
+            var delivered = await sends[i];
+            if (!delivered)
+                logger.LogError("Device {Device}: {Topic} is unreachable; refusal of {Partition}@{Offset} kept in PostgreSQL with the transaction", _agent.DeviceId, dlq, m.Partition.Value, m.Offset.Value);
+            var value = m.Message.Value;
+            TransactionApplier.RecordQuarantined(state, batch, delivered
+                ? new TransactionQuarantined(m.Partition.Value, m.Offset.Value, reason, tag, DeadLettered: true)
+                : new TransactionQuarantined(m.Partition.Value, m.Offset.Value, reason, tag, DeadLettered: false,
+                    HeaderBytes(m, HeaderNames.Header), HeaderBytes(m, HeaderNames.Object),
+                    value is { Length: <= MaxQuarantinedValueBytes } ? value : null));
+        }
+    }
+
+    // A refused value larger than any write the controller accepts is kept as its reason alone.
+    private const int MaxQuarantinedValueBytes = 1024 * 1024;
+
+    private async Task<bool> TryDeadLetterAsync(IProducer<byte[]?, byte[]?> producer, string dlq, Message<byte[]?, byte[]?> message, CancellationToken ct)
+    {
+        try
+        {
+            await producer.ProduceAsync(dlq, message, ct);
+            return true;
+        }
+        catch (KafkaException ex)
+        {
+            logger.LogWarning("Device {Device}: dead-letter to {Topic} failed: {Reason}", _agent.DeviceId, dlq, ex.Error.Reason);
+            return false;
+        }
+    }
+
+    private static byte[]? HeaderBytes(ConsumeResult<byte[]?, byte[]?> m, string key) =>
+        m.Message.Headers is not null && m.Message.Headers.TryGetLastBytes(key, out var bytes) ? bytes : null;
+
+    /// <summary>
+    /// Tells the controller, again, of every truncation whose full copy is not done (objects still marked).
+    /// The notice must survive a bus outage and a restart: what is durable is the <c>log_truncated</c> event and
+    /// the mark, and this repeats the notice from them every <see cref="AgentOptions.ReacknowledgeAfter"/> until
+    /// the controller clears the mark. The controller ignores a mirror it already copies.
+    /// </summary>
+    private async Task SendTruncationNoticesAsync(CancellationToken ct)
+    {
+        var notices = await _repository.PendingTruncationNoticesAsync(ct);
+        if (notices.Count > 0) status.TruncationDetected = true;
+        foreach (var (t, objects) in notices)
+            await PublishSafelyAsync(new DeviceLogTruncated(_agent.DeviceId, t.Partition, t.ExpectedOffset, t.LogStartOffset, objects), ct);
     }
 
     private void Collect(IConsumer<byte[]?, byte[]?> consumer, List<ConsumeResult<byte[]?, byte[]?>> batch, CancellationToken ct)
@@ -194,8 +268,9 @@ internal sealed class DeviceConsumer(
 
     /// <summary>
     /// The next offset this device needs is no longer in the log (or the log is behind it). Nothing may be
-    /// skipped silently: record it, mark every object as needing a full copy, tell the controller, and only
-    /// then continue from the oldest offset the log still has.
+    /// skipped silently: record it and mark every object as needing a full copy (one transaction), then tell the
+    /// controller (again and again until it is handled), and only then continue from the oldest offset the log
+    /// still has.
     /// </summary>
     private async Task HandleTruncationAsync(
         IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, CancellationToken ct)
@@ -211,13 +286,15 @@ internal sealed class DeviceConsumer(
             offsets[p] = wm.Low.Value;
             logger.LogError("Device {Device}: offset {Expected} of {Topic}/{Partition} is no longer in the log (it holds {Low}..{High}); every object is marked as needing a full copy",
                 _agent.DeviceId, expected, topic, p, wm.Low.Value, wm.High.Value);
-            await PublishSafelyAsync(new DeviceLogTruncated(_agent.DeviceId, p, expected, wm.Low.Value, [.. state.Objects.Keys]), ct);
         }
         if (events.Count == 0)
             throw new InvalidOperationException("Kafka reported an offset out of range, but every stored offset is inside the log.");
         foreach (var o in state.Objects.Values) o.NeedsFullCopy = true;
         await _repository.CommitBatchAsync(state.StreamVersion, events, state.Objects.Values, offsets, ct);
         status.TruncationDetected = true;
+        // Only now, from what is recorded: a notice sent before the commit could announce a truncation a crash
+        // then forgets, and one lost on the bus is sent again from the same record.
+        await SendTruncationNoticesAsync(ct);
     }
 
     private List<int> DiscoverPartitions(string bootstrap, string topic)

@@ -24,9 +24,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
         foreach (var m in messages)
         {
             batch.NextOffsets[m.Partition.Value] = m.Offset.Value + 1;
-            var reason = ApplyOne(m, state, batch, now);
+            var reason = ApplyOne(m, state, batch, now, out var tag);
             if (reason is not null)
-                batch.Refused.Add((m, reason));
+                batch.Refused.Add((m, reason, tag));
         }
         // Barriers are coalesced: only the latest per partition and controller matters.
         foreach (var b in batch.Barriers.Values)
@@ -36,14 +36,25 @@ internal sealed class TransactionApplier(ObjectFiles files)
         return batch;
     }
 
-    private string? ApplyOne(ConsumeResult<byte[]?, byte[]?> m, DeviceState state, AppliedBatch batch, DateTimeOffset now)
+    /// <summary>
+    /// Applies one transaction, or returns why it is refused. A refused transaction changes nothing but the
+    /// tokens it carries (its CRC held, so they are real): everything is checked before the object is written,
+    /// created or extended, and a write the file system refuses for this transaction alone (its offset) is
+    /// refused too. A failure of the device itself (disk full) is thrown: the batch is retried, never skipped.
+    /// </summary>
+    private string? ApplyOne(ConsumeResult<byte[]?, byte[]?> m, DeviceState state, AppliedBatch batch, DateTimeOffset now, out string? tag)
     {
+        tag = null;
         var headers = m.Message.Headers;
         var header = Get(headers, HeaderNames.Header);
         var objectBytes = Get(headers, HeaderNames.Object);
         var tokenBytes = Get(headers, HeaderNames.Tokens);
         var data = m.Message.Value ?? [];
-        if (!TransactionCodec.TryRead(header, objectBytes, tokenBytes, data, out var h, out var error))
+        var read = TransactionCodec.TryRead(header, objectBytes, tokenBytes, data, out var h, out var error);
+        // When only a shape rule failed, TryRead has decoded the fields and the CRC held: the tag is the sender's,
+        // and the controller needs it to stop waiting for this copy.
+        if (h != default && h.Kind != TransactionKind.Barrier) tag = h.Tag.ToString();
+        if (!read)
             return error;
 
         // Tokens first: they retire entries of earlier writes whatever this transaction turns out to be.
@@ -64,35 +75,60 @@ internal sealed class TransactionApplier(ObjectFiles files)
         }
 
         var objectId = Encoding.UTF8.GetString(objectBytes);
-        if (!Contracts.Names.IsValid(Contracts.Names.VolumeOfObject(objectId)))
-            return $"object id '{objectId}' is not valid";
-        if (!state.Objects.TryGetValue(objectId, out var obj))
-        {
-            obj = new StorageObject(objectId, h.BlockSize, h.ObjectBlocks, 0, needsFullCopy: false);
-            state.Objects[objectId] = obj;
-            batch.ChangedObjects[objectId] = obj;
-        }
-        if (obj.BlockSize != h.BlockSize || obj.ObjectBlocks != h.ObjectBlocks)
+        if (!ObjectFiles.IsValidObjectId(objectId))
+            return $"object id '{Printable(objectId)}' is not <volume>.<device> of valid names: it could name a file outside the data directory";
+        var known = state.Objects.TryGetValue(objectId, out var obj);
+        if (known && (obj!.BlockSize != h.BlockSize || obj.ObjectBlocks != h.ObjectBlocks))
             return $"geometry mismatch for {objectId}: transaction says {h.ObjectBlocks} blocks of {h.BlockSize}, the object has {obj.ObjectBlocks} of {obj.BlockSize}";
+        var extension = known ? obj!.ExtensionBlocks : 0;
 
         // The controller places every write, appends included: an append lands where the header says, so a
         // mirror that missed an earlier append still puts later ones where its peers did (the gap is resynced).
+        // Checked arithmetic: the codec refuses ranges whose bytes overflow, and a wrapped offset must never
+        // reach a file even if a check upstream is wrong.
         var first = h.FirstBlock;
-        var end = first + h.BlockCount;
+        long end, byteOffset;
+        try
+        {
+            end = checked(first + h.BlockCount);
+            byteOffset = checked(first * h.BlockSize);
+            _ = checked(end * h.BlockSize);
+        }
+        catch (OverflowException)
+        {
+            return $"blocks [{first}, +{h.BlockCount}) of {h.BlockSize} bytes overflow a 64-bit byte offset";
+        }
         switch (h.Kind)
         {
-            case TransactionKind.Write when end > obj.ObjectBlocks:
-                return $"blocks [{first}, {end}) are outside {objectId}, which has {obj.ObjectBlocks} blocks";
-            case TransactionKind.Append when first < obj.ObjectBlocks:
-                return $"append at block {first} is inside {objectId}'s base range of {obj.ObjectBlocks} blocks";
-            case TransactionKind.Append or TransactionKind.Repair when end - obj.ObjectBlocks > obj.ExtensionBlocks:
+            case TransactionKind.Write when end > h.ObjectBlocks:
+                return $"blocks [{first}, {end}) are outside {objectId}, which has {h.ObjectBlocks} blocks";
+            case TransactionKind.Append when first < h.ObjectBlocks:
+                return $"append at block {first} is inside {objectId}'s base range of {h.ObjectBlocks} blocks";
+            case TransactionKind.Append or TransactionKind.Repair when end - h.ObjectBlocks > extension:
                 // A repair may restore an append this mirror missed, so it may extend the object too.
-                obj.ExtensionBlocks = end - obj.ObjectBlocks;
-                batch.ChangedObjects[objectId] = obj;
+                extension = end - h.ObjectBlocks;
                 break;
         }
 
-        files.Write(objectId, first * obj.BlockSize, data);
+        try
+        {
+            files.Write(objectId, byteOffset, data);
+        }
+        catch (IOException ex) when (StoreErrors.IsTransactionSpecific(ex))
+        {
+            return $"the file system refuses blocks [{first}, {end}) of {objectId}: {ex.Message}";
+        }
+        if (!known)
+        {
+            obj = new StorageObject(objectId, h.BlockSize, h.ObjectBlocks, extension, needsFullCopy: false);
+            state.Objects[objectId] = obj;
+            batch.ChangedObjects[objectId] = obj;
+        }
+        else if (extension != obj!.ExtensionBlocks)
+        {
+            obj.ExtensionBlocks = extension;
+            batch.ChangedObjects[objectId] = obj;
+        }
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
         Append(state, batch, DeviceRepository.Recorded(new TagRecorded(
@@ -102,6 +138,14 @@ internal sealed class TransactionApplier(ObjectFiles files)
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
     }
+
+    /// <summary>Records a refusal in the device's stream, with the batch (the dead-letter topic may not have it).</summary>
+    public static void RecordQuarantined(DeviceState state, AppliedBatch batch, TransactionQuarantined e) =>
+        Append(state, batch, DeviceRepository.Quarantined(e));
+
+    // Control characters (a NUL, a newline) would garble the reason in logs and headers.
+    private static string Printable(string s) =>
+        string.Concat(s.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 
     private static void Append(DeviceState state, AppliedBatch batch, EventStore.NewEvent e)
     {

@@ -114,6 +114,38 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
+    /// <summary>
+    /// What the controller must hear about truncations until it has handled them: the latest <c>log_truncated</c>
+    /// of each partition, with the objects still marked as needing a full copy. Empty once none is (the
+    /// controller clears the mark when the full copy is done), so the notices stop by themselves.
+    /// </summary>
+    public async Task<List<(LogTruncated Truncation, string[] ObjectIds)>> PendingTruncationNoticesAsync(CancellationToken ct)
+    {
+        var notices = new List<(LogTruncated, string[])>();
+        await using var conn = await store.DataSource.OpenConnectionAsync(ct);
+        var objects = new List<string>();
+        await using (var cmd = new NpgsqlCommand(
+            $"SELECT object_id FROM {_schema}.device_objects WHERE device_id = @d AND needs_full_copy ORDER BY object_id", conn))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) objects.Add(r.GetString(0));
+        }
+        if (objects.Count == 0) return notices;
+        await using (var cmd = new NpgsqlCommand($"""
+            SELECT DISTINCT ON ((data->>'partition')::int) data::text FROM {_schema}.events
+            WHERE stream_id = @s AND type = @t ORDER BY (data->>'partition')::int, version DESC
+            """, conn))
+        {
+            cmd.Parameters.AddWithValue("s", _stream);
+            cmd.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+                notices.Add((JsonSerializer.Deserialize(r.GetString(0), ContractsJson.Default.LogTruncated)!, [.. objects]));
+        }
+        return notices;
+    }
+
     public static NewEvent Recorded(TagRecorded e) =>
         new(TagTableEventTypes.Recorded, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRecorded));
 
@@ -125,4 +157,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
 
     public static NewEvent Truncated(LogTruncated e) =>
         new(TagTableEventTypes.Truncated, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.LogTruncated));
+
+    public static NewEvent Quarantined(TransactionQuarantined e) =>
+        new(TagTableEventTypes.Quarantined, JsonSerializer.SerializeToUtf8Bytes(e, AgentJson.Default.TransactionQuarantined));
 }

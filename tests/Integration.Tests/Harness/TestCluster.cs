@@ -334,6 +334,14 @@ internal sealed class TestCluster : IAsyncDisposable
 
     /// <summary>Logs of every process, for assertion messages.</summary>
     public string Logs() => string.Join("\n", new[] { Controller }.Concat(_agents.Values).Select(p => $"==== {p.Name}\n{p.Tail(30)}"));
+
+    /// <summary>The operating-system process id of <paramref name="device"/>'s agent (from its <c>/diag/process</c>).</summary>
+    public async Task<int> AgentPidAsync(string device) =>
+        (await GetJsonAsync(_agents[device].Url + "/diag/process")).GetProperty("pid").GetInt32();
+
+    /// <summary>The next offset <paramref name="device"/> recorded for <paramref name="partition"/> (0 when none).</summary>
+    public Task<long> AgentNextOffsetAsync(string device, int partition = 0) => ScalarAsync(
+        "SELECT coalesce(max(next_offset), 0) FROM {schema}.device_offsets WHERE device_id = @d AND partition = @p", ("d", device), ("p", partition));
 }
 
 internal sealed record Resync(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension);

@@ -1,0 +1,80 @@
+using System.Text;
+using Confluent.Kafka;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Transactions;
+
+namespace TaggedMirror.Integration.Tests.Harness;
+
+/// <summary>Puts hand-made transactions on a device topic and reads what the agent put on its dead-letter topic.</summary>
+internal static class DeviceTopic
+{
+    /// <summary>
+    /// Produces a transaction with a correct CRC, so it passes every check a corrupt one fails: whatever is
+    /// wrong with it is in its fields. Returns its offset.
+    /// </summary>
+    public static async Task<long> ProduceAsync(TestCluster cluster, string device, TransactionHeader fields, string objectId, byte[] data)
+    {
+        var obj = Encoding.UTF8.GetBytes(objectId);
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, fields, obj, default, data);
+        return await ProduceRawAsync(cluster, device, new Message<byte[]?, byte[]?>
+        {
+            Value = data,
+            Headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, obj } },
+        });
+    }
+
+    public static async Task<long> ProduceRawAsync(TestCluster cluster, string device, Message<byte[]?, byte[]?> message)
+    {
+        using var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = cluster.Kafka.BootstrapServers }).Build();
+        var result = await producer.ProduceAsync(Topics.Device(device), message);
+        return result.Offset.Value;
+    }
+
+    /// <summary>The offset of the copy of write <paramref name="tag"/> in partition 0 of the device's topic, from <paramref name="from"/> on.</summary>
+    public static long OffsetOfCopy(TestCluster cluster, string device, string tag, long from)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Kafka.BootstrapServers,
+            GroupId = "copy-finder",
+            EnableAutoCommit = false,
+        }).Build();
+        consumer.Assign(new TopicPartitionOffset(Topics.Device(device), 0, from));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var m = consumer.Consume(TimeSpan.FromMilliseconds(500));
+            if (m?.Message.Headers.TryGetLastBytes(HeaderNames.Header, out var h) != true) continue;
+            if (TransactionCodec.TryRead(h, Get(m, HeaderNames.Object), Get(m, HeaderNames.Tokens), m.Message.Value, out var f, out _)
+                && f.Kind != TransactionKind.Barrier && f.Tag.ToString() == tag)
+                return m.Offset.Value;
+        }
+        throw new TimeoutException($"no copy of {tag} in {Topics.Device(device)} from offset {from}");
+    }
+
+    /// <summary>The reasons on the first <paramref name="expected"/> messages of the device's dead-letter topic (every partition).</summary>
+    public static List<string> DeadLetterReasons(TestCluster cluster, string device, int expected)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Kafka.BootstrapServers,
+            GroupId = "dlq-reader-" + Guid.NewGuid().ToString("N"),
+            EnableAutoCommit = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        consumer.Subscribe(Topics.DeadLetter(device));
+        var reasons = new List<string>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (reasons.Count < expected && DateTime.UtcNow < deadline)
+        {
+            var m = consumer.Consume(TimeSpan.FromMilliseconds(500));
+            if (m?.Message.Headers.TryGetLastBytes(HeaderNames.DeadLetterReason, out var reason) == true)
+                reasons.Add(Encoding.UTF8.GetString(reason));
+        }
+        return reasons;
+    }
+
+    private static byte[] Get(ConsumeResult<byte[]?, byte[]?> m, string key) =>
+        m.Message.Headers.TryGetLastBytes(key, out var b) ? b : [];
+}
