@@ -63,7 +63,7 @@ internal sealed class DeviceEventsConsumer(
         foreach (var v in catalog.All)
         {
             if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
-            mirror.LastSkippedSeq = Math.Max(mirror.LastSkippedSeq, tags.Issued);
+            mirror.MarkMissed(tags.Issued);
             if (mirror.State == MirrorState.InSync)
                 await pipeline.DegradeAsync(v, mirror, $"device {m.DeviceId} faulted: {m.Reason}");
             else

@@ -354,10 +354,11 @@ internal sealed class WritePipeline(
         if (tag.ControllerId != tags.ControllerId || tag.Epoch != tags.Epoch) return; // an earlier epoch: reconciliation's business
         if (!_inflight.TryGetValue(tag.Seq, out var write)) return;                   // settled already
         if (write.Volume.MirrorOn(deviceId) is not { } m) return;
-        if (write.MarkFailed(m.Index) is not (true, var settled)) return;             // applied, failed or skipped there already
-        // As if skipped: the mirror is not in sync again before the device passed a barrier covering this write,
-        // which is when reconciliation sees that it lacks it and copies it.
-        m.LastSkippedSeq = Math.Max(m.LastSkippedSeq, tag.Seq);
+        if (write.AppliedOnAsync(m.Index).IsCompleted) return;                        // applied, failed or skipped there already
+        // As if skipped, and before the write can settle: the mirror is not current from here on, nor in sync
+        // again before the device passed a barrier covering this write (when reconciliation copies it).
+        m.MarkMissed(tag.Seq);
+        if (write.MarkFailed(m.Index) is not (true, var settled)) return;
         log.Channel(deviceId).OnSettled(write.Bytes);
         if (settled) Settle(write);
         await DegradeAsync(write.Volume, m, $"device {deviceId} dead-lettered its copy of {tag}: {reason}");
