@@ -40,14 +40,28 @@ var untilPostgres = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOp
         return default;
     },
 }).Build();
-var epoch = await untilPostgres.ExecuteAsync(async ct =>
+var identity = new ControllerIdentity(dataSource, options.Schema, controller.Id);
+int epoch;
+try
+{
+    epoch = await untilPostgres.ExecuteAsync(async ct =>
 {
     await ClusterSchema.MigrateAsync(dataSource, options.Schema, ct);
     await store.MigrateAsync(ct);
+    // Before the epoch: a second process with a live id must not even start one.
+    await identity.AcquireAsync(TimeSpan.FromSeconds(5), ct);
     return await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, ct);
 }, CancellationToken.None);
+}
+catch (ControllerIdInUseException ex)
+{
+    Console.Error.WriteLine(ex.Message);
+    Environment.Exit(2);
+    return;
+}
 
 builder.Services.AddSingleton(controller);
+builder.Services.AddSingleton(identity);
 builder.Services.AddSingleton(store);
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();

@@ -65,6 +65,10 @@ internal sealed class WritePipeline(
         }
     }
 
+    private static WriteFailedException NotWritable(Volume v) => new(v.Owned
+        ? $"volume {v.Name}: this controller could not renew its lease in time, so it takes no writes until it does (PostgreSQL unreachable?)"
+        : $"volume {v.Name} is owned by another controller");
+
     private static string KindName(TransactionKind kind) => kind switch
     {
         TransactionKind.Write => "write",
@@ -76,6 +80,7 @@ internal sealed class WritePipeline(
     private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
         var blocks = data.Length / v.BlockSize;
+        if (!v.Writable) throw NotWritable(v);
         if (kind == TransactionKind.Append)
             firstBlock = await catalog.ReserveExtensionAsync(v, blocks, ct);
         // Flow control before the tag is taken: a lagging device holds writes back, but not forever.
@@ -98,6 +103,9 @@ internal sealed class WritePipeline(
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
+        // The lease may have run short while the copies travelled: past the deadline another controller may own
+        // the volume, so this write is not acknowledged (its fate is unknown, like any write without an answer).
+        if (!v.Writable) throw NotWritable(v);
         if (holding < v.MinMirrors)
         {
             var why = string.Join("; ", v.Mirrors.Select(m => $"{m.DeviceId}: {outcomes[m.Index] ?? $"not sent ({m.State})"}"));
@@ -284,7 +292,7 @@ internal sealed class WritePipeline(
             await catalog.SetMirrorStateAsync(v, m, MirrorState.Degraded, reason, CancellationToken.None);
             m.PendingDegrade = null;
         }
-        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException || EventStore.TransientErrors.IsTransient(ex))
+        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException or VolumeTakenOverException || EventStore.TransientErrors.IsTransient(ex))
         {
             throw new WriteFailedException($"mirror {m.DeviceId} of {v.Name} missed a write ({reason}) and that could not be recorded: {ex.Message}");
         }

@@ -16,6 +16,8 @@ internal sealed class VolumeReader(WritePipeline pipeline, DeviceReader devices,
 {
     public async Task<byte[]> ReadAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
     {
+        // Only the owner tracks the writes in flight; another controller could answer with an older range.
+        if (!v.Owned) throw new ReadFailedException($"volume {v.Name} is owned by another controller: read it there");
         var offset = firstBlock * v.BlockSize;
         var length = blocks * v.BlockSize;
         var reasons = new List<string>();

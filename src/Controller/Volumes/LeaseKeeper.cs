@@ -1,27 +1,71 @@
+using TaggedMirror.Controller.Tagging;
+
 namespace TaggedMirror.Controller.Volumes;
 
-/// <summary>Renews this controller's volume leases; a volume whose lease is lost stops taking writes here.</summary>
-internal sealed class LeaseKeeper(VolumeCatalog catalog, ControllerOptions options, ILogger<LeaseKeeper> logger) : BackgroundService
+/// <summary>
+/// Keeps this controller's volume leases: renews them (a third of the lease apart, every half second after a
+/// failure), takes over volumes whose lease expired, loads volumes created elsewhere, and checks that this
+/// process still holds its controller id. A volume taken over is read again from its stream before its first
+/// write. A volume whose lease could not be renewed stops taking writes at its deadline, before the lease can
+/// expire (see <see cref="Volume.Writable"/>). If another process took the controller id, this one stops.
+/// </summary>
+internal sealed class LeaseKeeper(
+    VolumeCatalog catalog, ControllerIdentity identity, ControllerOptions options, IHostApplicationLifetime lifetime, ILogger<LeaseKeeper> logger)
+    : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.LeaseDuration / 3);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        var interval = options.LeaseDuration / 3;
+        while (!stoppingToken.IsCancellationRequested)
         {
-            foreach (var v in catalog.All)
+            var ok = await RoundAsync(stoppingToken);
+            await Task.Delay(ok ? interval : TimeSpan.FromMilliseconds(500), stoppingToken);
+        }
+    }
+
+    private async Task<bool> RoundAsync(CancellationToken ct)
+    {
+        try
+        {
+            if (!await identity.StillHeldAsync(ct))
             {
-                try
+                foreach (var v in catalog.All) v.Owned = false;
+                logger.LogCritical("Controller id {Id} was taken by another process while this one was cut off from PostgreSQL; stopping", identity.ControllerId);
+                lifetime.StopApplication();
+                return false;
+            }
+            await catalog.RefreshAsync(ct);
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or IOException)
+        {
+            logger.LogWarning("Lease round failed: {Reason}", ex.Message);
+            return false;
+        }
+        var allRenewed = true;
+        foreach (var v in catalog.All)
+        {
+            try
+            {
+                var owned = await catalog.TryLeaseAsync(v, ct);
+                if (owned && !v.Owned)
                 {
-                    var owned = await catalog.TryLeaseAsync(v.Name, stoppingToken);
-                    if (owned != v.Owned)
-                        logger.LogWarning("Volume {Volume}: lease {State}", v.Name, owned ? "taken" : "lost");
-                    v.Owned = owned;
+                    // Taken (over): read the volume as its stream has it now, before its first write here.
+                    var fresh = await catalog.ReloadAsync(v, ct) ?? v;
+                    fresh.Owned = true;
+                    logger.LogWarning("Volume {Volume}: lease taken (owner epoch {OwnerEpoch})", v.Name, fresh.OwnerEpoch);
                 }
-                catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException)
+                else if (!owned && v.Owned)
                 {
-                    logger.LogWarning("Volume {Volume}: lease renewal failed: {Reason}", v.Name, ex.Message);
+                    v.Owned = false;
+                    logger.LogWarning("Volume {Volume}: lease lost to another controller", v.Name);
                 }
             }
+            catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or IOException)
+            {
+                allRenewed = false;
+                logger.LogWarning("Volume {Volume}: lease renewal failed: {Reason}", v.Name, ex.Message);
+            }
         }
+        return allRenewed;
     }
 }

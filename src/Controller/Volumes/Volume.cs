@@ -60,6 +60,32 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     /// <summary>How many times this controller has taken the volume's lease (see <see cref="Mirror.CaughtUpSince"/>).</summary>
     public long Ownership => Interlocked.Read(ref _ownership);
 
+    private long _leaseDeadline;
+
+    /// <summary>
+    /// Until when (a <see cref="System.Diagnostics.Stopwatch"/> timestamp, monotonic) this controller may accept
+    /// and acknowledge writes: the start of the last successful renewal plus two thirds of the lease, so it stops
+    /// well before the lease can expire and another controller take the volume.
+    /// </summary>
+    public long LeaseDeadline
+    {
+        get => Interlocked.Read(ref _leaseDeadline);
+        set => Interlocked.Exchange(ref _leaseDeadline, value);
+    }
+
+    /// <summary>
+    /// The version of the volume's stream as this controller last saw or wrote it. Every append to the stream is
+    /// made with it as the expected version, so a controller that lost the volume cannot record anything more
+    /// for it (a state change, an extension reservation) over the new owner's records.
+    /// </summary>
+    public long StreamVersion { get; set; }
+
+    /// <summary>The lease's fencing number: raised each time the volume passes to another process.</summary>
+    public long OwnerEpoch { get; set; }
+
+    /// <summary>Owned, and the lease was renewed recently enough that no other controller can have it.</summary>
+    public bool Writable => Owned && System.Diagnostics.Stopwatch.GetTimestamp() < LeaseDeadline;
+
     public long WritesAccepted;
 
     public long BytesAccepted;

@@ -38,6 +38,13 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
 
     public async Task LoadAsync(CancellationToken ct)
     {
+        await RefreshAsync(ct);
+        logger.LogInformation("Loaded {Count} volumes", _volumes.Count);
+    }
+
+    /// <summary>Loads volumes created elsewhere since this controller started (another controller, a CLI).</summary>
+    public async Task RefreshAsync(CancellationToken ct)
+    {
         var names = new List<string>();
         await using (var cmd = store.DataSource.CreateCommand($"SELECT name FROM {store.Schema}.volume_catalog ORDER BY name"))
         await using (var r = await cmd.ExecuteReaderAsync(ct))
@@ -46,38 +53,78 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         }
         foreach (var name in names)
         {
-            Volume? v = null;
-            await foreach (var e in store.ReadStreamAsync(VolumeEventTypes.Stream(name), 0, ct))
-            {
-                switch (e.Type)
-                {
-                    case VolumeEventTypes.Created:
-                        v = FromCreated(JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!);
-                        break;
-                    case VolumeEventTypes.ExtensionReserved when v is not null:
-                        var x = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.ExtensionReserved)!;
-                        v.ExtensionBlocks = Math.Max(v.ExtensionBlocks, x.FirstBlock + x.Blocks - v.Blocks);
-                        break;
-                    case VolumeEventTypes.MirrorStateChanged when v is not null:
-                        var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
-                        if (v.MirrorOn(c.DeviceId) is { } m) Apply(m, c.State, c.Reason);
-                        break;
-                }
-            }
-            if (v is null) continue;
-            v.Owned = await TryLeaseAsync(v.Name, ct);
-            _volumes[name] = v;
+            if (_volumes.ContainsKey(name)) continue;
+            if (await ReadAsync(name, ct) is not { } v) continue;
+            v.Owned = await TryLeaseAsync(v, ct);
+            _volumes.TryAdd(name, v);
         }
-        logger.LogInformation("Loaded {Count} volumes", _volumes.Count);
+    }
+
+    /// <summary>
+    /// The volume as its stream has it now. A controller that takes a volume over reads it again before its
+    /// first write: the previous owner may have grown its extension or changed its mirrors' states.
+    /// </summary>
+    public async Task<Volume?> ReloadAsync(Volume stale, CancellationToken ct)
+    {
+        if (await ReadAsync(stale.Name, ct) is not { } fresh) return null;
+        fresh.LeaseDeadline = stale.LeaseDeadline;
+        fresh.OwnerEpoch = stale.OwnerEpoch;
+        _volumes[stale.Name] = fresh;
+        return fresh;
+    }
+
+    private async Task<Volume?> ReadAsync(string name, CancellationToken ct)
+    {
+        Volume? v = null;
+        long version = 0;
+        await foreach (var e in store.ReadStreamAsync(VolumeEventTypes.Stream(name), 0, ct))
+        {
+            version = e.Version;
+            switch (e.Type)
+            {
+                case VolumeEventTypes.Created:
+                    v = FromCreated(JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!);
+                    break;
+                case VolumeEventTypes.ExtensionReserved when v is not null:
+                    var x = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.ExtensionReserved)!;
+                    v.ExtensionBlocks = Math.Max(v.ExtensionBlocks, x.FirstBlock + x.Blocks - v.Blocks);
+                    break;
+                case VolumeEventTypes.MirrorStateChanged when v is not null:
+                    var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
+                    if (v.MirrorOn(c.DeviceId) is { } m) Apply(m, c.State, c.Reason);
+                    break;
+            }
+        }
+        if (v is not null) v.StreamVersion = version;
+        return v;
+    }
+
+    /// <summary>
+    /// Appends to the volume's stream at the version this controller last saw. A conflict means another
+    /// controller has written it since (it took the volume over): this one stops taking writes for it.
+    /// </summary>
+    private async Task AppendToVolumeAsync(Volume v, NewEvent e, CancellationToken ct)
+    {
+        try
+        {
+            v.StreamVersion = await store.AppendAsync(VolumeEventTypes.Stream(v.Name), v.StreamVersion, [e], ct);
+        }
+        catch (StreamVersionConflictException)
+        {
+            v.Owned = false;
+            logger.LogWarning("Volume {Volume}: its stream was written by another controller; this one no longer owns it", v.Name);
+            throw new VolumeTakenOverException($"volume {v.Name} was taken over by another controller");
+        }
     }
 
     /// <summary>Creates a volume. Throws <see cref="StreamVersionConflictException"/> if the name is taken.</summary>
     public async Task<Volume> CreateAsync(VolumeCreated created, CancellationToken ct)
     {
         var data = JsonSerializer.SerializeToUtf8Bytes(created, ControllerJson.Default.VolumeCreated);
-        await store.AppendAsync(VolumeEventTypes.Stream(created.Name), ExpectedVersion.NoStream, [new NewEvent(VolumeEventTypes.Created, data)], ct);
+        var version = await store.AppendAsync(VolumeEventTypes.Stream(created.Name), ExpectedVersion.NoStream, [new NewEvent(VolumeEventTypes.Created, data)], ct);
         var v = FromCreated(created);
-        v.Owned = await TryLeaseAsync(v.Name, ct);
+        v.StreamVersion = version;
+        v.Owned = await TryLeaseAsync(v, ct);
         _volumes[v.Name] = v;
         return v;
     }
@@ -98,7 +145,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
             if (m.State == state) return;
             var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
             await _stateRetry.ExecuteAsync(
-                async token => await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.MirrorStateChanged, data)], token),
+                async token => await AppendToVolumeAsync(v, new NewEvent(VolumeEventTypes.MirrorStateChanged, data), token),
                 ct);
             if (state == MirrorState.InSync) m.Verified(verifiedMissedSeq);
             Apply(m, state, reason);
@@ -110,21 +157,32 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         }
     }
 
-    /// <summary>Takes or renews the lease; false when another live controller holds it.</summary>
-    public async Task<bool> TryLeaseAsync(string volume, CancellationToken ct)
+    /// <summary>
+    /// Takes or renews the lease; false when another live controller holds it. Renewed only by the same process
+    /// (controller id and epoch); taken over when it expired, or from an earlier epoch of the same id (that
+    /// process is gone: <see cref="Tagging.ControllerIdentity"/> allows one live process per id). A takeover
+    /// raises the lease's owner epoch. On success the volume may take writes until two thirds of the lease,
+    /// counted on this host's monotonic clock from before the request was sent.
+    /// </summary>
+    public async Task<bool> TryLeaseAsync(Volume v, CancellationToken ct)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await using var cmd = store.DataSource.CreateCommand($"""
-            INSERT INTO {store.Schema}.volume_leases (volume, controller_id, epoch, expires_at)
+            INSERT INTO {store.Schema}.volume_leases AS l (volume, controller_id, epoch, expires_at)
             VALUES (@v, @c, @e, now() + @d)
-            ON CONFLICT (volume) DO UPDATE SET controller_id = excluded.controller_id, epoch = excluded.epoch, expires_at = excluded.expires_at
-            WHERE volume_leases.controller_id = excluded.controller_id OR volume_leases.expires_at < now()
-            RETURNING controller_id
+            ON CONFLICT (volume) DO UPDATE SET controller_id = excluded.controller_id, epoch = excluded.epoch, expires_at = excluded.expires_at,
+                owner_epoch = CASE WHEN (l.controller_id, l.epoch) = (excluded.controller_id, excluded.epoch) THEN l.owner_epoch ELSE l.owner_epoch + 1 END
+            WHERE (l.controller_id = excluded.controller_id AND l.epoch <= excluded.epoch) OR l.expires_at < now()
+            RETURNING owner_epoch
             """);
-        cmd.Parameters.AddWithValue("v", volume);
+        cmd.Parameters.AddWithValue("v", v.Name);
         cmd.Parameters.AddWithValue("c", options.Id);
         cmd.Parameters.AddWithValue("e", Epoch);
         cmd.Parameters.AddWithValue("d", options.LeaseDuration);
-        return await cmd.ExecuteScalarAsync(ct) is not null;
+        if (await cmd.ExecuteScalarAsync(ct) is not long ownerEpoch) return false;
+        v.OwnerEpoch = ownerEpoch;
+        v.LeaseDeadline = started + (long)(options.LeaseDuration.TotalSeconds * 2 / 3 * System.Diagnostics.Stopwatch.Frequency);
+        return true;
     }
 
     /// <summary>
@@ -138,7 +196,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         {
             var first = v.TotalBlocks;
             var data = JsonSerializer.SerializeToUtf8Bytes(new ExtensionReserved(first, blocks), ControllerJson.Default.ExtensionReserved);
-            await store.AppendAsync(VolumeEventTypes.Stream(v.Name), ExpectedVersion.Any, [new NewEvent(VolumeEventTypes.ExtensionReserved, data)], ct);
+            await AppendToVolumeAsync(v, new NewEvent(VolumeEventTypes.ExtensionReserved, data), ct);
             v.ExtensionBlocks += blocks;
             return first;
         }
@@ -159,3 +217,6 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     private static Volume FromCreated(VolumeCreated c) =>
         new(c.Name, c.BlockSize, c.Blocks, c.MinMirrors, [.. c.Mirrors.Select((m, i) => new Mirror(i, m.DeviceId, m.ObjectId))]);
 }
+
+/// <summary>Another controller has taken the volume: this one may not write it or record anything for it.</summary>
+internal sealed class VolumeTakenOverException(string message) : Exception(message);

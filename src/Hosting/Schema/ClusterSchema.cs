@@ -63,6 +63,8 @@ public static class ClusterSchema
                 controller_id int NOT NULL,
                 epoch int NOT NULL,
                 expires_at timestamptz NOT NULL);
+            -- Bumped whenever the lease passes to another process (another controller, or a new epoch of the same id).
+            ALTER TABLE {schema}.volume_leases ADD COLUMN IF NOT EXISTS owner_epoch bigint NOT NULL DEFAULT 1;
             """, conn, tx))
         {
             await cmd.ExecuteNonQueryAsync(ct);

@@ -44,14 +44,16 @@ internal sealed class ServiceProcess : IAsyncDisposable
         else _start.Environment[key] = value;
     }
 
-    /// <summary>Waits for the process to end by itself (e.g. a fault hook killed it).</summary>
-    public async Task WaitForExitAsync(TimeSpan timeout)
+    /// <summary>Waits for the process to end by itself (e.g. a fault hook killed it) and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
-        if (_process is null) return;
+        if (_process is null) return 0;
         using var cts = new CancellationTokenSource(timeout);
         await _process.WaitForExitAsync(cts.Token);
+        var code = _process.ExitCode;
         _process.Dispose();
         _process = null;
+        return code;
     }
 
     public void Start()

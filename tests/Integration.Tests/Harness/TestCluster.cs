@@ -312,6 +312,7 @@ internal sealed class TestCluster : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         foreach (var a in _agents.Values) await a.DisposeAsync();
+        foreach (var c in _otherControllers) await c.DisposeAsync();
         if (Controller is not null) await Controller.DisposeAsync();
         Kafka.Dispose();
         var keep = System.Environment.GetEnvironmentVariable("TM_KEEP_TEST_DIRS") is not null;
@@ -330,6 +331,28 @@ internal sealed class TestCluster : IAsyncDisposable
         {
             try { System.IO.Directory.Delete(Directory, recursive: true); } catch (IOException) { }
         }
+    }
+
+    private readonly List<ServiceProcess> _otherControllers = [];
+
+    /// <summary>
+    /// Another controller process on the same cluster (not started): <paramref name="settings"/> are added to the
+    /// cluster's own, so <c>Controller__Id</c> picks its id.
+    /// </summary>
+    public ServiceProcess NewController(string name, Dictionary<string, string> settings)
+    {
+        var all = new Dictionary<string, string>(_controllerSettings, StringComparer.Ordinal);
+        foreach (var (k, v) in settings) all[k] = v;
+        var p = new ServiceProcess(name, Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", Directory, Environment(name, all));
+        _otherControllers.Add(p);
+        return p;
+    }
+
+    /// <summary>Starts a process made by <see cref="NewController"/> and waits until it answers.</summary>
+    public async Task StartControllerAsync(ServiceProcess controller)
+    {
+        controller.Start();
+        await WaitReadyAsync(controller, "/controller");
     }
 
     /// <summary>Logs of every process, for assertion messages.</summary>
