@@ -64,6 +64,6 @@ public sealed class ControllerOptions
 /// <summary>Failures the controller can be told to cause, so tests inject them for real.</summary>
 public sealed class FaultOptions
 {
-    /// <summary>When &gt; 0: after the first copy of the write with this sequence is in the log, the controller kills itself (SIGKILL).</summary>
+    /// <summary>When &gt; 0: after the first copy of the first write (not a repair) with this sequence or later is in the log, the controller kills itself (SIGKILL).</summary>
     public long StopAfterFirstCopyOfWrite { get; set; }
 }

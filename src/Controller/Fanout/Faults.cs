@@ -5,10 +5,14 @@ namespace TaggedMirror.Controller.Fanout;
 /// <summary>Carries out <see cref="FaultOptions"/>.</summary>
 internal static class Faults
 {
-    /// <summary>Called after each copy is enqueued. Kills the process between the copies of the chosen write.</summary>
-    public static void AfterCopy(ControllerOptions options, long seq, DeviceLog log)
+    /// <summary>
+    /// Called after each copy is enqueued. Kills the process between the copies of the chosen write: the first
+    /// write or append (never a repair, which may take early sequences of a new epoch) at or past the sequence.
+    /// </summary>
+    public static void AfterCopy(ControllerOptions options, Contracts.Transactions.TransactionKind kind, long seq, DeviceLog log)
     {
-        if (options.Faults.StopAfterFirstCopyOfWrite != seq) return;
+        var at = options.Faults.StopAfterFirstCopyOfWrite;
+        if (at <= 0 || seq < at || kind == Contracts.Transactions.TransactionKind.Repair) return;
         // Make sure the first copy really is in the log, then die without running any shutdown code.
         log.Flush(TimeSpan.FromSeconds(10));
         Console.Error.WriteLine($"FAULT: killing the controller after the first copy of write {seq}");

@@ -246,7 +246,7 @@ internal sealed class WritePipeline(
                 var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span);
                 sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
                 channel.OnSent(data.Length);
-                Faults.AfterCopy(options, tag.Seq, log);
+                Faults.AfterCopy(options, kind, tag.Seq, log);
             }
             return write;
         }
