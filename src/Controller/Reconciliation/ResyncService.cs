@@ -58,9 +58,11 @@ internal sealed class ResyncService(
         logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks from {Source} to {Target}", v.Name, total, source.DeviceId, target.DeviceId);
         using var span = telemetry.Source.StartActivity("full copy");
         span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncSource, source.DeviceId).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
-        for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
+        // Each step is one repair transaction: it must fit a device-topic message, whatever the block size.
+        var step = options.FullCopyStepBlocks(v.BlockSize);
+        for (long first = 0; first < total; first += step)
         {
-            var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
+            var n = (int)Math.Min(step, total - first);
             await CopyAsync(v, source, target, first, n, first >= v.Blocks, tag: null, ct);
             target.FullCopyDone = first + n;
         }
