@@ -14,6 +14,7 @@ internal static class Program
             DemoCommand.Create(),
             BenchCommand.Create(),
             BenchResyncCommand.Create(),
+            BenchGrowthCommand.Create(),
             StatusCommand.Create(),
             OtlpSinkCommand.Create(),
         };

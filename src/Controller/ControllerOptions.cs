@@ -1,3 +1,5 @@
+using TaggedMirror.Hosting.Kafka;
+
 namespace TaggedMirror.Controller;
 
 /// <summary>Settings of one controller, bound from the <c>Controller</c> section (<c>Controller__Id</c>, …).</summary>
@@ -47,17 +49,41 @@ public sealed class ControllerOptions
     /// <summary>Entries matched on every mirror but still live this long are retired by reconciliation (their tokens were lost).</summary>
     public TimeSpan RetireMatchedAfter { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Blocks copied per step of a full copy, each step under its own fence.</summary>
+    /// <summary>
+    /// Most blocks copied per step of a full copy, each step under its own fence. A cap: a step never carries more
+    /// data than one device-topic message may (see <see cref="FullCopyStepBlocks"/>).
+    /// </summary>
     public int FullCopyChunkBlocks { get; set; } = 256;
 
     /// <summary>Fault hooks for tests: configuration, never code edits. Off by default.</summary>
     public FaultOptions Faults { get; set; } = new();
+
+    /// <summary>
+    /// <c>message.max.bytes</c> of the device-topic producers: the largest write plus room for the header, tokens
+    /// and trace context. Every transaction the controller sends, a repair included, must fit it.
+    /// </summary>
+    public int DeviceMessageMaxBytes() => KafkaSettings.DeviceMessageMaxBytes(MaxWriteBytes);
+
+    /// <summary>
+    /// Blocks per full-copy step for a volume of <paramref name="blockSize"/>-byte blocks: at most
+    /// <see cref="FullCopyChunkBlocks"/>, and at most the data one message carries. (256 blocks of 4 KiB were
+    /// 1 MiB against a 768 KiB message: every step was refused, the target degraded and the copy began again,
+    /// forever.) At least one block, which always fits: <see cref="MaxWriteBytes"/> is at least the largest block.
+    /// </summary>
+    public int FullCopyStepBlocks(int blockSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        return Math.Max(1, Math.Min(FullCopyChunkBlocks, KafkaSettings.MaxDataBytes(DeviceMessageMaxBytes()) / blockSize));
+    }
 
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(Id, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxLagBytes, 64 * 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWriteBytes, Contracts.BlockSizes.Max);
+        // A larger write would make messages a Kafka broker with default limits refuses: every copy would fail.
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWriteBytes, KafkaSettings.MaxDataBytes(KafkaSettings.BrokerMessageMaxBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThan(FullCopyChunkBlocks, 1);
     }
 }
 

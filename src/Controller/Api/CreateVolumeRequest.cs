@@ -1,4 +1,4 @@
 namespace TaggedMirror.Controller.Api;
 
 /// <summary>Body of <c>POST /volumes</c>.</summary>
-internal sealed record CreateVolumeRequest(string? Name, int BlockSize, long Blocks, string[]? Mirrors, int? MinMirrors);
+internal sealed record CreateVolumeRequest(string? Name, int BlockSize, long? Blocks, string[]? Mirrors, int? MinMirrors);

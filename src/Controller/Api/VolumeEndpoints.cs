@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Contracts.Transactions;
@@ -17,6 +20,10 @@ namespace TaggedMirror.Controller.Api;
 internal static class VolumeEndpoints
 {
     private const int MaxReadBlocksBytes = 16 * 1024 * 1024;
+    private const long MaxVolumeBytes = 1L << 40;
+    private const int MaxMirrors = 8;
+    // Web defaults, but a number must be a JSON number: "blocks": "16" is refused like any other mistake.
+    private static readonly JsonSerializerOptions RequestJson = new(JsonSerializerDefaults.Web) { NumberHandling = JsonNumberHandling.Strict };
 
     public static void MapVolumeEndpoints(this IEndpointRouteBuilder app)
     {
@@ -29,31 +36,51 @@ internal static class VolumeEndpoints
         });
         app.MapGet("/volumes/{name}", async (string name, VolumeCatalog catalog, StatusService status, CancellationToken ct) =>
             catalog.Find(name) is { } v ? Results.Ok(await status.GetAsync(v, ct)) : UnknownVolume(name));
-        app.MapPut("/volumes/{name}/blocks/{firstBlock:long}", (string name, long firstBlock, string? wait, HttpRequest request,
+        // Block numbers and counts are taken as text and parsed here: a route constraint or a typed query value
+        // that does not parse would answer 404 or an empty 400, never a sentence saying what was wrong.
+        app.MapPut("/volumes/{name}/blocks/{firstBlock}", (string name, string firstBlock, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
             TracedWriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, telemetry, ct));
         app.MapPost("/volumes/{name}/append", (string name, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedWriteAsync(name, TransactionKind.Append, 0, wait, request, catalog, pipeline, options, telemetry, ct));
-        app.MapGet("/volumes/{name}/blocks/{firstBlock:long}", ReadAsync);
+            TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct));
+        app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync);
     }
 
-    private static async Task<IResult> CreateAsync(CreateVolumeRequest? body, VolumeCatalog catalog, StatusService status, CancellationToken ct)
+    private static async Task<IResult> CreateAsync(HttpRequest request, VolumeCatalog catalog, StatusService status, CancellationToken ct)
     {
+        // The body is read here, not bound by the framework, whose refusals of malformed JSON, numbers out of
+        // range or a missing content type are an empty 400 or 415.
+        if (!request.HasJsonContentType())
+            return ApiErrors.UnsupportedMediaType($"the body must be JSON (Content-Type: application/json), not '{request.ContentType}'");
+        CreateVolumeRequest? body;
+        try
+        {
+            body = await JsonSerializer.DeserializeAsync<CreateVolumeRequest>(request.Body, RequestJson, ct);
+        }
+        catch (JsonException ex)
+        {
+            return ApiErrors.BadRequest(ex.Path is null or "$"
+                ? "the body is not a JSON object {name, blockSize, blocks, mirrors, minMirrors?}"
+                : $"the value at {ex.Path} is not valid: blockSize and minMirrors are 32-bit whole numbers, blocks a 64-bit one, name a string, mirrors an array of strings");
+        }
         if (body is null) return ApiErrors.BadRequest("a JSON body {name, blockSize, blocks, mirrors} is required");
         if (!Names.IsValid(body.Name))
             return ApiErrors.BadRequest($"volume name '{body.Name}' is not valid: use 1 to 48 lower-case letters, digits or dashes");
         if (!BlockSizes.IsValid(body.BlockSize))
             return ApiErrors.BadRequest($"block size {body.BlockSize} is not a power of two from {BlockSizes.Min} to {BlockSizes.Max}");
-        if (body.Blocks <= 0 || body.Blocks > (1L << 40) / body.BlockSize)
-            return ApiErrors.BadRequest($"blocks must be from 1 to {(1L << 40) / body.BlockSize} (1 TiB)");
+        // Division, not blocks * blockSize: the product of a huge count overflows.
+        if (body.Blocks is not { } count || count <= 0 || count > MaxVolumeBytes / body.BlockSize)
+            return ApiErrors.BadRequest($"blocks must be from 1 to {MaxVolumeBytes / body.BlockSize} (1 TiB of {body.BlockSize}-byte blocks), not {body.Blocks?.ToString(CultureInfo.InvariantCulture) ?? "missing"}");
         var mirrors = body.Mirrors ?? [];
         if (mirrors.Length < 2)
             return ApiErrors.BadRequest("a mirrored volume needs two or more mirrors (device ids)");
-        if (mirrors.Length > 8)
-            return ApiErrors.BadRequest("at most 8 mirrors");
-        if (mirrors.FirstOrDefault(d => !Names.IsValid(d)) is { } bad)
-            return ApiErrors.BadRequest($"device id '{bad}' is not valid");
+        if (mirrors.Length > MaxMirrors)
+            return ApiErrors.BadRequest($"at most {MaxMirrors} mirrors");
+        foreach (var d in mirrors)
+        {
+            if (!Names.IsValid(d)) return ApiErrors.BadRequest($"device id '{d}' is not valid: use 1 to 48 lower-case letters, digits or dashes");
+        }
         if (mirrors.Distinct(StringComparer.Ordinal).Count() != mirrors.Length)
             return ApiErrors.BadRequest("each mirror must be on a different device");
         var min = body.MinMirrors ?? 1;
@@ -62,7 +89,7 @@ internal static class VolumeEndpoints
         try
         {
             var v = await catalog.CreateAsync(new VolumeCreated(
-                body.Name!, body.BlockSize, body.Blocks, min, [.. mirrors.Select(d => new MirrorPlacement(d, Names.ObjectId(body.Name!, d)))]), ct);
+                body.Name!, body.BlockSize, count, min, [.. mirrors.Select(d => new MirrorPlacement(d, Names.ObjectId(body.Name!, d)))]), ct);
             return Results.Created($"/volumes/{v.Name}", await status.GetAsync(v, ct));
         }
         catch (StreamVersionConflictException)
@@ -76,7 +103,7 @@ internal static class VolumeEndpoints
     /// <c>traceparent</c>), parent of one produce span per mirror copy.
     /// </summary>
     private static async Task<IResult> TracedWriteAsync(
-        string name, TransactionKind kind, long firstBlock, string? wait, HttpRequest request,
+        string name, TransactionKind kind, string? firstBlock, string? wait, HttpRequest request,
         VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct)
     {
         using var span = telemetry.Source.StartActivity(kind == TransactionKind.Append ? "volume append" : "volume write", ActivityKind.Server);
@@ -85,7 +112,7 @@ internal static class VolumeEndpoints
             span.SetTag("http.request.method", request.Method);
             span.SetTag("url.path", request.Path.Value);
             span.SetTag(TelemetryAttributes.Volume, name);
-            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
+            if (firstBlock is not null) span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
             span.SetTag("tm.bytes", request.ContentLength);
         }
         var result = await WriteAsync(name, kind, firstBlock, wait, request, catalog, pipeline, options, ct);
@@ -98,10 +125,13 @@ internal static class VolumeEndpoints
     }
 
     private static async Task<IResult> WriteAsync(
-        string name, TransactionKind kind, long firstBlock, string? wait, HttpRequest request,
+        string name, TransactionKind kind, string? lba, string? wait, HttpRequest request,
         VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, CancellationToken ct)
     {
         if (catalog.Find(name) is not { } v) return UnknownVolume(name);
+        long firstBlock = 0;
+        if (kind == TransactionKind.Write && !TryParseBlock(lba, out firstBlock))
+            return ApiErrors.BadRequest($"block number '{lba}' is not a whole number from 0 to {v.Blocks - 1}");
         if (!v.Owned) return ApiErrors.Conflict($"volume {name} is owned by another controller");
         var waitApplied = wait switch
         {
@@ -117,8 +147,8 @@ internal static class VolumeEndpoints
         if (length % v.BlockSize != 0)
             return ApiErrors.BadRequest($"{length} bytes is not a whole number of {v.BlockSize}-byte blocks");
         var blocks = length.Value / v.BlockSize;
-        if (kind == TransactionKind.Write && (firstBlock < 0 || firstBlock + blocks > v.Blocks))
-            return ApiErrors.BadRequest($"blocks [{firstBlock}, {firstBlock + blocks}) are outside volume {name}, which has {v.Blocks} blocks");
+        if (kind == TransactionKind.Write && !InRange(firstBlock, blocks, v.Blocks))
+            return Outside(name, firstBlock, blocks, v.Blocks);
 
         // One array per write, shared by every mirror's copy: Confluent.Kafka 1.9 takes whole arrays only.
         var data = new byte[length.Value];
@@ -139,17 +169,22 @@ internal static class VolumeEndpoints
         }
     }
 
-    private static async Task<IResult> ReadAsync(string name, long firstBlock, int? count, VolumeCatalog catalog, VolumeReader reader, CancellationToken ct)
+    private static async Task<IResult> ReadAsync(string name, string firstBlock, string? count, VolumeCatalog catalog, VolumeReader reader, CancellationToken ct)
     {
         if (catalog.Find(name) is not { } v) return UnknownVolume(name);
-        var blocks = count ?? 1;
-        if (blocks <= 0) return ApiErrors.BadRequest("count must be at least 1");
-        if ((long)blocks * v.BlockSize > MaxReadBlocksBytes) return ApiErrors.TooLarge($"one read may return at most {MaxReadBlocksBytes} bytes");
-        if (firstBlock < 0 || firstBlock + blocks > v.TotalBlocks)
-            return ApiErrors.BadRequest($"blocks [{firstBlock}, {firstBlock + blocks}) are outside volume {name}, which has {v.TotalBlocks} blocks");
+        if (!TryParseBlock(firstBlock, out var first))
+            return ApiErrors.BadRequest($"block number '{firstBlock}' is not a whole number from 0 to {v.TotalBlocks - 1}");
+        var maxCount = MaxReadBlocksBytes / v.BlockSize;
+        long blocks = 1;
+        if (count is not null && !TryParseBlock(count, out blocks))
+            return ApiErrors.BadRequest($"count '{count}' is not a whole number from 1 to {maxCount}");
+        if (blocks <= 0) return ApiErrors.BadRequest($"count must be at least 1, not {blocks}");
+        // Compared as a count, not as count * blockSize, which overflows for a huge count.
+        if (blocks > maxCount) return ApiErrors.TooLarge($"one read may return at most {MaxReadBlocksBytes} bytes ({maxCount} blocks), not {blocks} blocks");
+        if (!InRange(first, blocks, v.TotalBlocks)) return Outside(name, first, blocks, v.TotalBlocks);
         try
         {
-            return Results.Bytes(await reader.ReadAsync(v, firstBlock, blocks, ct), "application/octet-stream");
+            return Results.Bytes(await reader.ReadAsync(v, first, (int)blocks, ct), "application/octet-stream");
         }
         catch (ReadFailedException ex)
         {
@@ -158,4 +193,18 @@ internal static class VolumeEndpoints
     }
 
     private static IResult UnknownVolume(string name) => ApiErrors.NotFound($"no volume named '{name}'");
+
+    /// <summary>Digits with an optional sign, within a long; anything else (a fraction, an exponent, 20 digits) is refused.</summary>
+    private static bool TryParseBlock(string? text, out long value) =>
+        long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value);
+
+    /// <summary>
+    /// [first, first + blocks) lies within [0, limit). Written without first + blocks, which overflows for a first
+    /// block near long.MaxValue and would let a write past the end through (it was accepted, never applied, and
+    /// every later read and resync of the volume waited for it).
+    /// </summary>
+    private static bool InRange(long first, long blocks, long limit) => blocks > 0 && first >= 0 && first <= limit - blocks;
+
+    private static IResult Outside(string name, long first, long blocks, long limit) =>
+        ApiErrors.BadRequest($"blocks [{first}, {(Int128)first + blocks}) are outside volume {name}, which has {limit} blocks");
 }

@@ -18,8 +18,9 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// sees the barrier it has seen every entry D will ever make for that tag. Then it asks for a resync of
 /// exactly that write's range. A tag every mirror has (or had repaired) whose entries are still live after a
 /// grace period lost its tokens (say the controller died before piggybacking them): it asks the owning
-/// controller to send those tokens, so tables drain. Requests go to an outbox in the same transaction and are
-/// published on the bus after commit, so a crash never loses or half-sends a decision.
+/// controller to send those tokens, and asks again every 20 s while they stay live, so tables drain. Requests
+/// go to an outbox in the same transaction and are published on the bus after commit (and then deleted), so a
+/// crash never loses or half-sends a decision and the outbox holds only what is not published yet.
 /// </para>
 /// </summary>
 internal sealed class ReconciliationProjection(string schema, ControllerOptions options) : IResettableProjection
@@ -41,6 +42,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
             CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
             ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS trace_parent text;
+            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS retire_requested_at timestamptz;
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_repaired (
                 controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
@@ -55,6 +57,8 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL,
                 created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
             CREATE INDEX IF NOT EXISTS recon_outbox_unpublished ON {schemaName}.recon_outbox (id) WHERE published_at IS NULL;
+            -- Rows are deleted when published (ReconciliationService); rows a version that only marked them left behind go now.
+            DELETE FROM {schemaName}.recon_outbox WHERE published_at IS NOT NULL;
             """, c);
         await cmd.ExecuteNonQueryAsync(ct);
     }
@@ -192,9 +196,13 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                                       WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
                   AND (t.last_recorded < now() - @grace
                        OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq)))))
+            -- Asked again while not retired: the request is lost when no controller owned the volume as it
+            -- arrived, or the owner died holding the tokens, and the entry would stay live (and be acknowledged
+            -- again every few seconds) forever.
             , marked AS (
-                UPDATE {schema}.recon_entries e SET retire_requested = true FROM matched m
-                WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired AND NOT e.retire_requested
+                UPDATE {schema}.recon_entries e SET retire_requested = true, retire_requested_at = now() FROM matched m
+                WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired
+                  AND (NOT e.retire_requested OR coalesce(e.retire_requested_at, '-infinity') < now() - interval '20 seconds')
                 RETURNING e.volume, e.device_id, e.token)
             INSERT INTO {schema}.recon_outbox (kind, payload)
             SELECT 'retire', jsonb_build_object('volume', volume,

@@ -10,7 +10,8 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// <summary>
 /// Runs the reconciliation projection under the event store's daemon, and publishes what it decided (its
 /// outbox) on the bus. Several controllers may run both: the daemon serialises rounds, and outbox rows are
-/// claimed with SKIP LOCKED, so each decision is published once (consumers are idempotent anyway).
+/// claimed with SKIP LOCKED, so each decision is published once (consumers are idempotent anyway), and deleted in
+/// the transaction that claimed it.
 /// </summary>
 internal sealed class ReconciliationService(
     PgEventStore store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
@@ -90,7 +91,9 @@ internal sealed class ReconciliationService(
                     break;
             }
         }
-        await using (var cmd = new Npgsql.NpgsqlCommand($"UPDATE {store.Schema}.recon_outbox SET published_at = now() WHERE id = ANY(@ids)", conn, tx))
+        // Deleted, not marked: a published decision is on the bus (and a resync's outcome in the resyncs table), and
+        // marked rows were never read again, so the table grew by every decision ever made.
+        await using (var cmd = new Npgsql.NpgsqlCommand($"DELETE FROM {store.Schema}.recon_outbox WHERE id = ANY(@ids)", conn, tx))
         {
             cmd.Parameters.AddWithValue("ids", rows.Select(r => r.Id).ToArray());
             await cmd.ExecuteNonQueryAsync(ct);

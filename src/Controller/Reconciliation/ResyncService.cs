@@ -59,9 +59,11 @@ internal sealed class ResyncService(
         using var span = telemetry.Source.StartActivity("full copy");
         span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
         var sources = new HashSet<string>(StringComparer.Ordinal);
-        for (long first = 0; first < total; first += options.FullCopyChunkBlocks)
+        // Each step is one repair transaction: it must fit a device-topic message, whatever the block size.
+        var step = options.FullCopyStepBlocks(v.BlockSize);
+        for (long first = 0; first < total; first += step)
         {
-            var n = (int)Math.Min(options.FullCopyChunkBlocks, total - first);
+            var n = (int)Math.Min(step, total - first);
             sources.Add(await CopyAsync(v, preferred: null, target, first, n, first >= v.Blocks, tag: null, ct));
             target.FullCopyDone = first + n;
         }

@@ -26,6 +26,25 @@ public static class KafkaSettings
     };
 
     /// <summary>
+    /// What a device-topic message carries beyond its data: the 48-byte transaction header, the object id, up to
+    /// 1024 piggybacked tokens (8 KiB), the trace context headers, and Kafka's record and batch framing. Far
+    /// more than those need, so a message whose data is at most <c>max - headroom</c> is never refused for size.
+    /// </summary>
+    public const int DeviceMessageHeadroomBytes = 256 * 1024;
+
+    /// <summary>
+    /// Kafka's default largest message (broker <c>message.max.bytes</c>, 1 MiB + 12). A device-topic message must
+    /// fit it: the production topics are created without raising it.
+    /// </summary>
+    public const int BrokerMessageMaxBytes = 1_048_588;
+
+    /// <summary>The device-topic producers' <c>message.max.bytes</c> when the largest data a message carries is <paramref name="maxDataBytes"/>.</summary>
+    public static int DeviceMessageMaxBytes(int maxDataBytes) => checked(maxDataBytes + DeviceMessageHeadroomBytes);
+
+    /// <summary>The most data one device-topic message may carry under a limit of <paramref name="messageMaxBytes"/>.</summary>
+    public static int MaxDataBytes(int messageMaxBytes) => messageMaxBytes - DeviceMessageHeadroomBytes;
+
+    /// <summary>
     /// Consumer for a device topic. Offsets live in PostgreSQL with the tag table, never in Kafka, and an
     /// offset that fell off the log is an error to report (<c>auto.offset.reset=error</c>), never a silent skip.
     /// </summary>
