@@ -63,6 +63,45 @@ public sealed class AcknowledgedWriteTests
     }
 
     [Fact]
+    public async Task after_a_double_fault_with_no_mirror_in_sync_each_block_is_copied_from_the_holder_of_its_newest_write()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__DeliveryTimeout"] = "00:00:01.500",
+            ["Controller__RetireMatchedAfter"] = "00:00:01",
+        });
+        await cluster.CreateVolumeAsync("dbl", BlockSize, 16);
+        var model = new VolumeModel(BlockSize, 16);
+        model.Record(await cluster.WriteAsync("dbl", 0, VolumeModel.Data(1, 8, BlockSize), wait: "applied"), 1);
+
+        // d1 misses write 2 (blocks 0-3): d0 alone has it.
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+        var second = await cluster.WriteAsync("dbl", 0, VolumeModel.Data(2, 4, BlockSize));
+        model.Record(second, 2);
+        Assert.Equal("Degraded", await cluster.MirrorStateAsync("dbl", "d1"));
+        await Eventually.TrueAsync(async () => (await cluster.RecordedTagsAsync("d0", "dbl")).Contains(second.Tag),
+            TimeSpan.FromSeconds(30), () => "d0 did not apply write 2");
+        // d0's agent goes away before write 2 can be copied to d1, and d1 comes back (Resyncing).
+        cluster.Agent("d0").Kill();
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+        await Eventually.TrueAsync(async () => await cluster.MirrorStateAsync("dbl", "d1") == "Resyncing",
+            TimeSpan.FromSeconds(30), () => "d1 did not come back");
+        // Now d0 misses write 3 (blocks 2-5, over part of write 2): d1 alone has it. No mirror holds both.
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d0"));
+        var third = await cluster.WriteAsync("dbl", 2, VolumeModel.Data(3, 4, BlockSize));
+        model.Record(third, 3);
+        Assert.Equal(1, third.MirrorsHolding);
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d0"));
+        await cluster.StartAgentAsync("d0");
+
+        // Blocks 0-1 come from d0 (write 2), blocks 2-5 from d1 (write 3, the newer): both mirrors end equal.
+        await cluster.WaitConvergedAsync("dbl", TimeSpan.FromSeconds(120));
+        var expected = model.Expected();
+        Mirrors.AssertObjectFilesEqual(cluster, "dbl", expected);
+        await Mirrors.AssertReadsEqualAsync(cluster, "dbl", expected, BlockSize);
+    }
+
+    [Fact]
     public async Task a_read_after_a_controller_restart_returns_every_acknowledged_write_even_when_the_first_mirror_is_behind_its_log()
     {
         await using var cluster = await TestCluster.StartAsync();

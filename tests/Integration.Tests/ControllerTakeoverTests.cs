@@ -73,6 +73,18 @@ public sealed class ControllerTakeoverTests
             Assert.Equal(HttpStatusCode.OK, await WriteAsync(cluster.Controller.Url, "va", va, uncertainA));
             Assert.Equal(HttpStatusCode.OK, await WriteAsync(other.Url, "vb", vb, uncertainB));
         }
+        // Controller 1 grows va's extension; controller 2 loaded va at its start, before that.
+        var appends = new List<(long First, byte[] Data)>();
+        async Task AppendAsync(string url, int blocks)
+        {
+            var data = VolumeModel.Data(++seed, blocks, BlockSize);
+            using var r = await cluster.Http.PostAsync(new Uri($"{url}/volumes/va/append"), new ByteArrayContent(data));
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.True(r.IsSuccessStatusCode, $"append through {url}: {(int)r.StatusCode} {body}");
+            appends.Add((System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!.FirstBlock, data));
+        }
+        await AppendAsync(cluster.Controller.Url, 3);
+        await AppendAsync(cluster.Controller.Url, 2);
         // Each controller writes only its own volume.
         Assert.Equal(HttpStatusCode.Conflict, await WriteAsync(other.Url, "va", va, uncertainA));
 
@@ -101,6 +113,9 @@ public sealed class ControllerTakeoverTests
             Assert.Equal(HttpStatusCode.OK, await WriteAsync(other.Url, "va", va, uncertainA));
             Assert.Equal(HttpStatusCode.OK, await WriteAsync(other.Url, "vb", vb, uncertainB));
         }
+        // The new owner read va again when it took it: its appends go after controller 1's, not over them.
+        await AppendAsync(other.Url, 4);
+        Assert.Equal([64L, 67L, 69L], appends.Select(a => a.First));
 
         // Controller 1 gets PostgreSQL back: va is not its own any more.
         pg.Unblock();
@@ -123,6 +138,14 @@ public sealed class ControllerTakeoverTests
             var expected = model.Expected();
             var image = new byte[expected.Length];
             files[0].AsSpan(0, Math.Min(files[0].Length, image.Length)).CopyTo(image);
+            if (name == "va")
+            {
+                foreach (var (first, data) in appends)
+                {
+                    foreach (var f in files)
+                        Assert.True(f.AsSpan((int)first * BlockSize, data.Length).SequenceEqual(data), $"append at block {first} is missing");
+                }
+            }
             for (var block = 0; block < 64; block++)
             {
                 var got = image.AsSpan(block * BlockSize, BlockSize);

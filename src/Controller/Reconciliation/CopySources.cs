@@ -24,6 +24,32 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// </summary>
 internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, PgEventStore store, TagGenerator tags, ControllerOptions options, ILogger<CopySources> logger)
 {
+    /// <summary>
+    /// What to copy to <paramref name="target"/> and from where: the whole range from one qualified source if
+    /// there is one; otherwise, with <paramref name="perBlockFallback"/>, block by block from the holders of the
+    /// newest writes (<see cref="PerBlockAsync"/>). An empty plan: the target already holds the newest write to
+    /// every block. Throws <see cref="NoCopySourceException"/> when neither works now.
+    /// </summary>
+    public async Task<IReadOnlyList<CopyPart>> PlanAsync(
+        Volume v, Mirror target, Mirror? preferred, long firstBlock, int blocks, bool perBlockFallback, long fenceSeq, CancellationToken ct)
+    {
+        try
+        {
+            return [new CopyPart(firstBlock, blocks, await ChooseAsync(v, target, preferred, firstBlock, blocks, ct))];
+        }
+        catch (NoCopySourceException whole) when (perBlockFallback)
+        {
+            try
+            {
+                return await PerBlockAsync(v, target, firstBlock, blocks, fenceSeq, ct);
+            }
+            catch (NoCopySourceException perBlock)
+            {
+                throw new NoCopySourceException($"{whole.Message}; block by block: {perBlock.Message}");
+            }
+        }
+    }
+
     /// <summary>The source for <paramref name="target"/>'s range, <paramref name="preferred"/> first; throws <see cref="NoCopySourceException"/> if none qualifies.</summary>
     public async Task<Mirror> ChooseAsync(Volume v, Mirror target, Mirror? preferred, long firstBlock, long blocks, CancellationToken ct)
     {
@@ -59,6 +85,102 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         return lacking > 0 ? $"lacks {lacking} unsettled write(s) of an earlier epoch to the range" : null;
     }
 
+    /// <summary>
+    /// The double fault: every mirror missed some write, so none holds every write to the range. Per block, the
+    /// newest unsettled write that covers it (one controller's tags are ordered by epoch and sequence) says who
+    /// has the newest bytes: if the target holds it there is nothing to copy for that block, otherwise any other
+    /// mirror that holds it (recorded or repaired) and has applied its whole log is the block's source. Sound
+    /// only once reconciliation has seen every write up to the fence on every mirror, which is when every
+    /// mirror has passed a barrier of this epoch at or past the fence's sequence (a device records its entries
+    /// before the barrier that follows them, and reconciliation reads in commit order).
+    /// </summary>
+    private async Task<IReadOnlyList<CopyPart>> PerBlockAsync(Volume v, Mirror target, long firstBlock, int blocks, long fenceSeq, CancellationToken ct)
+    {
+        var s = store.Schema;
+        await using (var barriers = store.DataSource.CreateCommand($"""
+            SELECT count(*) FROM (
+                SELECT device_id FROM {s}.recon_barriers WHERE controller_id = @c AND epoch = @e AND device_id = ANY(@devices)
+                GROUP BY device_id HAVING min(up_to_seq) >= @fence) passed
+            """))
+        {
+            barriers.Parameters.AddWithValue("c", tags.ControllerId);
+            barriers.Parameters.AddWithValue("e", tags.Epoch);
+            barriers.Parameters.AddWithValue("devices", v.Mirrors.Select(m => m.DeviceId).ToArray());
+            barriers.Parameters.AddWithValue("fence", fenceSeq);
+            if ((long)(await barriers.ExecuteScalarAsync(ct))! < v.Mirrors.Length)
+                throw new NoCopySourceException($"not every mirror has passed a barrier covering sequence {fenceSeq} yet");
+        }
+
+        var writes = new List<(int Controller, int Epoch, long Seq, long First, long End, HashSet<string> Holders)>();
+        await using (var cmd = store.DataSource.CreateCommand($"""
+            SELECT e.controller_id, e.epoch, e.seq, min(e.first_block), min(e.block_count),
+                   array_agg(DISTINCT e.device_id) || coalesce((SELECT array_agg(r.device_id) FROM {s}.recon_repaired r
+                       WHERE (r.controller_id, r.epoch, r.seq) = (e.controller_id, e.epoch, e.seq)), ARRAY[]::text[])
+            FROM {s}.recon_entries e
+            WHERE e.volume = @v AND NOT e.repair AND e.first_block < @end AND @first < e.first_block + e.block_count
+            GROUP BY 1, 2, 3
+            """))
+        {
+            cmd.Parameters.AddWithValue("v", v.Name);
+            cmd.Parameters.AddWithValue("first", firstBlock);
+            cmd.Parameters.AddWithValue("end", firstBlock + blocks);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+            {
+                writes.Add((r.GetInt32(0), r.GetInt32(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(3) + r.GetInt32(4),
+                    new HashSet<string>(r.GetFieldValue<string[]>(5), StringComparer.Ordinal)));
+            }
+        }
+        if (writes.Select(w => w.Controller).Distinct().Count() > 1)
+            throw new NoCopySourceException("writes of more than one controller overlap the range, and their order is not known");
+
+        var usable = new Dictionary<string, bool>(StringComparer.Ordinal);
+        async Task<bool> UsableAsync(Mirror m)
+        {
+            if (usable.TryGetValue(m.DeviceId, out var known)) return known;
+            var ok = m.State != MirrorState.Degraded && m.PendingDegrade is null;
+            if (ok)
+            {
+                try
+                {
+                    await progress.WaitCaughtUpAsync(m.DeviceId, options.AppliedWaitTimeout, ct);
+                }
+                catch (Exception ex) when (ex is TimeoutException or KafkaException)
+                {
+                    ok = false;
+                }
+            }
+            return usable[m.DeviceId] = ok;
+        }
+
+        var parts = new List<CopyPart>();
+        for (var block = firstBlock; block < firstBlock + blocks; block++)
+        {
+            var covering = writes.Where(w => w.First <= block && block < w.End).ToList();
+            if (covering.Count == 0) continue;   // nothing unsettled here: every mirror holds the same writes
+            var newest = covering.MaxBy(w => (w.Epoch, w.Seq));
+            if (newest.Holders.Contains(target.DeviceId)) continue;
+            Mirror? source = null;
+            foreach (var m in v.Mirrors.Where(m => m != target && newest.Holders.Contains(m.DeviceId)).OrderBy(m => m.Current ? 0 : 1))
+            {
+                if (await UsableAsync(m))
+                {
+                    source = m;
+                    break;
+                }
+            }
+            if (source is null)
+                throw new NoCopySourceException($"no reachable mirror holds {newest.Controller}:{newest.Epoch}:{newest.Seq}, the newest write to block {block}");
+            if (parts.Count > 0 && parts[^1].Source == source && parts[^1].FirstBlock + parts[^1].Blocks == block)
+                parts[^1] = parts[^1] with { Blocks = parts[^1].Blocks + 1 };
+            else
+                parts.Add(new CopyPart(block, 1, source));
+        }
+        logger.LogInformation("Volume {Volume}: no single source for [{First}, {End}) of {Target}; block by block: {Parts}", v.Name, firstBlock,
+            firstBlock + blocks, target.DeviceId, parts.Count == 0 ? "nothing to copy" : string.Join(", ", parts.Select(p => $"[{p.FirstBlock}, {p.FirstBlock + p.Blocks}) from {p.Source.DeviceId}")));
+        return parts;
+    }
+
     private async Task<long> LackingOtherEpochWritesAsync(Volume v, Mirror m, long firstBlock, long blocks, CancellationToken ct)
     {
         var s = store.Schema;
@@ -81,6 +203,9 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         return (long)(await cmd.ExecuteScalarAsync(ct))!;
     }
 }
+
+/// <summary>One piece of a copy: blocks [<see cref="FirstBlock"/>, +<see cref="Blocks"/>) from <see cref="Source"/>.</summary>
+internal sealed record CopyPart(long FirstBlock, int Blocks, Mirror Source);
 
 /// <summary>No mirror qualifies as the source of a range now; the copy is retried later.</summary>
 internal sealed class NoCopySourceException(string message) : Exception(message);

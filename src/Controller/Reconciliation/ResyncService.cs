@@ -3,6 +3,7 @@ using System.Text.Json;
 using TaggedMirror.Contracts.Bus;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
 using TaggedMirror.Hosting.Telemetry;
@@ -22,6 +23,7 @@ internal sealed class ResyncService(
     WritePipeline pipeline,
     DeviceReader devices,
     CopySources sources,
+    TagGenerator tags,
     PgEventStore store,
     ControllerOptions options,
     ControllerTelemetry telemetry,
@@ -97,23 +99,41 @@ internal sealed class ResyncService(
             lock (v.WriteLock) v.Fences.Add(fence);
             try
             {
-                var source = await sources.ChooseAsync(v, target, preferred, firstBlock, blocks, ct);
-                span?.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
-                var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, firstBlock * v.BlockSize, blocks * v.BlockSize, ct)
-                    ?? new byte[blocks * v.BlockSize];
-                var repairTag = await pipeline.RepairAsync(v, target, firstBlock, data, ct);
-                var elapsed = Stopwatch.GetElapsedTime(started);
-                span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
-                var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
-                var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
-                telemetry.Resyncs.Add(1, volume, device);
-                telemetry.ResyncBytes.Add(data.Length, volume, device);
-                var done = new ResyncCompleted(tag, target.DeviceId, source.DeviceId, firstBlock, blocks, extension, data.Length, elapsed.TotalMilliseconds, repairTag.ToString());
-                await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
-                    [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);
-                logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
-                    v.Name, firstBlock, firstBlock + blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
-                return source.DeviceId;
+                long fenceSeq;
+                lock (v.WriteLock) fenceSeq = tags.Issued; // every write up to here was enqueued before the fence
+                // A per-tag resync may fall back to copying block by block from the holders of the newest writes.
+                var parts = await sources.PlanAsync(v, target, preferred, firstBlock, blocks, perBlockFallback: tag is not null, fenceSeq, ct);
+                span?.SetTag(TelemetryAttributes.ResyncSource, string.Join(",", parts.Select(p => p.Source.DeviceId).Distinct()));
+                var used = new List<string>();
+                if (parts.Count == 0)
+                {
+                    // The target holds the newest write to every block of the range: nothing to copy, but the
+                    // tag counts as repaired there.
+                    await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, target.DeviceId, firstBlock, 0, extension, 0,
+                        Stopwatch.GetElapsedTime(started).TotalMilliseconds, RepairTag: ""), ct);
+                    logger.LogInformation("Volume {Volume}: {Target} holds newer writes to every block of [{First}, {End}) than {Tag}: nothing to copy",
+                        v.Name, target.DeviceId, firstBlock, firstBlock + blocks, tag);
+                    return target.DeviceId;
+                }
+                foreach (var part in parts)
+                {
+                    var source = part.Source;
+                    var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, part.FirstBlock * v.BlockSize, part.Blocks * v.BlockSize, ct)
+                        ?? new byte[part.Blocks * v.BlockSize];
+                    var repairTag = await pipeline.RepairAsync(v, target, part.FirstBlock, data, ct);
+                    var elapsed = Stopwatch.GetElapsedTime(started);
+                    span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
+                    var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
+                    var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
+                    telemetry.Resyncs.Add(1, volume, device);
+                    telemetry.ResyncBytes.Add(data.Length, volume, device);
+                    await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, source.DeviceId, part.FirstBlock, part.Blocks, extension, data.Length,
+                        elapsed.TotalMilliseconds, repairTag.ToString()), ct);
+                    logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
+                        v.Name, part.FirstBlock, part.FirstBlock + part.Blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
+                    used.Add(source.DeviceId);
+                }
+                return string.Join(",", used.Distinct(StringComparer.Ordinal));
             }
             finally
             {
@@ -126,6 +146,10 @@ internal sealed class ResyncService(
             v.ResyncLock.Release();
         }
     }
+
+    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) =>
+        await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
+            [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);
 
     private async Task<bool> AlreadyResyncedAsync(string volume, string tag, string target, CancellationToken ct)
     {
