@@ -27,4 +27,8 @@ public sealed record RetireEntries(string Volume, DeviceToken[] Entries);
 /// <summary>A device's tag-table entry, by its token.</summary>
 /// <param name="DeviceId">The device.</param>
 /// <param name="Token">The entry's token.</param>
-public sealed record DeviceToken(string DeviceId, long Token);
+/// <param name="Tag">
+/// Text form of the entry's tag, when known: reconciliation retires an entry only once every mirror has the
+/// write, so the owner also settles the write if it is still waiting for an acknowledgement that was lost.
+/// </param>
+public sealed record DeviceToken(string DeviceId, long Token, string? Tag = null);

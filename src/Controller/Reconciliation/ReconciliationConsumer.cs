@@ -6,7 +6,8 @@ using TaggedMirror.Controller.Volumes;
 namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>Reconciliation's requests, for the volumes this controller owns.</summary>
-internal sealed class ReconciliationConsumer(ResyncService resyncs, VolumeCatalog catalog, DeviceLog log, ILogger<ReconciliationConsumer> logger)
+internal sealed class ReconciliationConsumer(
+    ResyncService resyncs, VolumeCatalog catalog, DeviceLog log, WritePipeline pipeline, ILogger<ReconciliationConsumer> logger)
     : IConsumer<ResyncRequested>, IConsumer<RetireEntries>
 {
     public async Task Consume(ConsumeContext<ResyncRequested> context)
@@ -26,7 +27,12 @@ internal sealed class ReconciliationConsumer(ResyncService resyncs, VolumeCatalo
     {
         if (catalog.Find(context.Message.Volume) is not { Owned: true }) return Task.CompletedTask;
         foreach (var e in context.Message.Entries)
+        {
+            // Every mirror has the write: if its acknowledgement was lost (the bus was down), this is the proof
+            // that settles it, so nothing waits for it and its bytes leave the flow-control backlog.
+            if (Contracts.Tag.TryParse(e.Tag, out var tag)) pipeline.OnApplied(e.DeviceId, tag, e.Token);
             log.Channel(e.DeviceId).EnqueueToken(e.Token);
+        }
         return Task.CompletedTask;
     }
 }

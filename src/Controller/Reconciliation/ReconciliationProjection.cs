@@ -203,10 +203,10 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 UPDATE {schema}.recon_entries e SET retire_requested = true, retire_requested_at = now() FROM matched m
                 WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired
                   AND (NOT e.retire_requested OR coalesce(e.retire_requested_at, '-infinity') < now() - interval '20 seconds')
-                RETURNING e.volume, e.device_id, e.token)
+                RETURNING e.volume, e.device_id, e.token, e.controller_id || ':' || e.epoch || ':' || e.seq AS tag)
             INSERT INTO {schema}.recon_outbox (kind, payload)
             SELECT 'retire', jsonb_build_object('volume', volume,
-                   'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token)))
+                   'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token, 'tag', tag)))
             FROM marked GROUP BY volume;
             """, c, t);
         cmd.Parameters.AddWithValue("grace", options.RetireMatchedAfter);
