@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace TaggedMirror.Integration.Tests.Harness;
 
 /// <summary>Restarts, stops and starts the real PostgreSQL server the stack uses (fast shutdown: every connection is cut).</summary>
@@ -17,13 +15,7 @@ internal static class PostgresServer
 
     private static async Task RunAsync(string command)
     {
-        var start = new ProcessStartInfo("/bin/sh") { RedirectStandardError = true, RedirectStandardOutput = true };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(command);
-        using var p = Process.Start(start)!;
-        var stderr = await p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        Assert.True(p.ExitCode == 0, $"'{command}' failed: {stderr}");
+        await Shell.RunAsync(command);
         // Connections pooled before are dead; the test's own pool starts afresh.
         Npgsql.NpgsqlConnection.ClearAllPools();
     }
