@@ -137,29 +137,50 @@ public sealed class OverlappingFaultScheduleTests
         /// <summary>One fault, or two that overlap: the second starts while the first is on, and they heal in random order.</summary>
         private async Task EpisodeAsync()
         {
-            var first = PickFault();
-            var heals = new List<(string Name, Func<Task> Heal, bool Infrastructure)> { await StartFaultAsync(first) };
-            await WritesAsync(_rng.Next(2, 8));
-            if (_rng.Next(4) > 0)
+            var heals = new List<(string Name, Func<Task> Heal, bool Infrastructure)>();
+            try
             {
-                var second = PickFault();
-                // A second stop of what is already stopped is no fault: pick again once, else go on with one.
-                if (second == first && first is Fault.PostgresStopped or Fault.BusStopped) second = Fault.BrokerDown;
-                // A process cannot start without its database (it waits): no restart while PostgreSQL is stopped.
-                if (first == Fault.PostgresStopped && second is Fault.ControllerKilled or Fault.ControllerKilledBetweenCopies) second = Fault.AgentKilled;
-                heals.Add(await StartFaultAsync(second));
+                var first = PickFault();
+                heals.Add(await StartFaultAsync(first));
                 await WritesAsync(_rng.Next(2, 8));
-                await ReadsAsync(4);
+                if (_rng.Next(4) > 0)
+                {
+                    var second = PickFault();
+                    // A second stop of what is already stopped is no fault: pick again once, else go on with one.
+                    if (second == first && first is Fault.PostgresStopped or Fault.BusStopped) second = Fault.BrokerDown;
+                    // A process cannot start without its database (it waits): no restart while PostgreSQL is stopped.
+                    if (first == Fault.PostgresStopped && second is Fault.ControllerKilled or Fault.ControllerKilledBetweenCopies) second = Fault.AgentKilled;
+                    heals.Add(await StartFaultAsync(second));
+                    await WritesAsync(_rng.Next(2, 8));
+                    await ReadsAsync(4);
+                }
+                if (_rng.Next(2) == 0) heals.Reverse();
+                // Servers before processes: an agent started while PostgreSQL is stopped would wait for it.
+                heals = [.. heals.OrderBy(h => h.Infrastructure ? 0 : 1)];
+                while (heals.Count > 0)
+                {
+                    var (name, heal, _) = heals[0];
+                    heals.RemoveAt(0);
+                    Schedule.AppendLine(CultureInfo.InvariantCulture, $"  heal: {name}");
+                    await heal();
+                    await WritesAsync(_rng.Next(1, 5));
+                    if (_rng.Next(3) == 0) await AppendsAsync(1);
+                }
             }
-            if (_rng.Next(2) == 0) heals.Reverse();
-            // Servers before processes: an agent started while PostgreSQL is stopped would wait for it.
-            heals = [.. heals.OrderBy(h => h.Infrastructure ? 0 : 1)];
-            foreach (var (name, heal, _) in heals)
+            finally
             {
-                Schedule.AppendLine(CultureInfo.InvariantCulture, $"  heal: {name}");
-                await heal();
-                await WritesAsync(_rng.Next(1, 5));
-                if (_rng.Next(3) == 0) await AppendsAsync(1);
+                // A failed schedule must not leave a server stopped for the schedules and tests after it.
+                foreach (var (_, heal, _) in heals.OrderBy(h => h.Infrastructure ? 0 : 1))
+                {
+                    try
+                    {
+                        await heal();
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        Schedule.AppendLine(CultureInfo.InvariantCulture, $"  (heal after failure failed: {ex.Message})");
+                    }
+                }
             }
             await cluster.WaitApiHealthyAsync(volume);
             await ReadsAsync(6);
@@ -259,6 +280,9 @@ public sealed class OverlappingFaultScheduleTests
                 var data = VolumeModel.Data(seed * 10_000 + 5_000 + _order++, _rng.Next(1, 4), BlockSize);
                 using var r = await cluster.AppendAsync(volume, data);
                 var body = await r.Content.ReadAsStringAsync();
+                // Refused while the controller waits to renew its lease after PostgreSQL came back: its fate is
+                // unknown, so the model does not count on it (the mirrors must still end identical).
+                if (r.StatusCode == HttpStatusCode.ServiceUnavailable) continue;
                 Assert.True(r.IsSuccessStatusCode, $"append: {(int)r.StatusCode} {body}");
                 var answer = System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!;
                 _appends.Add((answer.FirstBlock, data));
