@@ -87,7 +87,7 @@ public sealed class BadInputTests
         // Nothing of the refused transactions reached the block (3 is still zero on both mirrors).
         Assert.Equal(new byte[BlockSize], await cluster.ReadAsync("dlq", 3, 1));
 
-        var reasons = ReadDeadLetters(cluster, Topics.DeadLetter("d0"), 4);
+        var reasons = DeviceTopic.DeadLetterReasons(cluster, "d0", 4);
         Assert.Contains(reasons, r => r.Contains("missing tm-h header", StringComparison.Ordinal));
         Assert.Contains(reasons, r => r.Contains("CRC32C mismatch", StringComparison.Ordinal));
         Assert.Contains(reasons, r => r.Contains("unknown transaction format version 9", StringComparison.Ordinal));
@@ -99,28 +99,6 @@ public sealed class BadInputTests
         Value = data,
         Headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, obj } },
     };
-
-    private static List<string> ReadDeadLetters(TestCluster cluster, string topic, int expected)
-    {
-        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
-        {
-            BootstrapServers = cluster.Kafka.BootstrapServers,
-            GroupId = "dlq-reader",
-            EnableAutoCommit = false,
-            AutoOffsetReset = AutoOffsetReset.Earliest,
-        }).Build();
-        // The dead-letter topic may have several partitions (auto-created): read them all.
-        consumer.Subscribe(topic);
-        var reasons = new List<string>();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (reasons.Count < expected && DateTime.UtcNow < deadline)
-        {
-            var m = consumer.Consume(TimeSpan.FromMilliseconds(500));
-            if (m?.Message.Headers.TryGetLastBytes(HeaderNames.DeadLetterReason, out var reason) == true)
-                reasons.Add(Encoding.UTF8.GetString(reason));
-        }
-        return reasons;
-    }
 
     private static async Task AssertRefusedAsync(HttpResponseMessage response, HttpStatusCode status, string reasonContains)
     {
