@@ -91,6 +91,12 @@ internal sealed class InflightWrite
         return settled;
     }
 
+    /// <summary>No copy is still waiting to be applied (every one applied, failed or skipped).</summary>
+    public bool NothingPending
+    {
+        get { lock (_lock) return _pending == 0; }
+    }
+
     /// <summary>True when every mirror the write was meant for applied it: only then do the tokens go back.</summary>
     public bool ReachedEveryMirror
     {

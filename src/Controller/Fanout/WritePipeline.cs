@@ -189,6 +189,9 @@ internal sealed class WritePipeline(
             // Delivered or failed, whatever happens next: barriers must go on covering it.
             lock (_deliveryLock) _undelivered.Remove(write.Tag.Seq);
         }
+        // Sent to no mirror at all (every target skipped, e.g. a repair to a degraded mirror): no acknowledgement
+        // will ever settle it, so settle it here rather than leave it in flight forever.
+        if (write.NothingPending) Settle(write);
         // Skipped because its degradation is still being recorded: this write waits for that record too.
         foreach (var m in v.Mirrors)
         {
