@@ -10,4 +10,5 @@ namespace TaggedMirror.Contracts;
 [JsonSerializable(typeof(TagRetired))]
 [JsonSerializable(typeof(LogTruncated))]
 [JsonSerializable(typeof(BarrierPassed))]
+[JsonSerializable(typeof(FencePassed))]
 public sealed partial class ContractsJson : JsonSerializerContext;

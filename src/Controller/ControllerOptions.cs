@@ -92,4 +92,14 @@ public sealed class FaultOptions
 {
     /// <summary>When &gt; 0: after the first copy of the first write (not a repair) with this sequence or later is in the log, the controller kills itself (SIGKILL).</summary>
     public long StopAfterFirstCopyOfWrite { get; set; }
+
+    /// <summary>
+    /// When &gt;= 0: a write (not an append or repair) starting at this block stalls for <see cref="StallFor"/> after its
+    /// lease check, before its tag is taken and its copies are sent, as a process paused by the scheduler, a
+    /// long garbage collection or a suspended VM would. -1 (the default): never.
+    /// </summary>
+    public long StallWriteAtBlock { get; set; } = -1;
+
+    /// <summary>How long the write chosen by <see cref="StallWriteAtBlock"/> stalls.</summary>
+    public TimeSpan StallFor { get; set; } = TimeSpan.FromSeconds(10);
 }

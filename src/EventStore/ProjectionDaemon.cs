@@ -72,9 +72,16 @@ public sealed class ProjectionDaemon
         _projection = projection;
         _options = options;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _lockKey = $"TaggedMirror.ProjectionDaemon:{store.Schema}:{projection.Name}";
+        _lockKey = LockKey(store, projection);
         store.AddAsyncProjection(projection);
     }
+
+    /// <summary>
+    /// The key of the advisory lock every round of <paramref name="projection"/> holds (<c>pg_advisory_xact_lock(hashtextextended(key, 0))</c>):
+    /// work on the projection's tables outside a round takes it too, so it never interleaves with one.
+    /// </summary>
+    public static string LockKey(PgEventStore store, IAsyncProjection projection) =>
+        $"TaggedMirror.ProjectionDaemon:{store.Schema}:{projection.Name}";
 
     /// <summary>
     /// Runs until <paramref name="ct"/> is cancelled, then returns normally. Errors (PostgreSQL restarted, connection

@@ -129,7 +129,7 @@ public sealed class TransactionCodecTests
     {
         var fields = new TransactionHeader(
             TransactionKind.Repair, new Tag(0x01020304, 0x05060708, 0x090A0B0C0D0E0F10),
-            0x1112131415161718, 2, 1024, 0x2122232425262728, TransactionFlags.EpochClosed);
+            0x1112131415161718, 2, 1024, 0x2122232425262728, TransactionFlags.EpochClosed, 0x3132333435363738);
         var tokens = Tokens(5);
         var data = RandomData(2048);
         var header = Encode(fields, ObjectId, tokens, data).Header;
@@ -142,9 +142,80 @@ public sealed class TransactionCodecTests
         Assert.Equal(2, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(28)));
         Assert.Equal(1024, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(32)));
         Assert.Equal(0x2122232425262728, BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(36)));
+        Assert.Equal(0x3132333435363738, BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(44)));
+        Assert.Equal(56, header.Length);
 
         byte[] covered = [.. header[..TransactionHeader.CrcOffset], (byte)ObjectId.Length, (byte)(ObjectId.Length >> 8), .. ObjectId, .. tokens, .. data];
-        Assert.Equal(Crc32CTests.Reference(covered), BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(44)));
+        Assert.Equal(Crc32CTests.Reference(covered), BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(52)));
+    }
+
+    [Fact]
+    public void a_version_1_header_without_owner_epoch_still_reads_as_owner_epoch_0()
+    {
+        // Written by hand in version 1's layout: 48 bytes, the CRC at 44 right after the object capacity.
+        var data = RandomData(1024);
+        var v1 = new byte[TransactionHeader.SizeV1];
+        v1[0] = 1;
+        v1[1] = (byte)TransactionKind.Write;
+        new Tag(3, 7, 42).WriteTo(v1.AsSpan(4));
+        BinaryPrimitives.WriteInt64LittleEndian(v1.AsSpan(20), 5);
+        BinaryPrimitives.WriteInt32LittleEndian(v1.AsSpan(28), 2);
+        BinaryPrimitives.WriteInt32LittleEndian(v1.AsSpan(32), 512);
+        BinaryPrimitives.WriteInt64LittleEndian(v1.AsSpan(36), 64);
+        var crc = Crc32CTests.Reference([.. v1[..TransactionHeader.CrcOffsetV1], (byte)ObjectId.Length, (byte)(ObjectId.Length >> 8), .. ObjectId, .. data]);
+        BinaryPrimitives.WriteUInt32LittleEndian(v1.AsSpan(TransactionHeader.CrcOffsetV1), crc);
+
+        var (ok, fields, error) = Read(new Encoded(v1, ObjectId, [], data));
+
+        Assert.True(ok, error);
+        Assert.Equal(new TransactionHeader(TransactionKind.Write, new Tag(3, 7, 42), 5, 2, 512, 64), fields);
+        Assert.Equal(0, fields.OwnerEpoch);
+    }
+
+    [Fact]
+    public void a_version_2_header_cut_to_version_1_length_is_rejected()
+    {
+        var e = Encode(Write(), ObjectId, [], RandomData(512));
+        var (ok, _, error) = Read(e with { Header = e.Header[..TransactionHeader.SizeV1] });
+        Assert.False(ok);
+        Assert.Contains("expected 56 for version 2", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void a_fence_round_trips_with_its_owner_epoch()
+    {
+        var fields = new TransactionHeader(TransactionKind.Fence, new Tag(2, 9, 0), 0, 0, 4096, 128, OwnerEpoch: long.MaxValue);
+        var (ok, read, error) = Read(Encode(fields, ObjectId, Tokens(), []));
+        Assert.True(ok, error);
+        Assert.Equal(fields, read);
+    }
+
+    [Theory]
+    [InlineData(0L, 0, 0, "owner epoch must be positive, not 0")]
+    [InlineData(-1L, 0, 0, "owner epoch must be positive, not -1")]
+    [InlineData(long.MinValue, 0, 0, "owner epoch must be positive")]
+    [InlineData(3L, 1, 512, "a fence carries no data")]
+    [InlineData(3L, 0, 1, "a fence carries no data")]
+    public void a_fence_without_a_positive_owner_epoch_or_with_data_is_rejected(long ownerEpoch, int blockCount, int dataLength, string reason)
+    {
+        var fields = new TransactionHeader(TransactionKind.Fence, new Tag(2, 9, 0), 0, blockCount, 512, 128, OwnerEpoch: ownerEpoch);
+        Assert.Contains(reason, RejectedWith(fields, ObjectId, [], RandomData(dataLength)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void a_fence_without_object_id_is_rejected()
+    {
+        var fields = new TransactionHeader(TransactionKind.Fence, new Tag(2, 9, 0), 0, 0, 512, 128, OwnerEpoch: 4);
+        Assert.Equal("missing object id", RejectedWith(fields, [], [], []));
+    }
+
+    [Theory]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue)]
+    public void a_write_with_a_negative_owner_epoch_is_rejected(long ownerEpoch)
+    {
+        var fields = Write() with { OwnerEpoch = ownerEpoch };
+        Assert.Contains("is negative", RejectedWith(fields, ObjectId, [], RandomData(512)), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -225,9 +296,9 @@ public sealed class TransactionCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(2)]
+    [InlineData(3)]
     [InlineData(255)]
-    public void a_version_other_than_the_current_one_is_rejected_even_with_a_correct_crc(byte version)
+    public void a_version_this_code_does_not_read_is_rejected_even_with_a_correct_crc(byte version)
     {
         var e = Encode(Write(), ObjectId, [], RandomData(512));
         e.Header[0] = version;
@@ -242,7 +313,7 @@ public sealed class TransactionCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(5)]
+    [InlineData(6)]
     [InlineData(255)]
     public void an_unknown_kind_with_a_correct_crc_is_rejected(byte kind)
     {

@@ -155,4 +155,123 @@ public sealed class ControllerTakeoverTests
             }
         }
     }
+    /// <summary>Waits until every mirror of <paramref name="volume"/>, as the controller at <paramref name="url"/> sees it, is in sync with an empty tag table.</summary>
+    private static Task WaitConvergedThroughAsync(TestCluster cluster, string url, string volume, ServiceProcess owner) =>
+        Eventually.TrueAsync(async () =>
+        {
+            using var r = await cluster.Http.GetAsync(new Uri($"{url}/volumes/{volume}"));
+            if (!r.IsSuccessStatusCode) return false;
+            var s = await r.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
+            return s.GetProperty("mirrors").EnumerateArray().All(m => m.GetProperty("state").GetString() == "InSync" && m.GetProperty("liveTagEntries").GetInt64() == 0)
+                && await cluster.LiveEntriesAsync() == 0;
+        }, TimeSpan.FromSeconds(90), () => $"{volume} did not converge\n{owner.Tail()}\n{cluster.Logs()}");
+
+    [Fact]
+    public async Task a_write_its_stalled_owner_sends_after_the_volume_moved_is_refused_by_every_mirror_and_the_new_owners_write_survives()
+    {
+        // Controller 1 stalls a write to block 40 between its lease check and sending it (a paused process), and
+        // loses PostgreSQL meanwhile; controller 2 takes the volume and writes the same blocks. When controller 1
+        // wakes it sends its stale copies: without owner fencing they land after controller 2's and overwrite them.
+        await using var pg = new TcpProxy("127.0.0.1", 5432);
+        var lease = new Dictionary<string, string> { ["Controller__LeaseDuration"] = "00:00:03" };
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new(lease)
+        {
+            ["TaggedMirror__Postgres"] = $"Host=127.0.0.1;Port={pg.Port};Username=tm;Password=tm;Database=tm;Timeout=3;Command Timeout=3",
+            ["Controller__Faults__StallWriteAtBlock"] = "40",
+            ["Controller__Faults__StallFor"] = "00:00:14",
+        });
+        var other = cluster.NewController("controller-2", new(lease)
+        {
+            ["Controller__Id"] = "2",
+            ["TaggedMirror__Postgres"] = TestCluster.Postgres,
+            ["Controller__Faults__StallWriteAtBlock"] = "-1",
+        });
+        await cluster.StartControllerAsync(other);
+        await cluster.CreateVolumeAsync("vf", BlockSize, 64);
+        var before = VolumeModel.Data(1, 2, BlockSize);
+        await cluster.WriteAsync("vf", 20, before);
+
+        var stale = VolumeModel.Data(2, 2, BlockSize);
+        var stalled = cluster.Http.PutAsync(new Uri($"{cluster.Controller.Url}/volumes/vf/blocks/40"), new ByteArrayContent(stale));
+        await Task.Delay(500);
+        pg.Block();
+
+        var fresh = VolumeModel.Data(3, 2, BlockSize);
+        var code = HttpStatusCode.Conflict;
+        await Eventually.TrueAsync(async () =>
+        {
+            using var r = await cluster.Http.PutAsync(new Uri($"{other.Url}/volumes/vf/blocks/40"), new ByteArrayContent(fresh));
+            code = r.StatusCode;
+            return r.IsSuccessStatusCode;
+        }, TimeSpan.FromSeconds(12), () => $"controller 2 did not take vf over before the stalled write woke ({code})\n{other.Tail()}");
+        Assert.False(stalled.IsCompleted, "the stalled write finished before controller 2 wrote: the test did not interleave as meant");
+
+        // The stalled write is never acknowledged: its owner's lease ran out while it stalled.
+        using (var answer = await stalled)
+            Assert.False(answer.IsSuccessStatusCode, $"the stalled write was acknowledged: {(int)answer.StatusCode}");
+        pg.Unblock();
+
+        // The new owner's write is what both mirrors hold; both devices refused the stale copies, and recorded why.
+        await WaitConvergedThroughAsync(cluster, other.Url, "vf", other);
+        foreach (var d in cluster.Devices)
+        {
+            var file = cluster.ObjectFile(d, "vf");
+            Assert.True(file.AsSpan(40 * BlockSize, 2 * BlockSize).SequenceEqual(fresh), $"{d}: the new owner's acknowledged write to block 40 was overwritten");
+            Assert.True(file.AsSpan(20 * BlockSize, 2 * BlockSize).SequenceEqual(before), $"{d}: the first owner's acknowledged write to block 20 is gone");
+        }
+        Assert.Equal(2, await cluster.ScalarAsync(
+            "SELECT count(*) FROM {schema}.events WHERE type = 'transaction_quarantined' AND data->>'reason' LIKE 'fenced:%'"));
+    }
+
+    [Fact]
+    public async Task a_write_its_dead_owner_sent_to_one_mirror_only_reaches_the_other_through_the_new_owner_though_the_dead_one_never_returns()
+    {
+        // Controller 1 dies between the two copies of its sixth write and never comes back: only its fence-less
+        // epoch holds that write's fate. Controller 2 takes the volume; its fence closes controller 1's writes on
+        // every mirror, so reconciliation copies the half-sent write to the mirror that lacks it.
+        var lease = new Dictionary<string, string> { ["Controller__LeaseDuration"] = "00:00:03" };
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new(lease)
+        {
+            ["Controller__Faults__StopAfterFirstCopyOfWrite"] = "6",
+            ["Controller__RetireMatchedAfter"] = "00:00:01",
+        });
+        var other = cluster.NewController("controller-2", new(lease) { ["Controller__Id"] = "2", ["Controller__Faults__StopAfterFirstCopyOfWrite"] = "0" });
+        await cluster.StartControllerAsync(other);
+        await cluster.CreateVolumeAsync("vd", BlockSize, 64);
+        var model = new VolumeModel(BlockSize, 64);
+        for (var i = 1; i <= 5; i++)
+            model.Record(await cluster.WriteAsync("vd", i * 4, VolumeModel.Data(i, 2, BlockSize)), i);
+        var half = VolumeModel.Data(6, 3, BlockSize);
+        try
+        {
+            using var r = await cluster.PutBlocksAsync("vd", 50, half);
+            Assert.Fail($"the controller answered the write it was to die in: {(int)r.StatusCode}");
+        }
+        catch (HttpRequestException)
+        {
+        }
+        await cluster.Controller.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(() => Task.FromResult(cluster.ObjectFile(cluster.Devices[0], "vd") is { Length: >= 53 * BlockSize } f
+                && f.AsSpan(50 * BlockSize, 3 * BlockSize).SequenceEqual(half)),
+            TimeSpan.FromSeconds(30), () => "the first copy of the half-sent write did not reach the first mirror\n" + cluster.Logs());
+
+        // Controller 2 takes vd over once controller 1's lease expired, and goes on writing it.
+        await Eventually.TrueAsync(async () =>
+        {
+            using var r = await cluster.Http.PutAsync(new Uri($"{other.Url}/volumes/vd/blocks/0"), new ByteArrayContent(VolumeModel.Data(7, 1, BlockSize)));
+            return r.IsSuccessStatusCode;
+        }, TimeSpan.FromSeconds(30), () => "controller 2 did not take vd over\n" + other.Tail());
+
+        await WaitConvergedThroughAsync(cluster, other.Url, "vd", other);
+        var files = cluster.Devices.Select(d => cluster.ObjectFile(d, "vd")).ToArray();
+        Assert.True(Mirrors.FirstDifference(files[0], files[1]) < 0, "the mirrors of vd differ");
+        Assert.True(files[1].Length >= 53 * BlockSize && files[1].AsSpan(50 * BlockSize, 3 * BlockSize).SequenceEqual(half),
+            "the half-sent write was not copied to the second mirror");
+        var expected = model.Expected();
+        for (var block = 4; block < 24; block++)
+        {
+            Assert.True(files[1].AsSpan(block * BlockSize, BlockSize).SequenceEqual(expected.AsSpan(block * BlockSize, BlockSize)),
+                $"block {block} lost an acknowledged write");
+        }
+    }
 }

@@ -5,12 +5,17 @@ using TaggedMirror.Integration.Tests.Harness;
 
 namespace TaggedMirror.Integration.Tests;
 
-/// <summary>One installation with two mirrors per volume, shared by every seeded schedule (each uses its own volume).</summary>
+/// <summary>
+/// One installation with two mirrors per volume and two controllers, shared by every seeded schedule (each uses
+/// its own volume, created on the first controller; it moves to the other when its owner stalls or dies).
+/// </summary>
 public sealed class TwoMirrorScheduleCluster : IAsyncLifetime
 {
     internal TestCluster Cluster { get; private set; } = null!;
 
-    public async Task InitializeAsync() => Cluster = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1"]);
+    internal ServiceProcess Second { get; private set; } = null!;
+
+    public async Task InitializeAsync() => (Cluster, Second) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1"]);
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
@@ -20,7 +25,9 @@ public sealed class ThreeMirrorScheduleCluster : IAsyncLifetime
 {
     internal TestCluster Cluster { get; private set; } = null!;
 
-    public async Task InitializeAsync() => Cluster = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1", "d2"]);
+    internal ServiceProcess Second { get; private set; } = null!;
+
+    public async Task InitializeAsync() => (Cluster, Second) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1", "d2"]);
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
@@ -28,8 +35,9 @@ public sealed class ThreeMirrorScheduleCluster : IAsyncLifetime
 /// <summary>
 /// Model-based, with faults that overlap: seeded random schedules of writes, appends, reads and episodes of one
 /// or two faults at once (device agent killed mid-batch, a device's broker down, PostgreSQL stopped, the bus
-/// stopped, the controller killed between writes or between the copies of a write), healed in random order
-/// while writes go on. During the schedule every successful read returns the last acknowledged write to each
+/// stopped, the owning controller killed between writes or between the copies of a write, the owning
+/// controller stalled (SIGSTOP) with a write in flight until the other controller took its volume), healed in
+/// random order while writes go on; requests follow the volume to whichever controller owns it. During the schedule every successful read returns the last acknowledged write to each
 /// block or a later one whose fate is unknown, never an older one. After it, once converged: every mirror's
 /// object file is byte-identical to the others and holds every acknowledged write, reads through the API
 /// agree, and the tag tables are empty. The seed list is fixed so CI repeats; TM_SOAK=1 (or
@@ -37,13 +45,20 @@ public sealed class ThreeMirrorScheduleCluster : IAsyncLifetime
 /// </summary>
 public sealed class OverlappingFaultScheduleTests
 {
-    internal static Task<TestCluster> StartAsync(string[] devices) => TestCluster.StartAsync(devices, controllerSettings: new()
+    internal static async Task<(TestCluster, ServiceProcess)> StartAsync(string[] devices)
     {
-        ["Controller__DeliveryTimeout"] = "00:00:01.500",
-        ["Controller__RetireMatchedAfter"] = "00:00:01",
-        ["Controller__LagTimeout"] = "00:00:05",
-        ["Controller__ReadWaitTimeout"] = "00:00:03",
-    });
+        var cluster = await TestCluster.StartAsync(devices, controllerSettings: new()
+        {
+            ["Controller__DeliveryTimeout"] = "00:00:01.500",
+            ["Controller__RetireMatchedAfter"] = "00:00:01",
+            ["Controller__LagTimeout"] = "00:00:05",
+            ["Controller__ReadWaitTimeout"] = "00:00:03",
+            ["Controller__LeaseDuration"] = "00:00:03",
+        });
+        var second = cluster.NewController("controller-2", new() { ["Controller__Id"] = "2" });
+        await cluster.StartControllerAsync(second);
+        return (cluster, second);
+    }
 
     public static IEnumerable<object[]> Seeds()
     {
@@ -52,9 +67,9 @@ public sealed class OverlappingFaultScheduleTests
         return Enumerable.Range(1, count).Select(s => new object[] { s });
     }
 
-    internal static async Task RunAsync(TestCluster cluster, string volume, int seed)
+    internal static async Task RunAsync(TestCluster cluster, ServiceProcess second, string volume, int seed)
     {
-        var run = new ScheduleRun(cluster, volume, seed);
+        var run = new ScheduleRun(cluster, second, volume, seed);
         try
         {
             await run.ExecuteAsync();
@@ -106,9 +121,10 @@ public sealed class OverlappingFaultScheduleTests
         BusStopped,
         ControllerKilled,
         ControllerKilledBetweenCopies,
+        OwnerStalled,
     }
 
-    private sealed class ScheduleRun(TestCluster cluster, string volume, int seed)
+    private sealed class ScheduleRun(TestCluster cluster, ServiceProcess second, string volume, int seed)
     {
         private const int BlockSize = 4096;
         private const long Blocks = 64;
@@ -117,6 +133,36 @@ public sealed class OverlappingFaultScheduleTests
         private readonly List<Op> _writes = [];
         private readonly List<(long First, byte[] Data)> _appends = [];
         private int _order;
+
+        // The controller requests go to (the volume's owner as last seen), and one stalled by SIGSTOP, if any.
+        private ServiceProcess _owner = cluster.Controller;
+        private ServiceProcess? _stalled;
+        private bool _postgresStopped;
+
+        private ServiceProcess Other(ServiceProcess p) => p == cluster.Controller ? second : cluster.Controller;
+
+        /// <summary>
+        /// Sends to the owner; "not the owner" (409, refused before anything happened) sends once to the other
+        /// controller, unless it is stalled. A 409 that remains means no controller took the volume yet.
+        /// </summary>
+        private async Task<HttpResponseMessage> ToOwnerAsync(Func<ServiceProcess, Task<HttpResponseMessage>> send)
+        {
+            var r = await send(_owner);
+            if (r.StatusCode != HttpStatusCode.Conflict || Other(_owner) == _stalled) return r;
+            r.Dispose();
+            _owner = Other(_owner);
+            return await send(_owner);
+        }
+
+        /// <summary>The owner as the lease table has it (once faults are healed, the one to ask about the volume).</summary>
+        private async Task<ServiceProcess> LeaseOwnerAsync() =>
+            await cluster.ScalarAsync("SELECT controller_id FROM {schema}.volume_leases WHERE volume = @v", ("v", volume)) == 2 ? second : cluster.Controller;
+
+        private async Task ConvergedAsync(TimeSpan timeout)
+        {
+            _owner = await LeaseOwnerAsync();
+            await cluster.WaitConvergedAsync(volume, timeout, _owner);
+        }
 
         public StringBuilder Schedule { get; } = new();
 
@@ -129,7 +175,7 @@ public sealed class OverlappingFaultScheduleTests
             {
                 await EpisodeAsync();
                 // Between episodes the volume heals: a later episode starts from a converged volume.
-                await cluster.WaitConvergedAsync(volume, TimeSpan.FromSeconds(90));
+                await ConvergedAsync(TimeSpan.FromSeconds(90));
             }
             await WritesAsync(3);
         }
@@ -148,8 +194,12 @@ public sealed class OverlappingFaultScheduleTests
                     var second = PickFault();
                     // A second stop of what is already stopped is no fault: pick again once, else go on with one.
                     if (second == first && first is Fault.PostgresStopped or Fault.BusStopped) second = Fault.BrokerDown;
-                    // A process cannot start without its database (it waits): no restart while PostgreSQL is stopped.
-                    if (first == Fault.PostgresStopped && second is Fault.ControllerKilled or Fault.ControllerKilledBetweenCopies) second = Fault.AgentKilled;
+                    // A process cannot start without its database (it waits), nor a lease pass without it: no restart
+                    // or takeover while PostgreSQL is stopped.
+                    if (first == Fault.PostgresStopped && second is Fault.ControllerKilled or Fault.ControllerKilledBetweenCopies or Fault.OwnerStalled)
+                        second = Fault.AgentKilled;
+                    // Both controllers stalled is no volume anyone can write.
+                    if (first == Fault.OwnerStalled && second == Fault.OwnerStalled) second = Fault.BrokerDown;
                     heals.Add(await StartFaultAsync(second));
                     await WritesAsync(_rng.Next(2, 8));
                     await ReadsAsync(4);
@@ -182,7 +232,8 @@ public sealed class OverlappingFaultScheduleTests
                     }
                 }
             }
-            await cluster.WaitApiHealthyAsync(volume);
+            _owner = await LeaseOwnerAsync();
+            await cluster.WaitApiHealthyAsync(volume, _owner);
             await ReadsAsync(6);
         }
 
@@ -212,28 +263,92 @@ public sealed class OverlappingFaultScheduleTests
                     }, false);
                 case Fault.PostgresStopped:
                     await PostgresServer.StopAsync();
+                    _postgresStopped = true;
                     return ("PostgreSQL started", async () =>
                     {
                         await PostgresServer.StartAsync();
                         cluster.DataSource.Clear();
+                        _postgresStopped = false;
                     }, true);
                 case Fault.BusStopped:
                     await Bus.StopAsync();
                     return ("bus started", Bus.StartAsync, true);
                 case Fault.ControllerKilled:
-                    await cluster.RestartControllerAsync(kill: true);
-                    return ("(controller was restarted)", () => Task.CompletedTask, false);
+                    return await KillOwnerAsync();
+                case Fault.OwnerStalled:
+                    return await StallOwnerAsync();
                 default:
+                    // Only the first controller carries the hook; a volume the other owns loses its owner plainly.
+                    if (_owner != cluster.Controller || _stalled == cluster.Controller) return await KillOwnerAsync();
                     // A restarted controller starts a new epoch at sequence 1: its first write is the victim.
                     await cluster.Controller.StopAsync();
                     cluster.Controller.SetEnvironment("Controller__Faults__StopAfterFirstCopyOfWrite", "1");
                     await cluster.StartControllerAsync();
                     await WriteAsync();
-                    await cluster.Controller.WaitForExitAsync(TimeSpan.FromSeconds(30));
+                    // The other controller may have taken the volume while this one restarted: then the write went
+                    // there, and this one, hook still armed, is stopped instead.
+                    if (_owner == cluster.Controller) await cluster.Controller.WaitForExitAsync(TimeSpan.FromSeconds(30));
+                    else await cluster.Controller.StopAsync();
                     cluster.Controller.SetEnvironment("Controller__Faults__StopAfterFirstCopyOfWrite", null);
                     await cluster.StartControllerAsync();
                     return ("(controller was restarted)", () => Task.CompletedTask, false);
             }
+        }
+
+        private async Task<(string, Func<Task>, bool)> KillOwnerAsync()
+        {
+            Schedule.AppendLine(CultureInfo.InvariantCulture, $"  (the owner, {_owner.Name}, is killed and restarted)");
+            if (_owner == cluster.Controller) await cluster.RestartControllerAsync(kill: true);
+            else
+            {
+                _owner.Kill();
+                await cluster.StartControllerAsync(_owner);
+            }
+            return ("(controller was restarted)", () => Task.CompletedTask, false);
+        }
+
+        /// <summary>
+        /// SIGSTOP of the volume's owner with a write in flight, until the other controller took the volume (its
+        /// lease expired). The stalled write's fate is unknown: it may be sent when its controller wakes, after
+        /// the new owner's writes; the devices must refuse it then. Healed by SIGCONT.
+        /// </summary>
+        private async Task<(string, Func<Task>, bool)> StallOwnerAsync()
+        {
+            if (_stalled is not null || _postgresStopped) return await KillOwnerAsync();
+            var victim = _owner;
+            var (first, data, op) = NextWrite();
+            _writes.Add(op with { Certain = false });
+            var inflight = cluster.PutBlocksAsync(volume, first, data, via: victim);
+            await Task.Delay(_rng.Next(0, 20));
+            victim.Pause();
+            _stalled = victim;
+            _owner = Other(victim);
+            Schedule.AppendLine(CultureInfo.InvariantCulture, $"  ({victim.Name} stalled with write [{first}+{op.Blocks}] in flight)");
+            await Eventually.TrueAsync(async () => await LeaseOwnerAsync() == _owner, TimeSpan.FromSeconds(30),
+                () => $"{_owner.Name} did not take {volume} over from the stalled {victim.Name}");
+            return ($"{victim.Name} resumed", async () =>
+            {
+                victim.Resume();
+                _stalled = null;
+                try
+                {
+                    (await inflight).Dispose();
+                }
+                catch (HttpRequestException)
+                {
+                }
+                catch (TaskCanceledException)
+                {
+                }
+            }, false);
+        }
+
+        private (long First, byte[] Data, Op Op) NextWrite()
+        {
+            var blocks = _rng.Next(1, 9);
+            var first = _rng.NextInt64(0, Blocks - blocks + 1);
+            var dataSeed = seed * 10_000 + _order;
+            return (first, VolumeModel.Data(dataSeed, blocks, BlockSize), new Op(_order++, first, blocks, dataSeed, Certain: true));
         }
 
         private async Task WritesAsync(int n)
@@ -252,23 +367,19 @@ public sealed class OverlappingFaultScheduleTests
         /// </summary>
         private async Task WriteAsync()
         {
-            var blocks = _rng.Next(1, 9);
-            var first = _rng.NextInt64(0, Blocks - blocks + 1);
-            var dataSeed = seed * 10_000 + _order;
-            var data = VolumeModel.Data(dataSeed, blocks, BlockSize);
-            var order = _order++;
+            var (first, data, op) = NextWrite();
             try
             {
-                using var r = await cluster.PutBlocksAsync(volume, first, data);
-                if (r.IsSuccessStatusCode) _writes.Add(new Op(order, first, blocks, dataSeed, Certain: true));
+                using var r = await ToOwnerAsync(c => cluster.PutBlocksAsync(volume, first, data, via: c));
+                if (r.IsSuccessStatusCode) _writes.Add(op);
                 else if (r.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.InternalServerError)
-                    _writes.Add(new Op(order, first, blocks, dataSeed, Certain: false));
-                else
-                    Assert.Fail($"write [{first}+{blocks}] refused: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+                    _writes.Add(op with { Certain = false });
+                else if (r.StatusCode != HttpStatusCode.Conflict) // no owner yet: refused before anything happened
+                    Assert.Fail($"write [{first}+{op.Blocks}] refused: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
             }
             catch (HttpRequestException)
             {
-                _writes.Add(new Op(order, first, blocks, dataSeed, Certain: false));
+                _writes.Add(op with { Certain = false });
             }
         }
 
@@ -278,11 +389,11 @@ public sealed class OverlappingFaultScheduleTests
             for (var i = 0; i < n; i++)
             {
                 var data = VolumeModel.Data(seed * 10_000 + 5_000 + _order++, _rng.Next(1, 4), BlockSize);
-                using var r = await cluster.AppendAsync(volume, data);
+                using var r = await ToOwnerAsync(c => cluster.AppendAsync(volume, data, via: c));
                 var body = await r.Content.ReadAsStringAsync();
                 // Refused while the controller waits to renew its lease after PostgreSQL came back: its fate is
-                // unknown, so the model does not count on it (the mirrors must still end identical).
-                if (r.StatusCode == HttpStatusCode.ServiceUnavailable) continue;
+                // unknown, so the model does not count on it (the mirrors must still end identical). 409: no owner yet.
+                if (r.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.Conflict) continue;
                 Assert.True(r.IsSuccessStatusCode, $"append: {(int)r.StatusCode} {body}");
                 var answer = System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!;
                 _appends.Add((answer.FirstBlock, data));
@@ -298,7 +409,7 @@ public sealed class OverlappingFaultScheduleTests
                 byte[] got;
                 try
                 {
-                    using var r = await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/{volume}/blocks/{block}?count=1"));
+                    using var r = await ToOwnerAsync(c => cluster.Http.GetAsync(new Uri($"{c.Url}/volumes/{volume}/blocks/{block}?count=1")));
                     if (!r.IsSuccessStatusCode) continue;
                     got = await r.Content.ReadAsByteArrayAsync();
                 }
@@ -326,7 +437,7 @@ public sealed class OverlappingFaultScheduleTests
 
         public async Task CheckAsync()
         {
-            await cluster.WaitConvergedAsync(volume, TimeSpan.FromSeconds(120));
+            await ConvergedAsync(TimeSpan.FromSeconds(120));
 
             var files = cluster.Devices.Select(d => cluster.ObjectFile(d, volume)).ToArray();
             var size = Math.Max(files.Max(f => f.Length), (int)Blocks * BlockSize);
@@ -355,7 +466,7 @@ public sealed class OverlappingFaultScheduleTests
                 Assert.True(a.AsSpan((int)first * BlockSize, data.Length).SequenceEqual(data), $"append at block {first} is missing");
 
             // Reads through the API agree with the object files, and nothing is left in the tag tables.
-            var read = await cluster.ReadAsync(volume, 0, (int)Blocks);
+            var read = await cluster.ReadAsync(volume, 0, (int)Blocks, _owner);
             Assert.True(Mirrors.FirstDifference(read, a.AsSpan(0, (int)Blocks * BlockSize)) < 0, "reads through the API differ from the mirrors");
             await cluster.WaitTagTablesEmptyAsync(TimeSpan.FromSeconds(60));
             var resyncs = await cluster.ResyncsAsync(volume);
@@ -374,7 +485,7 @@ public sealed class TwoMirrorOverlappingFaultTests(TwoMirrorScheduleCluster fixt
     [Theory]
     [MemberData(nameof(Seeds))]
     public Task a_seeded_schedule_of_overlapping_faults_on_two_mirrors_loses_no_acknowledged_write(int seed) =>
-        OverlappingFaultScheduleTests.RunAsync(fixture.Cluster, $"p{seed}", seed);
+        OverlappingFaultScheduleTests.RunAsync(fixture.Cluster, fixture.Second, $"p{seed}", seed);
 }
 
 /// <summary>Overlapping-fault schedules on three-mirror volumes.</summary>
@@ -385,5 +496,5 @@ public sealed class ThreeMirrorOverlappingFaultTests(ThreeMirrorScheduleCluster 
     [Theory]
     [MemberData(nameof(Seeds))]
     public Task a_seeded_schedule_of_overlapping_faults_on_three_mirrors_loses_no_acknowledged_write(int seed) =>
-        OverlappingFaultScheduleTests.RunAsync(fixture.Cluster, $"q{1000 + seed}", 1000 + seed);
+        OverlappingFaultScheduleTests.RunAsync(fixture.Cluster, fixture.Second, $"q{1000 + seed}", 1000 + seed);
 }

@@ -20,6 +20,9 @@ public static class TagTableEventTypes
     /// <summary><see cref="TransactionQuarantined"/>.</summary>
     public const string Quarantined = "transaction_quarantined";
 
+    /// <summary><see cref="FencePassed"/>.</summary>
+    public const string Fence = "fence_passed";
+
     /// <summary>The event stream of one device's tag table (M3: the table lives with the device).</summary>
     public static string Stream(string deviceId) => "tagtable-" + deviceId;
 }
@@ -38,6 +41,7 @@ public static class TagTableEventTypes
 /// <param name="Offset">Its offset there.</param>
 /// <param name="Token">The device's identity of this entry.</param>
 /// <param name="TraceParent">W3C trace context of the copy's produce span, when the write was traced: reconciliation links its resync to it.</param>
+/// <param name="OwnerEpoch">The sender's owner epoch of the volume (0 from a sender that had none): a fence of a later one closes this write's fate.</param>
 public sealed record TagRecorded(
     Tag Tag,
     TransactionKind Kind,
@@ -48,7 +52,8 @@ public sealed record TagRecorded(
     int Partition,
     long Offset,
     long Token,
-    string? TraceParent = null);
+    string? TraceParent = null,
+    long OwnerEpoch = 0);
 
 /// <summary>A tag-table entry is gone: its token came back, or reconciliation matched it on every mirror.</summary>
 /// <param name="Tag">The entry's tag.</param>
@@ -74,6 +79,19 @@ public sealed record LogTruncated(int Partition, long ExpectedOffset, long LogSt
 /// <param name="Partition">Partition the barrier came through.</param>
 /// <param name="Offset">Its offset there.</param>
 public sealed record BarrierPassed(int ControllerId, int Epoch, long UpToSeq, int Partition, long Offset);
+
+/// <summary>
+/// The device passed a volume owner's fence: from here on it refuses writes to <paramref name="ObjectId"/> from
+/// older owner epochs. The fence is in the partition every write to the object goes to (same key), so every
+/// write of an older owner that the device has no entry for by now will never reach it.
+/// </summary>
+/// <param name="ObjectId">The storage object (one volume's on this device).</param>
+/// <param name="OwnerEpoch">The new owner's epoch of the volume.</param>
+/// <param name="ControllerId">The new owner.</param>
+/// <param name="Epoch">The new owner's controller epoch.</param>
+/// <param name="Partition">Partition the fence came through.</param>
+/// <param name="Offset">Its offset there.</param>
+public sealed record FencePassed(string ObjectId, long OwnerEpoch, int ControllerId, int Epoch, int Partition, long Offset);
 
 /// <summary>
 /// The device refused a transaction (it could not be applied: corrupt, out of range, a bad object id) and will

@@ -23,7 +23,7 @@ public static class TransactionCodec
         if (header.Length < TransactionHeader.Size)
             throw new ArgumentException($"Header buffer must hold {TransactionHeader.Size} bytes.", nameof(header));
         fields.WriteTo(header, TransactionHeader.CurrentVersion);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[TransactionHeader.CrcOffset..], Checksum(header, objectId, tokens, data));
+        BinaryPrimitives.WriteUInt32LittleEndian(header[TransactionHeader.CrcOffset..], Checksum(header[..TransactionHeader.CrcOffset], objectId, tokens, data));
     }
 
     /// <summary>Writes <paramref name="tokens"/> as little-endian int64s; returns the bytes used.</summary>
@@ -51,20 +51,25 @@ public static class TransactionCodec
         out string? error)
     {
         fields = default;
-        if (header.Length != TransactionHeader.Size)
+        if (header.IsEmpty)
         {
-            error = header.IsEmpty
-                ? $"missing {HeaderNames.Header} header"
-                : $"{HeaderNames.Header} header is {header.Length} bytes, expected {TransactionHeader.Size}";
+            error = $"missing {HeaderNames.Header} header";
             return false;
         }
-        if (header[0] != TransactionHeader.CurrentVersion)
+        var size = TransactionHeader.SizeOf(header[0]);
+        if (size < 0)
         {
-            error = $"unknown transaction format version {header[0]} (this agent reads version {TransactionHeader.CurrentVersion})";
+            error = $"unknown transaction format version {header[0]} (this agent reads versions 1 and {TransactionHeader.CurrentVersion})";
             return false;
         }
-        var expected = BinaryPrimitives.ReadUInt32LittleEndian(header[TransactionHeader.CrcOffset..]);
-        var actual = Checksum(header, objectId, tokens, data);
+        if (header.Length != size)
+        {
+            error = $"{HeaderNames.Header} header is {header.Length} bytes, expected {size} for version {header[0]}";
+            return false;
+        }
+        var crcOffset = size - 4;
+        var expected = BinaryPrimitives.ReadUInt32LittleEndian(header[crcOffset..]);
+        var actual = Checksum(header[..crcOffset], objectId, tokens, data);
         if (expected != actual)
         {
             error = $"CRC32C mismatch: header says {expected:x8}, content is {actual:x8}";
@@ -87,11 +92,16 @@ public static class TransactionCodec
         {
             case TransactionKind.Barrier:
                 return dataLength == 0 ? null : "a barrier carries no data";
+            case TransactionKind.Fence:
+                if (objectIdLength == 0) return "missing object id";
+                if (dataLength != 0 || f.BlockCount != 0) return "a fence carries no data";
+                return f.OwnerEpoch > 0 ? null : $"a fence's owner epoch must be positive, not {f.OwnerEpoch}";
             case TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair:
                 if (objectIdLength == 0) return "missing object id";
                 if (!BlockSizes.IsValid(f.BlockSize)) return $"block size {f.BlockSize} is not a power of two from 512 to 65536";
                 if (f.BlockCount <= 0) return "a write must carry at least one block";
                 if (f.ObjectBlocks <= 0) return "object capacity must be positive";
+                if (f.OwnerEpoch < 0) return $"owner epoch {f.OwnerEpoch} is negative";
                 // BlockCount and BlockSize are positive ints, so their product fits a long; but not the int a data length is.
                 if (f.DataLength > int.MaxValue)
                     return $"{f.BlockCount} blocks of {f.BlockSize} bytes overflow the largest data length a transaction carries";
@@ -111,9 +121,9 @@ public static class TransactionCodec
         }
     }
 
-    private static uint Checksum(ReadOnlySpan<byte> header, ReadOnlySpan<byte> objectId, ReadOnlySpan<byte> tokens, ReadOnlySpan<byte> data)
+    private static uint Checksum(ReadOnlySpan<byte> headerBeforeCrc, ReadOnlySpan<byte> objectId, ReadOnlySpan<byte> tokens, ReadOnlySpan<byte> data)
     {
-        var crc = Crc32C.Append(uint.MaxValue, header[..TransactionHeader.CrcOffset]);
+        var crc = Crc32C.Append(uint.MaxValue, headerBeforeCrc);
         // The object id's length is covered too: otherwise bytes could move between object id and tokens unseen.
         Span<byte> length = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)objectId.Length);

@@ -14,4 +14,12 @@ public enum TransactionKind : byte
 
     /// <summary>Every write of (controller, epoch) up to a sequence has been delivered or has failed. Carries no data.</summary>
     Barrier = 4,
+
+    /// <summary>
+    /// A new owner of a volume took it (its lease's <see cref="TransactionHeader.OwnerEpoch"/>): from here on in
+    /// this partition, the device refuses the object's writes from older owner epochs. Carries no data; the tag is
+    /// the new owner's (controller, epoch, 0). Keyed by the object id like the object's writes, so it lands in
+    /// the one partition every write to the object goes to.
+    /// </summary>
+    Fence = 5,
 }

@@ -14,6 +14,11 @@ namespace TaggedMirror.Controller.Fanout;
 /// an epoch (upToSeq 0) also closes every earlier epoch of this controller, since none of their writes can
 /// follow it in the log. Barriers carry waiting tokens, so tag tables drain on idle volumes (flow 3), and a
 /// barrier that reaches a degraded mirror's log brings the mirror back to receive writes while it is resynced.
+/// <para>
+/// It also puts this owner's fence in every mirror's log of each volume it took (and again until each log has
+/// it): devices then refuse the volume's writes from older owners, and reconciliation knows that a previous
+/// owner's write a device has not recorded by then never reaches it (docs/design.md, "One writer per volume").
+/// </para>
 /// </summary>
 internal sealed class BarrierPublisher(
     DeviceLog log, WritePipeline pipeline, TagGenerator tags, VolumeCatalog catalog, ControllerOptions options, ILogger<BarrierPublisher> logger)
@@ -24,6 +29,7 @@ internal sealed class BarrierPublisher(
         using var timer = new PeriodicTimer(options.IdleTokenFlush);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
+            SendFences();
             var devices = catalog.All.Where(v => v.Owned).SelectMany(v => v.Mirrors).Select(m => m.DeviceId).Distinct(StringComparer.Ordinal);
             foreach (var device in devices)
             {
@@ -60,6 +66,34 @@ internal sealed class BarrierPublisher(
         {
             for (var i = 0; i < n; i++) channel.EnqueueToken(tokens[i]);
             logger.LogWarning(ex, "Barrier to {Topic} failed", channel.Topic);
+        }
+    }
+
+    private void SendFences()
+    {
+        foreach (var v in catalog.All)
+        {
+            if (!v.Owned) continue;
+            var ownerEpoch = v.OwnerEpoch;
+            foreach (var m in v.Mirrors)
+            {
+                if (m.FencedOwnerEpoch >= ownerEpoch || m.FenceInFlight is { IsCompleted: false }) continue;
+                m.FenceInFlight = FenceAsync(v, m, ownerEpoch);
+            }
+        }
+    }
+
+    private async Task FenceAsync(Volume v, Mirror m, long ownerEpoch)
+    {
+        try
+        {
+            await log.SendFenceAsync(log.Channel(m.DeviceId), m.ObjectIdUtf8, new Tag(tags.ControllerId, tags.Epoch, 0), v.BlockSize, v.Blocks, ownerEpoch);
+            m.FencedOwnerEpoch = Math.Max(m.FencedOwnerEpoch, ownerEpoch);
+            logger.LogInformation("Volume {Volume}: owner fence {OwnerEpoch} is in the log of {Device}", v.Name, ownerEpoch, m.DeviceId);
+        }
+        catch (Exception ex) when (ex is KafkaException or ObjectDisposedException)
+        {
+            logger.LogDebug("Volume {Volume}: owner fence {OwnerEpoch} to {Device} not delivered: {Reason}", v.Name, ownerEpoch, m.DeviceId, ex.Message);
         }
     }
 

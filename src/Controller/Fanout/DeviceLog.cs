@@ -66,6 +66,18 @@ internal sealed class DeviceLog : IDisposable
         return channel.Producer.ProduceAsync(new TopicPartition(channel.Topic, partition), new Message<byte[]?, byte[]?> { Key = BarrierKey, Value = [], Headers = headers });
     }
 
+    /// <summary>
+    /// Sends an owner fence for one mirror: keyed by the object id like its writes, so it lands in the partition
+    /// they all go to, and the device refuses the object's writes from older owner epochs once it passed it.
+    /// </summary>
+    public Task<DeliveryResult<byte[]?, byte[]?>> SendFenceAsync(DeviceChannel channel, byte[] objectId, Tag tag, int blockSize, long objectBlocks, long ownerEpoch)
+    {
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, new TransactionHeader(TransactionKind.Fence, tag, 0, 0, blockSize, objectBlocks, OwnerEpoch: ownerEpoch), objectId, [], []);
+        var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
+        return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = objectId, Value = [], Headers = headers });
+    }
+
     /// <summary>Partitions of a device topic, from the cluster's metadata (cached; [0] when unknown).</summary>
     public int[] PartitionsOf(DeviceChannel channel)
     {

@@ -18,4 +18,12 @@ internal static class Faults
         Console.Error.WriteLine($"FAULT: killing the controller after the first copy of write {seq}");
         Process.GetCurrentProcess().Kill();
     }
+
+    /// <summary>Called after a write's lease check, before its tag is taken: stalls the chosen write (see <see cref="FaultOptions.StallWriteAtBlock"/>).</summary>
+    public static Task BeforeEnqueueAsync(ControllerOptions options, Contracts.Transactions.TransactionKind kind, long firstBlock, CancellationToken ct)
+    {
+        if (kind != Contracts.Transactions.TransactionKind.Write || firstBlock != options.Faults.StallWriteAtBlock) return Task.CompletedTask;
+        Console.Error.WriteLine($"FAULT: stalling the write at block {firstBlock} for {options.Faults.StallFor}");
+        return Task.Delay(options.Faults.StallFor, ct);
+    }
 }

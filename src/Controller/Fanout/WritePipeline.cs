@@ -90,6 +90,7 @@ internal sealed class WritePipeline(
             if (!await log.Channel(m.DeviceId).WaitForRoomAsync(data.Length, options.LagTimeout, ct))
                 await DegradeAsync(v, m, $"device lagged more than {options.MaxLagBytes} bytes behind for {options.LagTimeout.TotalSeconds:0.#}s");
         }
+        await Faults.BeforeEnqueueAsync(options, kind, firstBlock, ct);
 
         var sends = new Send[v.Mirrors.Length];
         InflightWrite? write;
@@ -226,7 +227,7 @@ internal sealed class WritePipeline(
             _inflight[tag.Seq] = write;
             v.Inflight[tag.Seq] = write;
             lock (_deliveryLock) _undelivered.Add(tag.Seq);
-            var fields = new TransactionHeader(kind, tag, firstBlock, blocks, v.BlockSize, v.Blocks);
+            var fields = new TransactionHeader(kind, tag, firstBlock, blocks, v.BlockSize, v.Blocks, OwnerEpoch: v.OwnerEpoch);
             foreach (var m in v.Mirrors)
             {
                 if ((targets & (1 << m.Index)) == 0) continue;

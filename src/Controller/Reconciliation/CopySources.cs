@@ -87,12 +87,15 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
 
     /// <summary>
     /// The double fault: every mirror missed some write, so none holds every write to the range. Per block, the
-    /// newest unsettled write that covers it (one controller's tags are ordered by epoch and sequence) says who
-    /// has the newest bytes: if the target holds it there is nothing to copy for that block, otherwise any other
-    /// mirror that holds it (recorded or repaired) and has applied its whole log is the block's source. Sound
-    /// only once reconciliation has seen every write up to the fence on every mirror, which is when every
-    /// mirror has passed a barrier of this epoch at or past the fence's sequence (a device records its entries
-    /// before the barrier that follows them, and reconciliation reads in commit order).
+    /// newest unsettled write that covers it says who has the newest bytes: if the target holds it there is
+    /// nothing to copy for that block, otherwise any other mirror that holds it (recorded or repaired) and has
+    /// applied its whole log is the block's source. Writes are ordered by owner epoch, then sequence: one owner
+    /// epoch is one controller process, and a device refuses an older owner's write once it carried a newer
+    /// owner's fence or write, so every write of owner epoch N a device applied came before those of N+1
+    /// (writes sent before owner epochs existed, owner epoch 0, are ordered only within one controller). Sound
+    /// only once reconciliation has seen every write up to the fence on every mirror: every mirror has passed a
+    /// barrier of this epoch at or past the fence's sequence and this owner's fence (a device records its
+    /// entries before the barrier or fence that follows them, and reconciliation reads in commit order).
     /// </summary>
     private async Task<IReadOnlyList<CopyPart>> PerBlockAsync(Volume v, Mirror target, long firstBlock, int blocks, long fenceSeq, CancellationToken ct)
     {
@@ -110,12 +113,22 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
             if ((long)(await barriers.ExecuteScalarAsync(ct))! < v.Mirrors.Length)
                 throw new NoCopySourceException($"not every mirror has passed a barrier covering sequence {fenceSeq} yet");
         }
+        await using (var fences = store.DataSource.CreateCommand(
+            $"SELECT count(*) FROM {s}.recon_fences WHERE volume = @v AND device_id = ANY(@devices) AND owner_epoch >= @owner"))
+        {
+            fences.Parameters.AddWithValue("v", v.Name);
+            fences.Parameters.AddWithValue("devices", v.Mirrors.Select(m => m.DeviceId).ToArray());
+            fences.Parameters.AddWithValue("owner", v.OwnerEpoch);
+            if ((long)(await fences.ExecuteScalarAsync(ct))! < v.Mirrors.Length)
+                throw new NoCopySourceException($"not every mirror has passed this owner's fence (owner epoch {v.OwnerEpoch}) yet");
+        }
 
-        var writes = new List<(int Controller, int Epoch, long Seq, long First, long End, HashSet<string> Holders)>();
+        var writes = new List<(int Controller, int Epoch, long Seq, long First, long End, HashSet<string> Holders, long OwnerEpoch)>();
         await using (var cmd = store.DataSource.CreateCommand($"""
             SELECT e.controller_id, e.epoch, e.seq, min(e.first_block), min(e.block_count),
                    array_agg(DISTINCT e.device_id) || coalesce((SELECT array_agg(r.device_id) FROM {s}.recon_repaired r
-                       WHERE (r.controller_id, r.epoch, r.seq) = (e.controller_id, e.epoch, e.seq)), ARRAY[]::text[])
+                       WHERE (r.controller_id, r.epoch, r.seq) = (e.controller_id, e.epoch, e.seq)), ARRAY[]::text[]),
+                   max(e.owner_epoch)
             FROM {s}.recon_entries e
             WHERE e.volume = @v AND NOT e.repair AND e.first_block < @end AND @first < e.first_block + e.block_count
             GROUP BY 1, 2, 3
@@ -128,11 +141,11 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
             while (await r.ReadAsync(ct))
             {
                 writes.Add((r.GetInt32(0), r.GetInt32(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(3) + r.GetInt32(4),
-                    new HashSet<string>(r.GetFieldValue<string[]>(5), StringComparer.Ordinal)));
+                    new HashSet<string>(r.GetFieldValue<string[]>(5), StringComparer.Ordinal), r.GetInt64(6)));
             }
         }
-        if (writes.Select(w => w.Controller).Distinct().Count() > 1)
-            throw new NoCopySourceException("writes of more than one controller overlap the range, and their order is not known");
+        if (writes.Where(w => w.OwnerEpoch == 0).Select(w => w.Controller).Distinct().Count() > 1)
+            throw new NoCopySourceException("writes of more than one controller without owner epochs overlap the range, and their order is not known");
 
         var usable = new Dictionary<string, bool>(StringComparer.Ordinal);
         async Task<bool> UsableAsync(Mirror m)
@@ -158,7 +171,7 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         {
             var covering = writes.Where(w => w.First <= block && block < w.End).ToList();
             if (covering.Count == 0) continue;   // nothing unsettled here: every mirror holds the same writes
-            var newest = covering.MaxBy(w => (w.Epoch, w.Seq));
+            var newest = covering.MaxBy(w => (w.OwnerEpoch, w.Epoch, w.Seq));
             if (newest.Holders.Contains(target.DeviceId)) continue;
             Mirror? source = null;
             foreach (var m in v.Mirrors.Where(m => m != target && newest.Holders.Contains(m.DeviceId)).OrderBy(m => m.Current ? 0 : 1))

@@ -28,7 +28,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
     public string Name => "reconciliation";
 
     private static readonly string[] Tables =
-        ["recon_volumes", "recon_entries", "recon_repaired", "recon_barriers", "recon_requested", "recon_outbox"];
+        ["recon_volumes", "recon_entries", "recon_repaired", "recon_barriers", "recon_fences", "recon_requested", "recon_outbox"];
 
     public async Task MigrateAsync(NpgsqlConnection c, string schemaName, CancellationToken ct)
     {
@@ -43,6 +43,11 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
             ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS trace_parent text;
             ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS retire_requested_at timestamptz;
+            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS owner_epoch bigint NOT NULL DEFAULT 0;
+            -- The newest owner fence each device passed for each volume.
+            CREATE TABLE IF NOT EXISTS {schemaName}.recon_fences (
+                device_id text NOT NULL, volume text NOT NULL, owner_epoch bigint NOT NULL,
+                PRIMARY KEY (device_id, volume));
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_repaired (
                 controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
@@ -96,11 +101,11 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                     // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
                     // one whose token was lost is retired too.
                     Add(batch, $"""
-                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING
+                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent, owner_epoch)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING
                     """,
                         r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
-                        r.Kind == TransactionKind.Repair, (object?)r.TraceParent ?? DBNull.Value);
+                        r.Kind == TransactionKind.Repair, (object?)r.TraceParent ?? DBNull.Value, r.OwnerEpoch);
                     break;
                 }
             case TagTableEventTypes.Retired:
@@ -119,6 +124,15 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                     """, Device(e), b.Partition, b.ControllerId, b.Epoch, b.UpToSeq);
                     break;
                 }
+            case TagTableEventTypes.Fence:
+                {
+                    var f = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.FencePassed)!;
+                    Add(batch, $"""
+                    INSERT INTO {schema}.recon_fences VALUES ($1, $2, $3)
+                    ON CONFLICT (device_id, volume) DO UPDATE SET owner_epoch = greatest(recon_fences.owner_epoch, excluded.owner_epoch)
+                    """, Device(e), Names.VolumeOfObject(f.ObjectId), f.OwnerEpoch);
+                    break;
+                }
             case ResyncEventTypes.Completed:
                 {
                     var r = JsonSerializer.Deserialize(e.Data, ResyncJson.Default.ResyncCompleted)!;
@@ -129,8 +143,12 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         }
     }
 
-    /// <summary>Set-based decisions over the (small) tables of unsettled tags. Idempotent: run after every batch.</summary>
-    private async Task DecideAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
+    /// <summary>
+    /// Set-based decisions over the (small) tables of unsettled tags. Idempotent: run after every batch, and on a
+    /// timer by <see cref="ReconciliationService"/> under the daemon's lock, since several decisions depend on
+    /// time (grace periods, requests asked again) and idle devices record no events to trigger them.
+    /// </summary>
+    public async Task DecideAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand($"""
             -- Tags every entry of which is retired are settled: forget them.
@@ -149,10 +167,13 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                               WHERE (p.controller_id, p.epoch, p.seq, p.device_id) = (r.controller_id, r.epoch, r.seq, r.device_id));
 
             -- Missing and provably never coming: the target passed, on every partition it has a barrier row for,
-            -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past it).
+            -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past
+            -- it); or it passed the fence of a later owner of the volume (in the partition all of the object's writes
+            -- go to: an older owner's write it has no entry for by then is refused if it ever comes).
             WITH tags AS (
                 SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,
-                       min(block_count) AS block_count, bool_or(extension) AS extension, min(trace_parent) AS trace_parent
+                       min(block_count) AS block_count, bool_or(extension) AS extension, min(trace_parent) AS trace_parent,
+                       max(owner_epoch) AS owner_epoch
                 FROM {schema}.recon_entries WHERE NOT repair GROUP BY 1, 2, 3, 4)
             , missing AS (
                 SELECT t.*, d.device AS target
@@ -163,10 +184,12 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                                   WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
                   AND NOT EXISTS (SELECT 1 FROM {schema}.recon_requested q
                                   WHERE (q.controller_id, q.epoch, q.seq, q.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
-                  AND EXISTS (SELECT 1 FROM {schema}.recon_barriers b WHERE b.device_id = d.device AND b.controller_id = t.controller_id)
-                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_barriers b
-                                  WHERE b.device_id = d.device AND b.controller_id = t.controller_id
-                                    AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq))))
+                  AND ((EXISTS (SELECT 1 FROM {schema}.recon_barriers b WHERE b.device_id = d.device AND b.controller_id = t.controller_id)
+                        AND NOT EXISTS (SELECT 1 FROM {schema}.recon_barriers b
+                                        WHERE b.device_id = d.device AND b.controller_id = t.controller_id
+                                          AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq))))
+                       OR EXISTS (SELECT 1 FROM {schema}.recon_fences f
+                                  WHERE f.device_id = d.device AND f.volume = t.volume AND f.owner_epoch > t.owner_epoch)))
             , requested AS (
                 INSERT INTO {schema}.recon_requested (controller_id, epoch, seq, device_id)
                 SELECT controller_id, epoch, seq, target FROM missing RETURNING 1)

@@ -23,7 +23,36 @@ internal sealed class ReconciliationService(
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var daemon = new ProjectionDaemon(store, projection, new ProjectionDaemonOptions(), daemonLogger);
-        return Task.WhenAll(daemon.RunAsync(stoppingToken), PublishOutboxAsync(stoppingToken));
+        return Task.WhenAll(daemon.RunAsync(stoppingToken), PublishOutboxAsync(stoppingToken), DecideOnTimerAsync(stoppingToken));
+    }
+
+    /// <summary>
+    /// Runs reconciliation's decisions once a second even when no event arrives: devices record a barrier pass
+    /// only when it covers something new, so on an idle cluster the time-based decisions (retire after the grace
+    /// period, ask again) would otherwise wait for the next write.
+    /// </summary>
+    private async Task DecideOnTimerAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        while (await timer.WaitForNextTickAsync(ct))
+        {
+            try
+            {
+                await using var conn = await store.DataSource.OpenConnectionAsync(ct);
+                await using var tx = await conn.BeginTransactionAsync(ct);
+                await using (var cmd = new Npgsql.NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", conn, tx))
+                {
+                    cmd.Parameters.AddWithValue(ProjectionDaemon.LockKey(store, projection));
+                    await cmd.ExecuteNonQueryAsync(ct);
+                }
+                await projection.DecideAsync(conn, tx, ct);
+                await tx.CommitAsync(ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                logger.LogDebug("Reconciliation decisions on the timer: {Reason}", ex.Message);
+            }
+        }
     }
 
     private async Task PublishOutboxAsync(CancellationToken ct)

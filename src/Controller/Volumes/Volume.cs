@@ -174,6 +174,12 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
         set => Volatile.Write(ref _pendingDegrade, value);
     }
 
+    /// <summary>The newest owner epoch whose fence this mirror's log has taken (see <see cref="Volume.OwnerEpoch"/>).</summary>
+    public long FencedOwnerEpoch { get; set; }
+
+    /// <summary>The fence being sent to this mirror's log, if any: one at a time.</summary>
+    public Task? FenceInFlight { get; set; }
+
     /// <summary>Copies go to every mirror but a degraded one (or one being recorded as degraded).</summary>
     public bool ReceivesWrites => State != MirrorState.Degraded && PendingDegrade is null;
 }

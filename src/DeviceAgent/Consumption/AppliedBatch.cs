@@ -21,6 +21,12 @@ internal sealed class AppliedBatch
 
     public Dictionary<(int Partition, int ControllerId), Contracts.TagTable.BarrierPassed> Barriers { get; } = [];
 
+    /// <summary>Fences passed, the latest per object and partition.</summary>
+    public Dictionary<(string ObjectId, int Partition), Contracts.TagTable.FencePassed> Fences { get; } = [];
+
+    /// <summary>Owner epochs this batch raised, to be recorded with it.</summary>
+    public Dictionary<(string ObjectId, int Partition), long> OwnerEpochs { get; } = [];
+
     public long DataBytes { get; set; }
 
     public int Retired { get; set; }

@@ -163,7 +163,7 @@ internal sealed class DeviceConsumer(
         using (var record = spans.StartPhase(telemetry.Source, "record"))
         {
             record?.SetTag("tm.events", batch.Events.Count);
-            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, ct);
+            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct);
         }
         status.Record(state, batch);
         telemetry.CountBatch(batch.Acknowledgements.Count, batch.DataBytes, batch.Refused.Count);
@@ -290,7 +290,7 @@ internal sealed class DeviceConsumer(
         if (events.Count == 0)
             throw new InvalidOperationException("Kafka reported an offset out of range, but every stored offset is inside the log.");
         foreach (var o in state.Objects.Values) o.NeedsFullCopy = true;
-        await _repository.CommitBatchAsync(state.StreamVersion, events, state.Objects.Values, offsets, ct);
+        await _repository.CommitBatchAsync(state.StreamVersion, events, state.Objects.Values, offsets, new Dictionary<(string, int), long>(), ct);
         status.TruncationDetected = true;
         // Only now, from what is recorded: a notice sent before the commit could announce a truncation a crash
         // then forgets, and one lost on the bus is sent again from the same record.

@@ -28,9 +28,17 @@ internal sealed class TransactionApplier(ObjectFiles files)
             if (reason is not null)
                 batch.Refused.Add((m, reason, tag));
         }
-        // Barriers are coalesced: only the latest per partition and controller matters.
-        foreach (var b in batch.Barriers.Values)
+        // Barriers are coalesced: only the latest per partition and controller matters, and only when it covers
+        // more than the last one recorded (an idle controller sends the same barrier several times a second).
+        foreach (var (key, b) in batch.Barriers)
+        {
+            if (state.RecordedBarriers.TryGetValue(key, out var last) && (last.Epoch, last.UpToSeq).CompareTo((b.Epoch, b.UpToSeq)) >= 0)
+                continue;
+            state.RecordedBarriers[key] = (b.Epoch, b.UpToSeq);
             Append(state, batch, DeviceRepository.Barrier(b));
+        }
+        foreach (var f in batch.Fences.Values)
+            Append(state, batch, DeviceRepository.Fence(f));
         foreach (var (p, o) in batch.NextOffsets)
             state.NextOffsets[p] = o;
         return batch;
@@ -53,7 +61,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var read = TransactionCodec.TryRead(header, objectBytes, tokenBytes, data, out var h, out var error);
         // When only a shape rule failed, TryRead has decoded the fields and the CRC held: the tag is the sender's,
         // and the controller needs it to stop waiting for this copy.
-        if (h != default && h.Kind != TransactionKind.Barrier) tag = h.Tag.ToString();
+        if (h != default && h.Kind is not (TransactionKind.Barrier or TransactionKind.Fence)) tag = h.Tag.ToString();
         if (!read)
             return error;
 
@@ -77,6 +85,25 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var objectId = Encoding.UTF8.GetString(objectBytes);
         if (!ObjectFiles.IsValidObjectId(objectId))
             return $"object id '{Printable(objectId)}' is not <volume>.<device> of valid names: it could name a file outside the data directory";
+        // Owner fencing: a write from an older owner of the volume than one this partition already carried is
+        // refused (its sender lost the lease); a newer owner's fence or write raises the bar, even a write
+        // refused below for another reason: it still proves that owner took the volume.
+        var fenceKey = (objectId, m.Partition.Value);
+        var ownerEpoch = state.OwnerEpochs.GetValueOrDefault(fenceKey);
+        if (h.OwnerEpoch < ownerEpoch)
+            return $"fenced: {objectId} has owner epoch {ownerEpoch} in partition {m.Partition.Value}; this {h.Kind.ToString().ToLowerInvariant()} of {h.Tag} is from owner epoch {h.OwnerEpoch}, which lost the volume";
+        if (h.OwnerEpoch > ownerEpoch)
+        {
+            state.OwnerEpochs[fenceKey] = h.OwnerEpoch;
+            batch.OwnerEpochs[fenceKey] = h.OwnerEpoch;
+        }
+        if (h.Kind == TransactionKind.Fence)
+        {
+            batch.Fences[fenceKey] = new FencePassed(
+                objectId, h.OwnerEpoch, h.Tag.ControllerId, h.Tag.Epoch, m.Partition.Value, m.Offset.Value);
+            return null;
+        }
+
         var known = state.Objects.TryGetValue(objectId, out var obj);
         if (known && (obj!.BlockSize != h.BlockSize || obj.ObjectBlocks != h.ObjectBlocks))
             return $"geometry mismatch for {objectId}: transaction says {h.ObjectBlocks} blocks of {h.BlockSize}, the object has {obj.ObjectBlocks} of {obj.BlockSize}";
@@ -133,7 +160,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var token2 = state.StreamVersion + 1;
         Append(state, batch, DeviceRepository.Recorded(new TagRecorded(
             h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2,
-            KafkaTracing.TraceParentOf(headers))));
+            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch)));
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;

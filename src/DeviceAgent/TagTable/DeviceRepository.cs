@@ -48,6 +48,14 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
                 state.NextOffsets[r.GetInt32(0)] = r.GetInt64(1);
         }
         await using (var cmd = new NpgsqlCommand(
+            $"SELECT object_id, partition, owner_epoch FROM {_schema}.device_owner_epochs WHERE device_id = @d", conn))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+                state.OwnerEpochs[(r.GetString(0), r.GetInt32(1))] = r.GetInt64(2);
+        }
+        await using (var cmd = new NpgsqlCommand(
             $"SELECT token, controller_id, epoch, seq, object_id, first_block, block_count, recorded_at FROM {_schema}.tag_table WHERE device_id = @d", conn))
         {
             cmd.Parameters.AddWithValue("d", deviceId);
@@ -72,6 +80,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         IReadOnlyList<NewEvent> events,
         IEnumerable<StorageObject> changedObjects,
         IReadOnlyDictionary<int, long> nextOffsets,
+        IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
         CancellationToken ct)
     {
         await using var session = await store.OpenSessionAsync(ct);
@@ -79,6 +88,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
             await session.AppendAsync(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events, ct);
         await UpsertObjectsAsync(session, changedObjects, ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
+        await UpsertOwnerEpochsAsync(session, ownerEpochs, ct);
         await session.CommitAsync(ct);
     }
 
@@ -111,6 +121,21 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("p", offsets.Keys.ToArray());
         cmd.Parameters.AddWithValue("o", offsets.Values.ToArray());
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private async Task UpsertOwnerEpochsAsync(EventSession session, IReadOnlyDictionary<(string ObjectId, int Partition), long> epochs, CancellationToken ct)
+    {
+        if (epochs.Count == 0) return;
+        await using var cmd = new NpgsqlCommand($"""
+            INSERT INTO {_schema}.device_owner_epochs (device_id, object_id, partition, owner_epoch)
+            SELECT @d, * FROM unnest(@o, @p, @e)
+            ON CONFLICT (device_id, object_id, partition) DO UPDATE SET owner_epoch = greatest(device_owner_epochs.owner_epoch, excluded.owner_epoch)
+            """, session.Connection, session.Transaction);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("o", epochs.Keys.Select(k => k.ObjectId).ToArray());
+        cmd.Parameters.AddWithValue("p", epochs.Keys.Select(k => k.Partition).ToArray());
+        cmd.Parameters.AddWithValue("e", epochs.Values.ToArray());
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
@@ -154,6 +179,9 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
 
     public static NewEvent Barrier(BarrierPassed e) =>
         new(TagTableEventTypes.Barrier, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.BarrierPassed));
+
+    public static NewEvent Fence(FencePassed e) =>
+        new(TagTableEventTypes.Fence, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.FencePassed));
 
     public static NewEvent Truncated(LogTruncated e) =>
         new(TagTableEventTypes.Truncated, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.LogTruncated));

@@ -14,6 +14,15 @@ internal sealed class DeviceState
 
     public Dictionary<int, long> NextOffsets { get; } = [];
 
+    /// <summary>
+    /// The coverage of the last barrier pass recorded per (partition, controller) since this state was loaded: a
+    /// pass that covers nothing more (an idle controller repeats its barrier) is not recorded again.
+    /// </summary>
+    public Dictionary<(int Partition, int ControllerId), (int Epoch, long UpToSeq)> RecordedBarriers { get; } = [];
+
+    /// <summary>Newest owner epoch seen per (object, partition): writes from older owners are refused there.</summary>
+    public Dictionary<(string ObjectId, int Partition), long> OwnerEpochs { get; } = [];
+
     /// <summary>Version of the device's tag-table stream; the next entry's token is this plus one.</summary>
     public long StreamVersion { get; set; }
 }

@@ -35,6 +35,14 @@ public static class ClusterSchema
                 ext_blocks bigint NOT NULL DEFAULT 0,
                 needs_full_copy boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (device_id, object_id));
+            -- The newest owner epoch a device has seen per object and partition (from a fence or a write): it
+            -- refuses that object's writes from older owners there. Written with the batch that raised it.
+            CREATE TABLE IF NOT EXISTS {schema}.device_owner_epochs (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                partition int NOT NULL,
+                owner_epoch bigint NOT NULL,
+                PRIMARY KEY (device_id, object_id, partition));
             -- The live tag table (M3): entries still in flight, maintained inline with the tag-table events.
             CREATE TABLE IF NOT EXISTS {schema}.tag_table (
                 device_id text NOT NULL,

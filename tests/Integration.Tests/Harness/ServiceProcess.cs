@@ -81,6 +81,18 @@ internal sealed class ServiceProcess : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>SIGSTOP: the process stalls as a whole (a scheduler pause, a suspended VM) until <see cref="Resume"/>.</summary>
+    public void Pause()
+    {
+        if (_process is { HasExited: false } p) _ = Syscall.Kill(p.Id, Syscall.SigStop);
+    }
+
+    /// <summary>SIGCONT: a paused process goes on where it stopped. Harmless on one that is not paused.</summary>
+    public void Resume()
+    {
+        if (_process is { HasExited: false } p) _ = Syscall.Kill(p.Id, Syscall.SigCont);
+    }
+
     /// <summary>SIGTERM and wait for a clean exit; SIGKILL after the timeout.</summary>
     public async Task StopAsync()
     {
@@ -123,6 +135,10 @@ internal sealed class ServiceProcess : IAsyncDisposable
 internal static partial class Syscall
 {
     public const int SigTerm = 15;
+
+    public const int SigStop = 19;
+
+    public const int SigCont = 18;
 
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
     public static partial int Kill(int pid, int signal);

@@ -157,9 +157,10 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public Task<JsonElement> AgentStatusAsync(string device) => GetJsonAsync(_agents[device].Url + "/status");
 
-    public Task<JsonElement> VolumeStatusAsync(string volume) => GetJsonAsync($"{Controller.Url}/volumes/{volume}");
+    /// <summary>The volume's status as <paramref name="via"/> (by default the cluster's first controller) sees it.</summary>
+    public Task<JsonElement> VolumeStatusAsync(string volume, ServiceProcess? via = null) => GetJsonAsync($"{(via ?? Controller).Url}/volumes/{volume}");
 
-    public Task<JsonElement> ControllerInfoAsync() => GetJsonAsync(Controller.Url + "/controller");
+    public Task<JsonElement> ControllerInfoAsync(ServiceProcess? via = null) => GetJsonAsync((via ?? Controller).Url + "/controller");
 
     private async Task<JsonElement> GetJsonAsync(string url)
     {
@@ -174,19 +175,19 @@ internal sealed class TestCluster : IAsyncDisposable
         Assert.True(r.IsSuccessStatusCode, $"create volume: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
     }
 
-    public Task<HttpResponseMessage> PutBlocksAsync(string volume, long firstBlock, byte[] data, string? wait = null)
+    public Task<HttpResponseMessage> PutBlocksAsync(string volume, long firstBlock, byte[] data, string? wait = null, ServiceProcess? via = null)
     {
         var content = new ByteArrayContent(data);
         content.Headers.ContentType = new("application/octet-stream");
         var q = wait is null ? "" : "?wait=" + wait;
-        return Http.PutAsync(new Uri($"{Controller.Url}/volumes/{volume}/blocks/{firstBlock}{q}"), content);
+        return Http.PutAsync(new Uri($"{(via ?? Controller).Url}/volumes/{volume}/blocks/{firstBlock}{q}"), content);
     }
 
-    public Task<HttpResponseMessage> AppendAsync(string volume, byte[] data)
+    public Task<HttpResponseMessage> AppendAsync(string volume, byte[] data, ServiceProcess? via = null)
     {
         var content = new ByteArrayContent(data);
         content.Headers.ContentType = new("application/octet-stream");
-        return Http.PostAsync(new Uri($"{Controller.Url}/volumes/{volume}/append"), content);
+        return Http.PostAsync(new Uri($"{(via ?? Controller).Url}/volumes/{volume}/append"), content);
     }
 
     /// <summary>Writes and returns the answer; fails the test on a refusal.</summary>
@@ -198,9 +199,9 @@ internal sealed class TestCluster : IAsyncDisposable
         return JsonSerializer.Deserialize<WriteAnswer>(body, JsonSerializerOptions.Web)!;
     }
 
-    public async Task<byte[]> ReadAsync(string volume, long firstBlock, int count)
+    public async Task<byte[]> ReadAsync(string volume, long firstBlock, int count, ServiceProcess? via = null)
     {
-        using var r = await Http.GetAsync(new Uri($"{Controller.Url}/volumes/{volume}/blocks/{firstBlock}?count={count}"));
+        using var r = await Http.GetAsync(new Uri($"{(via ?? Controller).Url}/volumes/{volume}/blocks/{firstBlock}?count={count}"));
         var body = await r.Content.ReadAsByteArrayAsync();
         Assert.True(r.IsSuccessStatusCode, $"read [{firstBlock}+{count}]: {(int)r.StatusCode} {System.Text.Encoding.UTF8.GetString(body)}");
         return body;
@@ -227,8 +228,11 @@ internal sealed class TestCluster : IAsyncDisposable
     /// </summary>
     public async Task WaitTagTablesEmptyAsync(TimeSpan? timeout = null)
     {
-        await Eventually.TrueAsync(async () => (await ControllerInfoAsync()).GetProperty("inflight").GetInt32() == 0,
-            timeout ?? TimeSpan.FromSeconds(60), () => $"writes still in flight\n{Logs()}");
+        foreach (var c in new[] { Controller }.Concat(_otherControllers).Where(c => c.Running))
+        {
+            await Eventually.TrueAsync(async () => (await ControllerInfoAsync(c)).GetProperty("inflight").GetInt32() == 0,
+                timeout ?? TimeSpan.FromSeconds(60), () => $"writes still in flight on {c.Name}\n{Logs()}");
+        }
         await Eventually.TrueAsync(async () => await LiveEntriesAsync() == 0, timeout ?? TimeSpan.FromSeconds(60),
             () => $"tag tables did not drain: {LiveEntriesAsync().GetAwaiter().GetResult()} live entries\n{Logs()}");
     }
@@ -237,17 +241,17 @@ internal sealed class TestCluster : IAsyncDisposable
     /// Waits until the volume is whole again: every mirror in sync, nothing in flight, and the volume's
     /// tag-table entries all retired on every device.
     /// </summary>
-    public async Task WaitConvergedAsync(string volume, TimeSpan? timeout = null)
+    public async Task WaitConvergedAsync(string volume, TimeSpan? timeout = null, ServiceProcess? via = null)
     {
         var limit = timeout ?? TimeSpan.FromSeconds(90);
         await Eventually.TrueAsync(async () =>
             {
-                var status = await VolumeStatusAsync(volume);
+                var status = await VolumeStatusAsync(volume, via);
                 return status.GetProperty("inflightWrites").GetInt32() == 0
                     && status.GetProperty("mirrors").EnumerateArray().All(m =>
                         m.GetProperty("state").GetString() == "InSync" && m.GetProperty("liveTagEntries").GetInt64() == 0);
             },
-            limit, () => $"volume {volume} did not converge: {VolumeStatusAsync(volume).GetAwaiter().GetResult()}\n{Logs()}");
+            limit, () => $"volume {volume} did not converge: {VolumeStatusAsync(volume, via).GetAwaiter().GetResult()}\n{Logs()}");
     }
 
     /// <summary>Restarts PostgreSQL under the running stack; the test's own pooled connections are dropped.</summary>
@@ -258,13 +262,13 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>Waits until the controller answers status five times in a row (after a PostgreSQL restart).</summary>
-    public async Task WaitApiHealthyAsync(string volume)
+    public async Task WaitApiHealthyAsync(string volume, ServiceProcess? via = null)
     {
         var ok = 0;
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (ok < 5 && DateTime.UtcNow < deadline)
         {
-            using var r = await Http.GetAsync(new Uri($"{Controller.Url}/volumes/{volume}"));
+            using var r = await Http.GetAsync(new Uri($"{(via ?? Controller).Url}/volumes/{volume}"));
             ok = r.IsSuccessStatusCode ? ok + 1 : 0;
             await Task.Delay(50);
         }
@@ -356,7 +360,7 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>Logs of every process, for assertion messages.</summary>
-    public string Logs() => string.Join("\n", new[] { Controller }.Concat(_agents.Values).Select(p => $"==== {p.Name}\n{p.Tail(30)}"));
+    public string Logs() => string.Join("\n", new[] { Controller }.Concat(_otherControllers).Concat(_agents.Values).Select(p => $"==== {p.Name}\n{p.Tail(30)}"));
 
     /// <summary>The operating-system process id of <paramref name="device"/>'s agent (from its <c>/diag/process</c>).</summary>
     public async Task<int> AgentPidAsync(string device) =>
