@@ -53,12 +53,14 @@ public sealed class BadInputTests
         await cluster.CreateVolumeAsync("dlq", BlockSize, 16);
         await cluster.WriteAsync("dlq", 0, VolumeModel.Data(1, 1, BlockSize), wait: "applied");
 
+        // As from the volume's owner (its owner epoch), so that only what is wrong with each is wrong with it.
+        var ownerEpoch = await cluster.ScalarAsync("SELECT owner_epoch FROM {schema}.volume_leases WHERE volume = 'dlq'");
         using (var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = cluster.Kafka.BootstrapServers }).Build())
         {
             var topic = Topics.Device("d0");
             var obj = Encoding.UTF8.GetBytes(Names.ObjectId("dlq", "d0"));
             var data = VolumeModel.Data(2, 1, BlockSize);
-            var good = new TransactionHeader(TransactionKind.Write, new Tag(99, 1, 1), 3, 1, BlockSize, 16);
+            var good = new TransactionHeader(TransactionKind.Write, new Tag(99, 1, 1), 3, 1, BlockSize, 16, OwnerEpoch: ownerEpoch);
 
             // 1. no TaggedMirror headers at all
             await producer.ProduceAsync(topic, new Message<byte[]?, byte[]?> { Value = data });

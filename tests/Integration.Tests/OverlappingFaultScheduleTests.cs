@@ -15,9 +15,11 @@ public sealed class TwoMirrorScheduleCluster : IAsyncLifetime
 
     internal ServiceProcess Second { get; private set; } = null!;
 
-    public async Task InitializeAsync() => (Cluster, Second) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1"]);
+    private List<TmpfsMount> _disks = [];
 
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    public async Task InitializeAsync() => (Cluster, Second, _disks) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1"]);
+
+    public async Task DisposeAsync() => await OverlappingFaultScheduleTests.StopAsync(Cluster, _disks);
 }
 
 /// <summary>The same with three mirrors per volume.</summary>
@@ -27,16 +29,19 @@ public sealed class ThreeMirrorScheduleCluster : IAsyncLifetime
 
     internal ServiceProcess Second { get; private set; } = null!;
 
-    public async Task InitializeAsync() => (Cluster, Second) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1", "d2"]);
+    private List<TmpfsMount> _disks = [];
 
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    public async Task InitializeAsync() => (Cluster, Second, _disks) = await OverlappingFaultScheduleTests.StartAsync(["d0", "d1", "d2"]);
+
+    public async Task DisposeAsync() => await OverlappingFaultScheduleTests.StopAsync(Cluster, _disks);
 }
 
 /// <summary>
 /// Model-based, with faults that overlap: seeded random schedules of writes, appends, reads and episodes of one
 /// or two faults at once (device agent killed mid-batch, a device's broker down, PostgreSQL stopped, the bus
 /// stopped, the owning controller killed between writes or between the copies of a write, the owning
-/// controller stalled (SIGSTOP) with a write in flight until the other controller took its volume), healed in
+/// controller stalled (SIGSTOP) with a write in flight until the other controller took its volume, a device's
+/// log truncated under it while its agent is down (full copy), a device's disk full), healed in
 /// random order while writes go on; requests follow the volume to whichever controller owns it. During the schedule every successful read returns the last acknowledged write to each
 /// block or a later one whose fate is unknown, never an older one. After it, once converged: every mirror's
 /// object file is byte-identical to the others and holds every acknowledged write, reads through the API
@@ -45,9 +50,15 @@ public sealed class ThreeMirrorScheduleCluster : IAsyncLifetime
 /// </summary>
 public sealed class OverlappingFaultScheduleTests
 {
-    internal static async Task<(TestCluster, ServiceProcess)> StartAsync(string[] devices)
+    /// <summary>Space of each device's own file system (a tmpfs, so a schedule can fill it).</summary>
+    private const long DiskBytes = 48L * 1024 * 1024;
+
+    internal static async Task<(TestCluster, ServiceProcess, List<TmpfsMount>)> StartAsync(string[] devices)
     {
-        var cluster = await TestCluster.StartAsync(devices, controllerSettings: new()
+        var disks = new List<TmpfsMount>();
+        var prefix = Path.Combine(Path.GetTempPath(), "tm-it-tmpfs-" + Guid.NewGuid().ToString("N")[..8] + "-");
+        foreach (var d in devices) disks.Add(await TmpfsMount.CreateAsync(prefix + d, DiskBytes));
+        var cluster = await TestCluster.StartAsync(devices, dataDirectory: d => prefix + d, controllerSettings: new()
         {
             ["Controller__DeliveryTimeout"] = "00:00:01.500",
             ["Controller__RetireMatchedAfter"] = "00:00:01",
@@ -57,11 +68,20 @@ public sealed class OverlappingFaultScheduleTests
         });
         var second = cluster.NewController("controller-2", new() { ["Controller__Id"] = "2" });
         await cluster.StartControllerAsync(second);
-        return (cluster, second);
+        return (cluster, second, disks);
+    }
+
+    internal static async Task StopAsync(TestCluster cluster, List<TmpfsMount> disks)
+    {
+        await cluster.DisposeAsync();
+        foreach (var d in disks) await d.DisposeAsync();
     }
 
     public static IEnumerable<object[]> Seeds()
     {
+        // TM_SEEDS=10,17 runs just those (to repeat a failure).
+        if (Environment.GetEnvironmentVariable("TM_SEEDS") is { Length: > 0 } only)
+            return only.Split(',').Select(x => new object[] { int.Parse(x, CultureInfo.InvariantCulture) });
         var count = int.TryParse(Environment.GetEnvironmentVariable("TM_RANDOM_SEEDS"), CultureInfo.InvariantCulture, out var n) ? n
             : Environment.GetEnvironmentVariable("TM_SOAK") is null ? 25 : 150;
         return Enumerable.Range(1, count).Select(s => new object[] { s });
@@ -122,6 +142,8 @@ public sealed class OverlappingFaultScheduleTests
         ControllerKilled,
         ControllerKilledBetweenCopies,
         OwnerStalled,
+        LogTruncated,
+        DiskFull,
     }
 
     private sealed class ScheduleRun(TestCluster cluster, ServiceProcess second, string volume, int seed)
@@ -247,7 +269,7 @@ public sealed class OverlappingFaultScheduleTests
         private async Task<(string, Func<Task>, bool)> StartFaultAsync(Fault fault)
         {
             var device = cluster.Devices[_rng.Next(cluster.Devices.Length)];
-            Schedule.AppendLine(CultureInfo.InvariantCulture, $"fault: {fault}{(fault is Fault.AgentKilled or Fault.BrokerDown ? " " + device : "")}");
+            Schedule.AppendLine(CultureInfo.InvariantCulture, $"fault: {fault}{(fault is Fault.AgentKilled or Fault.BrokerDown or Fault.LogTruncated or Fault.DiskFull ? " " + device : "")}");
             switch (fault)
             {
                 case Fault.AgentKilled:
@@ -277,6 +299,25 @@ public sealed class OverlappingFaultScheduleTests
                     return await KillOwnerAsync();
                 case Fault.OwnerStalled:
                     return await StallOwnerAsync();
+                case Fault.LogTruncated:
+                    // The agent is down while its log moves on past what it consumed: it finds its offset gone.
+                    if (!cluster.Agent(device).Running) return ("(agent already down)", () => Task.CompletedTask, false);
+                    cluster.Agent(device).Kill();
+                    await DeviceTopic.TruncateAsync(cluster, device);
+                    return ($"agent {device} started on a truncated log", () => cluster.StartAgentAsync(device, waitRunning: false), false);
+                case Fault.DiskFull:
+                    {
+                        if (_fullDisks.Contains(device)) return ("(disk already full)", () => Task.CompletedTask, false);
+                        _fullDisks.Add(device);
+                        var filler = Path.Combine(cluster.DataDirectory(device), "filler");
+                        FillDisk(filler);
+                        return ($"disk of {device} has space again", () =>
+                        {
+                            File.Delete(filler);
+                            _fullDisks.Remove(device);
+                            return Task.CompletedTask;
+                        }, false);
+                    }
                 default:
                     // Only the first controller carries the hook; a volume the other owns loses its owner plainly.
                     if (_owner != cluster.Controller || _stalled == cluster.Controller) return await KillOwnerAsync();
@@ -292,6 +333,23 @@ public sealed class OverlappingFaultScheduleTests
                     cluster.Controller.SetEnvironment("Controller__Faults__StopAfterFirstCopyOfWrite", null);
                     await cluster.StartControllerAsync();
                     return ("(controller was restarted)", () => Task.CompletedTask, false);
+            }
+        }
+
+        private readonly HashSet<string> _fullDisks = [];
+
+        /// <summary>Writes <paramref name="path"/> until the file system says ENOSPC: the device's next write of data fails there.</summary>
+        private static void FillDisk(string path)
+        {
+            var chunk = new byte[256 * 1024];
+            try
+            {
+                using var f = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);
+                while (true) f.Write(chunk);
+            }
+            catch (IOException)
+            {
+                // Full (ENOSPC, from a write or the close): what did not fit stays out.
             }
         }
 

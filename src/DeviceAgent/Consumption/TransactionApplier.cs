@@ -86,19 +86,14 @@ internal sealed class TransactionApplier(ObjectFiles files)
         if (!ObjectFiles.IsValidObjectId(objectId))
             return $"object id '{Printable(objectId)}' is not <volume>.<device> of valid names: it could name a file outside the data directory";
         // Owner fencing: a write from an older owner of the volume than one this partition already carried is
-        // refused (its sender lost the lease); a newer owner's fence or write raises the bar, even a write
-        // refused below for another reason: it still proves that owner took the volume.
+        // refused (its sender lost the lease); a newer owner's fence, or write once applied, raises the bar.
         var fenceKey = (objectId, m.Partition.Value);
         var ownerEpoch = state.OwnerEpochs.GetValueOrDefault(fenceKey);
         if (h.OwnerEpoch < ownerEpoch)
             return $"fenced: {objectId} has owner epoch {ownerEpoch} in partition {m.Partition.Value}; this {h.Kind.ToString().ToLowerInvariant()} of {h.Tag} is from owner epoch {h.OwnerEpoch}, which lost the volume";
-        if (h.OwnerEpoch > ownerEpoch)
-        {
-            state.OwnerEpochs[fenceKey] = h.OwnerEpoch;
-            batch.OwnerEpochs[fenceKey] = h.OwnerEpoch;
-        }
         if (h.Kind == TransactionKind.Fence)
         {
+            RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
             batch.Fences[fenceKey] = new FencePassed(
                 objectId, h.OwnerEpoch, h.Tag.ControllerId, h.Tag.Epoch, m.Partition.Value, m.Offset.Value);
             return null;
@@ -156,6 +151,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
             obj.ExtensionBlocks = extension;
             batch.ChangedObjects[objectId] = obj;
         }
+        RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
         Append(state, batch, DeviceRepository.Recorded(new TagRecorded(
@@ -164,6 +160,13 @@ internal sealed class TransactionApplier(ObjectFiles files)
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
+    }
+
+    private static void RaiseOwnerEpoch(DeviceState state, AppliedBatch batch, (string, int) key, long ownerEpoch)
+    {
+        if (ownerEpoch <= state.OwnerEpochs.GetValueOrDefault(key)) return;
+        state.OwnerEpochs[key] = ownerEpoch;
+        batch.OwnerEpochs[key] = ownerEpoch;
     }
 
     /// <summary>Records a refusal in the device's stream, with the batch (the dead-letter topic may not have it).</summary>

@@ -31,6 +31,19 @@ internal static class DeviceTopic
         return result.Offset.Value;
     }
 
+    /// <summary>
+    /// Truncates the device's log under it: produces 6 MiB of filler (no transaction header) to partition 0, more
+    /// than the mock broker keeps per partition (5 MiB), so everything before falls off the log. An agent that
+    /// had not consumed up to here finds its next offset gone (a full copy), and quarantines the filler.
+    /// </summary>
+    public static async Task TruncateAsync(TestCluster cluster, string device)
+    {
+        using var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = cluster.Kafka.BootstrapServers }).Build();
+        var filler = new byte[512 * 1024];
+        for (var i = 0; i < 12; i++)
+            await producer.ProduceAsync(new TopicPartition(Topics.Device(device), 0), new Message<byte[]?, byte[]?> { Value = filler });
+    }
+
     /// <summary>The offset of the copy of write <paramref name="tag"/> in partition 0 of the device's topic, from <paramref name="from"/> on.</summary>
     public static long OffsetOfCopy(TestCluster cluster, string device, string tag, long from)
     {

@@ -61,7 +61,9 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private static int BrokerOf(int deviceIndex) => deviceIndex % 3 + 1;
 
-    public string DataDirectory(string device) => Path.Combine(Directory, "data", device);
+    public string DataDirectory(string device) => _dataDirectory?.Invoke(device) ?? Path.Combine(Directory, "data", device);
+
+    private Func<string, string>? _dataDirectory;
 
     /// <summary>
     /// Starts the cluster. <paramref name="processEnvironment"/> adds variables per process, by its name
@@ -69,9 +71,9 @@ internal sealed class TestCluster : IAsyncDisposable
     /// </summary>
     public static async Task<TestCluster> StartAsync(
         string[]? devices = null, Dictionary<string, string>? controllerSettings = null,
-        Func<string, IReadOnlyDictionary<string, string>>? processEnvironment = null)
+        Func<string, IReadOnlyDictionary<string, string>>? processEnvironment = null, Func<string, string>? dataDirectory = null)
     {
-        var c = new TestCluster(devices ?? ["d0", "d1"], controllerSettings, processEnvironment);
+        var c = new TestCluster(devices ?? ["d0", "d1"], controllerSettings, processEnvironment) { _dataDirectory = dataDirectory };
         try
         {
             c.Controller = new ServiceProcess("controller", Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", c.Directory,
