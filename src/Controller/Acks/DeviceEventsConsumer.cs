@@ -27,15 +27,24 @@ internal sealed class DeviceEventsConsumer(
     public async Task Consume(ConsumeContext<DeviceLogTruncated> context)
     {
         var m = context.Message;
+        // Only the owner records anything for a volume; the device repeats the notice until its owner handled it.
+        // One volume taken over meanwhile must not keep the others from being handled.
         foreach (var v in catalog.All)
         {
-            if (v.MirrorOn(m.DeviceId) is not { } mirror) continue;
+            if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
             if (mirror.State == MirrorState.NeedsFullCopy) continue;
             // What fell off the log will never be applied there: nothing may wait for it. Before the state
             // change, which is what starts the full copy.
-            if (v.Owned) pipeline.OnMirrorLost(v, mirror);
-            await catalog.SetMirrorStateAsync(v, mirror, MirrorState.NeedsFullCopy,
-                $"device {m.DeviceId} needed offset {m.ExpectedOffset} of partition {m.Partition}, the log starts at {m.LogStartOffset}", context.CancellationToken);
+            pipeline.OnMirrorLost(v, mirror);
+            try
+            {
+                await catalog.SetMirrorStateAsync(v, mirror, MirrorState.NeedsFullCopy,
+                    $"device {m.DeviceId} needed offset {m.ExpectedOffset} of partition {m.Partition}, the log starts at {m.LogStartOffset}", context.CancellationToken);
+            }
+            catch (VolumeTakenOverException)
+            {
+                // Its new owner handles the notice.
+            }
         }
     }
 
@@ -64,10 +73,18 @@ internal sealed class DeviceEventsConsumer(
         {
             if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
             mirror.MarkMissed(tags.Issued);
-            if (mirror.State == MirrorState.InSync)
-                await pipeline.DegradeAsync(v, mirror, $"device {m.DeviceId} faulted: {m.Reason}");
-            else
-                pipeline.OnMirrorLost(v, mirror);
+            try
+            {
+                if (mirror.State == MirrorState.InSync)
+                    await pipeline.DegradeAsync(v, mirror, $"device {m.DeviceId} faulted: {m.Reason}");
+                else
+                    pipeline.OnMirrorLost(v, mirror);
+            }
+            catch (WriteFailedException ex)
+            {
+                // Taken over meanwhile, or PostgreSQL away: the device reports again at its next attempt.
+                logger.LogWarning("Volume {Volume}: {Reason}", v.Name, ex.Message);
+            }
         }
     }
 }
