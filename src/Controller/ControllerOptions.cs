@@ -28,6 +28,13 @@ public sealed class ControllerOptions
     /// <summary>How long a read waits for a mirror to apply writes it has not applied yet before trying another.</summary>
     public TimeSpan ReadWaitTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a copy (resync, full-copy step) waits, with its range fenced, for a candidate source to apply its
+    /// overlapping writes and catch up with its log before trying the next one. Writes to the range wait
+    /// meanwhile, so it is short; a copy without a ready source is tried again later.
+    /// </summary>
+    public TimeSpan CopySourceWaitTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a write asked to wait for every device (<c>?wait=applied</c>) waits.</summary>
     public TimeSpan AppliedWaitTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -72,8 +72,8 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         if (!m.Current) return m.State == MirrorState.InSync ? "missed a write" : m.State.ToString();
         try
         {
-            await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.AppliedWaitTimeout, ct);
-            await progress.WaitCaughtUpAsync(m.DeviceId, options.AppliedWaitTimeout, ct);
+            await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.CopySourceWaitTimeout, ct);
+            await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
         }
         catch (Exception ex) when (ex is MirrorUnavailableException or TimeoutException or KafkaException)
         {
@@ -156,7 +156,7 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
             {
                 try
                 {
-                    await progress.WaitCaughtUpAsync(m.DeviceId, options.AppliedWaitTimeout, ct);
+                    await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
                 }
                 catch (Exception ex) when (ex is TimeoutException or KafkaException)
                 {
