@@ -212,6 +212,13 @@ public sealed class ControllerTakeoverTests
         pg.Unblock();
 
         // The new owner's write is what both mirrors hold; both devices refused the stale copies, and recorded why.
+        // First every device consumes its log to the end as of now: the stale copies were sent before the answer.
+        foreach (var d in cluster.Devices)
+        {
+            var end = DeviceTopic.LogEnd(cluster, d);
+            await Eventually.TrueAsync(async () => await cluster.AgentNextOffsetAsync(d) >= end, TimeSpan.FromSeconds(30),
+                () => $"{d} did not consume its log to offset {end}\n{cluster.Logs()}");
+        }
         await WaitConvergedThroughAsync(cluster, other.Url, "vf", other);
         foreach (var d in cluster.Devices)
         {

@@ -9,9 +9,9 @@ namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>
 /// Runs the reconciliation projection under the event store's daemon, and publishes what it decided (its
-/// outbox) on the bus. Several controllers may run both: the daemon serialises rounds, and outbox rows are
-/// claimed with SKIP LOCKED, so each decision is published once (consumers are idempotent anyway), and deleted in
-/// the transaction that claimed it.
+/// outbox) on the bus. Several controllers may run both: the daemon serialises rounds, and one publisher at a
+/// time (a session-level advisory lock) publishes decisions and then deletes them, holding no transaction open
+/// while the bus takes them (see <see cref="PublishBatchAsync"/>).
 /// </summary>
 internal sealed class ReconciliationService(
     PgEventStore store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
@@ -91,13 +91,53 @@ internal sealed class ReconciliationService(
         return span;
     }
 
-    private async Task<int> PublishBatchAsync(CancellationToken ct)
+    /// <summary>
+    /// Publishes up to 200 decisions, then deletes them. No transaction is held while the bus takes them: a
+    /// transaction with row locks has an xid, and one left open while a publish waits for the bus (it can wait
+    /// for as long as the bus is away) holds back the cluster's xmin, and with it every projection daemon — the
+    /// reconciliation of the whole cluster stopped for the length of a bus outage. One publisher at a time across
+    /// controllers, by a session-level advisory lock (which takes no xid); a crash between publish and delete
+    /// publishes those decisions again, which consumers take as the same request. Each round is bounded too.
+    /// </summary>
+    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(10);
+
+    private async Task<int> PublishBatchAsync(CancellationToken stoppingToken)
     {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        bounded.CancelAfter(PublishTimeout);
+        var ct = bounded.Token;
         await using var conn = await store.DataSource.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        var lockKey = $"TaggedMirror.ReconciliationOutbox:{store.Schema}";
+        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", conn))
+        {
+            take.Parameters.AddWithValue(lockKey);
+            if (await take.ExecuteScalarAsync(ct) is not true) return 0;
+        }
+        try
+        {
+            return await PublishUnderLockAsync(conn, ct);
+        }
+        finally
+        {
+            // Released on this connection before it goes back to the pool (a broken connection releases it anyway).
+            try
+            {
+                await using var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(hashtextextended($1, 0))", conn);
+                release.Parameters.AddWithValue(lockKey);
+                await release.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is Npgsql.NpgsqlException or InvalidOperationException)
+            {
+                logger.LogDebug("Reconciliation outbox: releasing the publisher lock: {Reason}", ex.Message);
+            }
+        }
+    }
+
+    private async Task<int> PublishUnderLockAsync(Npgsql.NpgsqlConnection conn, CancellationToken ct)
+    {
         var rows = new List<(long Id, string Kind, string Payload)>();
         await using (var cmd = new Npgsql.NpgsqlCommand(
-            $"SELECT id, kind, payload::text FROM {store.Schema}.recon_outbox WHERE published_at IS NULL ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED", conn, tx))
+            $"SELECT id, kind, payload::text FROM {store.Schema}.recon_outbox WHERE published_at IS NULL ORDER BY id LIMIT 200", conn))
         await using (var r = await cmd.ExecuteReaderAsync(ct))
         {
             while (await r.ReadAsync(ct)) rows.Add((r.GetInt64(0), r.GetString(1), r.GetString(2)));
@@ -122,12 +162,11 @@ internal sealed class ReconciliationService(
         }
         // Deleted, not marked: a published decision is on the bus (and a resync's outcome in the resyncs table), and
         // marked rows were never read again, so the table grew by every decision ever made.
-        await using (var cmd = new Npgsql.NpgsqlCommand($"DELETE FROM {store.Schema}.recon_outbox WHERE id = ANY(@ids)", conn, tx))
+        await using (var cmd = new Npgsql.NpgsqlCommand($"DELETE FROM {store.Schema}.recon_outbox WHERE id = ANY(@ids)", conn))
         {
             cmd.Parameters.AddWithValue("ids", rows.Select(r => r.Id).ToArray());
             await cmd.ExecuteNonQueryAsync(ct);
         }
-        await tx.CommitAsync(ct);
         return rows.Count;
     }
 }

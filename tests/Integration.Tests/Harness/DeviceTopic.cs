@@ -44,6 +44,17 @@ internal static class DeviceTopic
             await producer.ProduceAsync(new TopicPartition(Topics.Device(device), 0), new Message<byte[]?, byte[]?> { Value = filler });
     }
 
+    /// <summary>The end of partition 0 of the device's log now (its high watermark).</summary>
+    public static long LogEnd(TestCluster cluster, string device)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Kafka.BootstrapServers,
+            GroupId = "log-end-" + Guid.NewGuid().ToString("N"),
+        }).Build();
+        return consumer.QueryWatermarkOffsets(new TopicPartition(Topics.Device(device), 0), TimeSpan.FromSeconds(10)).High.Value;
+    }
+
     /// <summary>The offset of the copy of write <paramref name="tag"/> in partition 0 of the device's topic, from <paramref name="from"/> on.</summary>
     public static long OffsetOfCopy(TestCluster cluster, string device, string tag, long from)
     {
