@@ -134,6 +134,10 @@ internal sealed class WritePipeline(
     /// </summary>
     public async Task<Tag> RepairAsync(Volume v, Mirror target, long firstBlock, byte[] data, CancellationToken ct)
     {
+        // Repairs respect the device's lag bound like writes: the full copies of many volumes to one device at
+        // once otherwise outran its log's retention, and the copies themselves fell off before it applied them.
+        if (!await log.Channel(target.DeviceId).WaitForRoomAsync(data.Length, options.LagTimeout, ct))
+            throw new MirrorUnavailableException(target.DeviceId);
         var sends = new Send[v.Mirrors.Length];
         var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
         if (await AwaitDeliveriesAsync(v, write, sends, new string?[v.Mirrors.Length]) == 0)
@@ -328,6 +332,26 @@ internal sealed class WritePipeline(
             }
         }
         write.AllApplied.TrySetResult();
+    }
+
+    /// <summary>
+    /// This controller lost the volume (or is about to replace its stale copy of it after taking it back): its
+    /// writes still in flight will never be answered as acknowledged (the lease check before the answer fails),
+    /// and a copy of theirs that is lost (refused as fenced, truncated) would otherwise keep them, and their bytes
+    /// in the flow-control backlog, forever. They are settled as failed everywhere still pending; whatever of
+    /// them a device applied is in its log, which a new owner catches up with before it reads or copies.
+    /// </summary>
+    public void Abandon(Volume v)
+    {
+        foreach (var w in v.Inflight.Values)
+        {
+            for (var i = 0; i < v.Mirrors.Length; i++)
+            {
+                var (wasPending, settled) = w.MarkFailed(i);
+                if (wasPending) log.Channel(v.Mirrors[i].DeviceId).OnSettled(w.Bytes);
+                if (settled) Settle(w);
+            }
+        }
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Tagging;
 
 namespace TaggedMirror.Controller.Volumes;
@@ -10,7 +11,8 @@ namespace TaggedMirror.Controller.Volumes;
 /// expire (see <see cref="Volume.Writable"/>). If another process took the controller id, this one stops.
 /// </summary>
 internal sealed class LeaseKeeper(
-    VolumeCatalog catalog, ControllerIdentity identity, ControllerOptions options, IHostApplicationLifetime lifetime, ILogger<LeaseKeeper> logger)
+    VolumeCatalog catalog, WritePipeline pipeline, ControllerIdentity identity, ControllerOptions options, IHostApplicationLifetime lifetime,
+    ILogger<LeaseKeeper> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -49,7 +51,9 @@ internal sealed class LeaseKeeper(
                 var owned = await catalog.TryLeaseAsync(v, ct);
                 if (owned && !v.Owned)
                 {
-                    // Taken (over): read the volume as its stream has it now, before its first write here.
+                    // Taken (over): read the volume as its stream has it now, before its first write here. What
+                    // the stale copy still had in flight is not waited for any more (it was never acknowledged).
+                    pipeline.Abandon(v);
                     var fresh = await catalog.ReloadAsync(v, ct) ?? v;
                     fresh.Owned = true;
                     logger.LogWarning("Volume {Volume}: lease taken (owner epoch {OwnerEpoch})", v.Name, fresh.OwnerEpoch);
@@ -57,6 +61,7 @@ internal sealed class LeaseKeeper(
                 else if (!owned && v.Owned)
                 {
                     v.Owned = false;
+                    pipeline.Abandon(v);
                     logger.LogWarning("Volume {Volume}: lease lost to another controller", v.Name);
                 }
             }
