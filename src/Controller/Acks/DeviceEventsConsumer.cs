@@ -29,21 +29,10 @@ internal sealed class DeviceEventsConsumer(
         var m = context.Message;
         // Only the owner records anything for a volume; the device repeats the notice until its owner handled it.
         // One volume taken over meanwhile must not keep the others from being handled.
-        var truncation = (m.Partition, m.ExpectedOffset);
         foreach (var v in catalog.All)
         {
             if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
-            if (mirror.State == MirrorState.NeedsFullCopy)
-            {
-                // Repeated notices of a truncation already handled change nothing. A new one (the device's log
-                // moved past it again while it was being copied to), or one this process has not seen yet, may
-                // have lost what was sent since: settle it, so the full copy's step in flight fails and starts
-                // again instead of waiting forever for a copy that fell off the log.
-                if (mirror.LastTruncation != truncation) pipeline.OnMirrorLost(v, mirror);
-                mirror.LastTruncation = truncation;
-                continue;
-            }
-            mirror.LastTruncation = truncation;
+            if (mirror.State == MirrorState.NeedsFullCopy) continue;
             // What fell off the log will never be applied there: nothing may wait for it. Before the state
             // change, which is what starts the full copy.
             pipeline.OnMirrorLost(v, mirror);

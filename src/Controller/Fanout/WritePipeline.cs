@@ -134,10 +134,6 @@ internal sealed class WritePipeline(
     /// </summary>
     public async Task<Tag> RepairAsync(Volume v, Mirror target, long firstBlock, byte[] data, CancellationToken ct)
     {
-        // Repairs respect the device's lag bound like writes: the full copies of many volumes to one device at
-        // once otherwise outran its log's retention, and the copies themselves fell off before it applied them.
-        if (!await log.Channel(target.DeviceId).WaitForRoomAsync(data.Length, options.LagTimeout, ct))
-            throw new MirrorUnavailableException(target.DeviceId);
         var sends = new Send[v.Mirrors.Length];
         var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
         if (await AwaitDeliveriesAsync(v, write, sends, new string?[v.Mirrors.Length]) == 0)

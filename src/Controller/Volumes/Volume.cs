@@ -174,9 +174,6 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
         set => Volatile.Write(ref _pendingDegrade, value);
     }
 
-    /// <summary>The last truncation of this mirror's log this controller handled (partition, offset the device needed).</summary>
-    public (int Partition, long ExpectedOffset)? LastTruncation { get; set; }
-
     /// <summary>The newest owner epoch whose fence this mirror's log has taken (see <see cref="Volume.OwnerEpoch"/>).</summary>
     public long FencedOwnerEpoch { get; set; }
 
