@@ -166,6 +166,44 @@ public sealed class ControllerTakeoverTests
                 && await cluster.LiveEntriesAsync() == 0;
         }, TimeSpan.FromSeconds(90), () => $"{volume} did not converge\n{owner.Tail()}\n{cluster.Logs()}");
 
+    /// <summary>
+    /// A controller paused past its lease wakes to a bus message or a timer with its old view of the volume. Found
+    /// by the overlapping schedules: it recorded a mirror state in the volume's stream before the new owner had
+    /// written there (the stream version alone matched), and the new owner's next append then failed (500). The
+    /// lease itself is moved here, as a takeover moves it, so the old owner still believes its lease good.
+    /// </summary>
+    [Fact]
+    public async Task a_controller_whose_lease_passed_to_another_records_nothing_more_in_the_volumes_stream()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__LeaseDuration"] = "00:01:00",
+            ["Controller__DeliveryTimeout"] = "00:00:01.500",
+        });
+        await cluster.CreateVolumeAsync("vs", BlockSize, 16);
+        await cluster.WriteAsync("vs", 0, VolumeModel.Data(1, 1, BlockSize));
+        const string version = "SELECT version FROM {schema}.streams WHERE id = 'volume-vs'";
+        var before = await cluster.ScalarAsync(version);
+        await cluster.ScalarAsync(
+            "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = 'vs'");
+
+        // A copy that cannot be delivered makes the old owner record its mirror as degraded.
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+        try
+        {
+            using var r = await cluster.PutBlocksAsync("vs", 1, VolumeModel.Data(2, 1, BlockSize));
+            Assert.False(r.IsSuccessStatusCode, "a write was acknowledged by a controller that no longer holds the volume's lease");
+        }
+        finally
+        {
+            cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+        }
+        Assert.Equal(before, await cluster.ScalarAsync(version));
+        // And it knows now: the next request is sent to the owner.
+        using (var r = await cluster.PutBlocksAsync("vs", 2, VolumeModel.Data(3, 1, BlockSize)))
+            Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
+    }
+
     [Fact]
     public async Task a_write_its_stalled_owner_sends_after_the_volume_moved_is_refused_by_every_mirror_and_the_new_owners_write_survives()
     {

@@ -32,7 +32,15 @@ internal sealed class DeviceEventsConsumer(
         foreach (var v in catalog.All)
         {
             if (!v.Owned || v.MirrorOn(m.DeviceId) is not { } mirror) continue;
-            if (mirror.State == MirrorState.NeedsFullCopy) continue;
+            if (mirror.State == MirrorState.NeedsFullCopy)
+            {
+                // Being copied to already. A repeat changes nothing; a new truncation (the log moved past the
+                // device again) lost what was sent below its new start: nothing may wait for that (the copy's
+                // step in flight then fails and the copy starts again; it could not finish anyway, see
+                // ResyncService.FullCopyAsync).
+                pipeline.OnTruncated(v, mirror, m.Partition, m.LogStartOffset);
+                continue;
+            }
             // What fell off the log will never be applied there: nothing may wait for it. Before the state
             // change, which is what starts the full copy.
             pipeline.OnMirrorLost(v, mirror);

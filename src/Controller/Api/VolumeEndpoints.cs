@@ -167,6 +167,16 @@ internal static class VolumeEndpoints
         {
             return ApiErrors.Unavailable(ex.Message);
         }
+        catch (VolumeTakenOverException ex)
+        {
+            // Found out while reserving an append's blocks, before any tag was taken: nothing happened.
+            return ApiErrors.Conflict(ex.Message);
+        }
+        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException || TransientErrors.IsTransient(ex))
+        {
+            // PostgreSQL away (an append's reservation, a state record): the write's fate is unknown, like any 503.
+            return ApiErrors.Unavailable($"volume {name}: the metadata store is unreachable ({ex.Message}); try again");
+        }
     }
 
     private static async Task<IResult> ReadAsync(string name, string firstBlock, string? count, VolumeCatalog catalog, VolumeReader reader, CancellationToken ct)
@@ -189,6 +199,11 @@ internal static class VolumeEndpoints
         catch (ReadFailedException ex)
         {
             return ApiErrors.Unavailable(ex.Message);
+        }
+        catch (Exception ex) when (TransientErrors.IsTransient(ex) && ex is not OperationCanceledException)
+        {
+            // A read checks how far the mirror applied its log, which PostgreSQL records.
+            return ApiErrors.Unavailable($"volume {name}: the metadata store is unreachable ({ex.Message}); try again");
         }
     }
 

@@ -33,6 +33,14 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent
     /// <summary>The topic's partitions, once known.</summary>
     public int[]? Partitions { get; set; }
 
+    /// <summary>
+    /// One repair in flight to this device at a time, whichever volume it is for. Writes are bounded by the lag
+    /// bound; repairs are bounded by this: after a truncation every volume on the device needs a full copy, and
+    /// their steps sent all at once outran the log's retention, fell off before the device applied them, and
+    /// truncated it again, over and over.
+    /// </summary>
+    public SemaphoreSlim RepairSlot { get; } = new(1, 1);
+
     /// <summary>The barrier being sent to this device, if any: one at a time.</summary>
     public Task? BarrierInFlight { get; set; }
 

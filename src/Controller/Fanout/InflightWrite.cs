@@ -13,6 +13,7 @@ internal sealed class InflightWrite
     private readonly Lock _lock = new();
     private readonly long[] _tokens;
     private readonly TaskCompletionSource[] _appliedOn;
+    private readonly (int Partition, long Offset)?[] _logPositions;
     private int _pending;      // bit per mirror: sent, neither applied nor failed yet
     private bool _incomplete;  // some mirror did not get it
 
@@ -26,6 +27,7 @@ internal sealed class InflightWrite
         Bytes = bytes;
         _tokens = new long[volume.Mirrors.Length];
         _appliedOn = new TaskCompletionSource[volume.Mirrors.Length];
+        _logPositions = new (int, long)?[volume.Mirrors.Length];
         for (var i = 0; i < _appliedOn.Length; i++)
         {
             _appliedOn[i] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -55,6 +57,18 @@ internal sealed class InflightWrite
     public void MarkSent(int mirror)
     {
         lock (_lock) _pending |= 1 << mirror;
+    }
+
+    /// <summary>The log took the copy for <paramref name="mirror"/> at this partition and offset.</summary>
+    public void MarkDelivered(int mirror, int partition, long offset)
+    {
+        lock (_lock) _logPositions[mirror] = (partition, offset);
+    }
+
+    /// <summary>Where the copy for <paramref name="mirror"/> is in its log, once delivered.</summary>
+    public (int Partition, long Offset)? LogPositionOf(int mirror)
+    {
+        lock (_lock) return _logPositions[mirror];
     }
 
     public void MarkSkipped(int mirror)

@@ -134,12 +134,21 @@ internal sealed class WritePipeline(
     /// </summary>
     public async Task<Tag> RepairAsync(Volume v, Mirror target, long firstBlock, byte[] data, CancellationToken ct)
     {
-        var sends = new Send[v.Mirrors.Length];
-        var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
-        if (await AwaitDeliveriesAsync(v, write, sends, new string?[v.Mirrors.Length]) == 0)
-            throw new MirrorUnavailableException(target.DeviceId);
-        await write.AppliedOnAsync(target.Index).WaitAsync(options.AppliedWaitTimeout, ct);
-        return write.Tag;
+        var slot = log.Channel(target.DeviceId).RepairSlot;
+        await slot.WaitAsync(ct);
+        try
+        {
+            var sends = new Send[v.Mirrors.Length];
+            var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
+            if (await AwaitDeliveriesAsync(v, write, sends, new string?[v.Mirrors.Length]) == 0)
+                throw new MirrorUnavailableException(target.DeviceId);
+            await write.AppliedOnAsync(target.Index).WaitAsync(options.AppliedWaitTimeout, ct);
+            return write.Tag;
+        }
+        finally
+        {
+            slot.Release();
+        }
     }
 
     private static int AllMirrors(Volume v) => (1 << v.Mirrors.Length) - 1;
@@ -157,6 +166,7 @@ internal sealed class WritePipeline(
                 try
                 {
                     var result = await delivery;
+                    write.MarkDelivered(i, result.Partition.Value, result.Offset.Value);
                     holding++;
                     outcomes[i] = "in the log";
                     if (span is not null)
@@ -361,6 +371,27 @@ internal sealed class WritePipeline(
         {
             // Before the copy faults or the write settles: nobody may take this mirror as current after that.
             if ((w.Targets & (1 << m.Index)) != 0 && !w.AppliedOnAsync(m.Index).IsCompletedSuccessfully) m.MarkMissed(w.Tag.Seq);
+            var (wasPending, settled) = w.MarkFailed(m.Index);
+            if (wasPending) channel.OnSettled(w.Bytes);
+            if (settled) Settle(w);
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="m"/>'s log was truncated under its device (again, while it is being copied to): copies that
+    /// were put in that partition below the offset the log starts at now will never be applied; they are settled
+    /// without it. Copies still in the log, or not yet known to be in it, are left alone: the device applies them.
+    /// Failing them too made every repeated notice fail the full copy's step in flight, whose next attempt pushed
+    /// the log's start past the device again, and so on forever. Idempotent: every repeat of the notice may call it.
+    /// </summary>
+    public void OnTruncated(Volume v, Mirror m, int partition, long logStartOffset)
+    {
+        var channel = log.Channel(m.DeviceId);
+        foreach (var w in v.Inflight.Values)
+        {
+            if ((w.Targets & (1 << m.Index)) == 0 || w.AppliedOnAsync(m.Index).IsCompleted) continue;
+            if (w.LogPositionOf(m.Index) is not { } at || at.Partition != partition || at.Offset >= logStartOffset) continue;
+            m.MarkMissed(w.Tag.Seq);
             var (wasPending, settled) = w.MarkFailed(m.Index);
             if (wasPending) channel.OnSettled(w.Bytes);
             if (settled) Settle(w);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using TaggedMirror.Contracts.Bus;
+using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Tagging;
@@ -54,6 +55,8 @@ internal sealed class ResyncService(
     {
         // A write that misses the target during the copy must keep it from being declared in sync by this copy.
         var missedAtStart = target.LastSkippedSeq;
+        // A truncation the device records after this point may have lost what the copy sent it: see the end.
+        var truncatedAtStart = await LatestTruncationAsync(target.DeviceId, ct);
         var total = v.TotalBlocks;
         target.FullCopyTotal = total;
         target.FullCopyDone = 0;
@@ -69,13 +72,58 @@ internal sealed class ResyncService(
             sources.Add(await CopyAsync(v, preferred: null, target, first, n, first >= v.Blocks, tag: null, ct));
             target.FullCopyDone = first + n;
         }
+        if (!await ClearFullCopyMarkAsync(target, truncatedAtStart, ct))
+            throw new InvalidOperationException($"the log of {target.DeviceId} was truncated again while it was being copied to; the copy starts again");
         await catalog.SetMirrorStateAsync(v, target, MirrorState.InSync,
             $"full copy of {total} blocks from {string.Join(", ", sources.Order(StringComparer.Ordinal))} done", ct, verifiedMissedSeq: missedAtStart);
+    }
+
+    /// <summary>The version of the newest truncation the device recorded in its stream (0: none).</summary>
+    private async Task<long> LatestTruncationAsync(string deviceId, CancellationToken ct)
+    {
         await using var cmd = store.DataSource.CreateCommand(
-            $"UPDATE {store.Schema}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = @o");
-        cmd.Parameters.AddWithValue("d", target.DeviceId);
-        cmd.Parameters.AddWithValue("o", target.ObjectId);
-        await cmd.ExecuteNonQueryAsync(ct);
+            $"SELECT coalesce(max(version), 0) FROM {store.Schema}.events WHERE stream_id = @s AND type = @t");
+        cmd.Parameters.AddWithValue("s", TagTableEventTypes.Stream(deviceId));
+        cmd.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
+        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>
+    /// Clears the device's "needs a full copy" mark of the target's object, unless the device recorded a truncation
+    /// after <paramref name="truncatedAtStart"/>: then writes or steps sent during the copy may have fallen off
+    /// before it applied them, and the mark (set again by the device) must stay. The object's row is locked
+    /// first: the device sets the mark and records the truncation in one transaction, so either that transaction
+    /// is seen here, or it waits and sets the mark again after this one.
+    /// </summary>
+    private async Task<bool> ClearFullCopyMarkAsync(Mirror target, long truncatedAtStart, CancellationToken ct)
+    {
+        var s = store.Schema;
+        await using var conn = await store.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var lockRow = new Npgsql.NpgsqlCommand(
+            $"SELECT 1 FROM {s}.device_objects WHERE device_id = @d AND object_id = @o FOR UPDATE", conn, tx))
+        {
+            lockRow.Parameters.AddWithValue("d", target.DeviceId);
+            lockRow.Parameters.AddWithValue("o", target.ObjectId);
+            await lockRow.ExecuteNonQueryAsync(ct);
+        }
+        await using (var newer = new Npgsql.NpgsqlCommand(
+            $"SELECT EXISTS (SELECT 1 FROM {s}.events WHERE stream_id = @s AND type = @t AND version > @v)", conn, tx))
+        {
+            newer.Parameters.AddWithValue("s", TagTableEventTypes.Stream(target.DeviceId));
+            newer.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
+            newer.Parameters.AddWithValue("v", truncatedAtStart);
+            if ((bool)(await newer.ExecuteScalarAsync(ct))!) return false;
+        }
+        await using (var clear = new Npgsql.NpgsqlCommand(
+            $"UPDATE {s}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = @o", conn, tx))
+        {
+            clear.Parameters.AddWithValue("d", target.DeviceId);
+            clear.Parameters.AddWithValue("o", target.ObjectId);
+            await clear.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return true;
     }
 
     /// <summary>Copies one range under its fence; the source is chosen and checked only once the fence is up. Returns the source's device.</summary>

@@ -100,21 +100,45 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     }
 
     /// <summary>
-    /// Appends to the volume's stream at the version this controller last saw. A conflict means another
-    /// controller has written it since (it took the volume over): this one stops taking writes for it.
+    /// Appends to the volume's stream at the version this controller last saw, and only while the lease is still
+    /// this controller's at the owner epoch it holds (checked in the same transaction, the lease row share-locked so
+    /// a takeover waits for it). The version alone is not enough: a controller that was paused past its lease and
+    /// woke to a bus message or a timer recorded a mirror state from its stale view before the new owner had
+    /// written anything (found by the overlapping schedules: it could declare a mirror in sync that had missed
+    /// the new owner's writes). A conflict or a lost lease: this one stops taking writes for the volume.
     /// </summary>
     private async Task AppendToVolumeAsync(Volume v, NewEvent e, CancellationToken ct)
     {
+        await using var session = await store.OpenSessionAsync(ct);
+        await using (var lease = new NpgsqlCommand($"""
+            SELECT 1 FROM {store.Schema}.volume_leases
+            WHERE volume = @v AND controller_id = @c AND epoch = @e AND owner_epoch = @o FOR SHARE
+            """, session.Connection, session.Transaction))
+        {
+            lease.Parameters.AddWithValue("v", v.Name);
+            lease.Parameters.AddWithValue("c", options.Id);
+            lease.Parameters.AddWithValue("e", Epoch);
+            lease.Parameters.AddWithValue("o", v.OwnerEpoch);
+            if (await lease.ExecuteScalarAsync(ct) is null) throw TakenOver(v, "its lease is held by another controller now");
+        }
+        IReadOnlyList<StoredEvent> stored;
         try
         {
-            v.StreamVersion = await store.AppendAsync(VolumeEventTypes.Stream(v.Name), v.StreamVersion, [e], ct);
+            stored = await session.AppendAsync(VolumeEventTypes.Stream(v.Name), v.StreamVersion, [e], ct);
         }
         catch (StreamVersionConflictException)
         {
-            v.Owned = false;
-            logger.LogWarning("Volume {Volume}: its stream was written by another controller; this one no longer owns it", v.Name);
-            throw new VolumeTakenOverException($"volume {v.Name} was taken over by another controller");
+            throw TakenOver(v, "its stream was written by another controller");
         }
+        await session.CommitAsync(ct);
+        v.StreamVersion = stored[^1].Version;
+    }
+
+    private VolumeTakenOverException TakenOver(Volume v, string why)
+    {
+        v.Owned = false;
+        logger.LogWarning("Volume {Volume}: {Why}; this controller no longer owns it", v.Name, why);
+        return new VolumeTakenOverException($"volume {v.Name} was taken over by another controller");
     }
 
     /// <summary>Creates a volume. Throws <see cref="StreamVersionConflictException"/> if the name is taken.</summary>
