@@ -45,17 +45,9 @@ public sealed class FullCopyTests
             TimeSpan.FromSeconds(60), () => "d1 did not report the truncation\n" + cluster.Logs());
         await cluster.WaitConvergedAsync("full", TimeSpan.FromSeconds(60));
 
-        var steps = (await cluster.ResyncsAsync("full")).Where(r => r.Tag is null).ToList();
-        // The pass that finished covers the volume exactly, step after step. An earlier pass may have been cut
-        // short: the development broker's log starts moving again as soon as the copy appends to it, and a
-        // truncation recorded during a copy makes it start over (it cannot tell what it lost).
-        var last = steps.FindLastIndex(r => r.FirstBlock == 0);
-        Assert.True(last >= 0, "no full-copy step started at block 0");
-        var pass = steps[last..];
-        Assert.Equal(blocks, pass.Sum(r => (long)r.BlockCount));
-        Assert.All(pass.Zip(pass.Skip(1)), p => Assert.Equal(p.First.FirstBlock + p.First.BlockCount, p.Second.FirstBlock));
-        Assert.True(steps.Count <= 3 * pass.Count, $"the copy started over more than twice ({steps.Count} steps for a pass of {pass.Count})");
-        Assert.All(steps, r => Assert.True((long)r.BlockCount * blockSize <= MaxWriteBytes, $"a full-copy step of {r.BlockCount} blocks is larger than a write may be"));
+        var resyncs = await cluster.ResyncsAsync("full");
+        Mirrors.AssertLastFullCopyCovers(resyncs, blocks);
+        Assert.All(resyncs.Where(r => r.Tag is null), r => Assert.True((long)r.BlockCount * blockSize <= MaxWriteBytes, $"a full-copy step of {r.BlockCount} blocks is larger than a write may be"));
         Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.device_objects WHERE needs_full_copy"));
         var expected = model.Expected();
         Mirrors.AssertObjectFilesEqual(cluster, "full", expected);

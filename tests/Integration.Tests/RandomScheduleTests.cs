@@ -34,9 +34,9 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
     public static IEnumerable<object[]> Seeds()
     {
         var count = int.TryParse(Environment.GetEnvironmentVariable("TM_RANDOM_SEEDS"), CultureInfo.InvariantCulture, out var n) ? n
-            // 20 in the normal suite: the overlapping-fault schedules (50 seeds, a quarter of their episodes a single
+            // 8 in the normal suite: the overlapping-fault schedules (50 seeds, a quarter of their episodes a single
             // fault) cover the fault mix too; this one keeps the exact-resync check. TM_SOAK=1 runs 300.
-            : Environment.GetEnvironmentVariable("TM_SOAK") is null ? 20 : 300;
+            : Environment.GetEnvironmentVariable("TM_SOAK") is null ? 8 : 300;
         return Enumerable.Range(1, count).Select(s => new object[] { s });
     }
 

@@ -2,6 +2,24 @@ namespace TaggedMirror.Integration.Tests.Harness;
 
 internal static class Mirrors
 {
+    /// <summary>
+    /// The full copy that finished covered the volume exactly, step after step, and returns its steps. An earlier
+    /// pass may have been cut short: a truncation recorded while a device is copied to makes its copy start over
+    /// (it cannot tell what it lost), and the development broker's log starts moving again as soon as anything is
+    /// appended to it. Starting over more than twice is a failure (a copy that never settles).
+    /// </summary>
+    public static List<Resync> AssertLastFullCopyCovers(List<Resync> resyncs, long blocks)
+    {
+        var steps = resyncs.Where(r => r.Tag is null).ToList();
+        var last = steps.FindLastIndex(r => r.FirstBlock == 0);
+        Assert.True(last >= 0, "no full-copy step started at block 0");
+        var pass = steps[last..];
+        Assert.Equal(blocks, pass.Sum(r => (long)r.BlockCount));
+        Assert.All(pass.Zip(pass.Skip(1)), p => Assert.Equal(p.First.FirstBlock + p.First.BlockCount, p.Second.FirstBlock));
+        Assert.True(steps.Count <= 3 * pass.Count, $"the copy started over more than twice ({steps.Count} steps for a pass of {pass.Count})");
+        return pass;
+    }
+
     /// <summary>Every mirror's object file equals <paramref name="expected"/> (bytes never written read as zero).</summary>
     public static void AssertObjectFilesEqual(TestCluster cluster, string volume, byte[] expected, params string[] devices)
     {
