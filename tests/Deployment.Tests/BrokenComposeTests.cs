@@ -30,7 +30,7 @@ public sealed class BrokenComposeTests
     [InlineData("      test: [\"CMD\", \"pg_isready\", \"-U\", \"tm\", \"-d\", \"tm\"]\n", "      test: [\"CMD\", \"true\"]\n", "healthcheck should run pg_isready")]
     [InlineData("TaggedMirror__RabbitMqPassword: \"tm\"", "TaggedMirror__RabbitMqPassword: \"guest\"", "does not match rabbitmq RABBITMQ_DEFAULT_PASS")]
     [InlineData("      Agent__DataDirectory: \"/data\"\n", "      Agent__DataDirectory: \"/var/data\"\n", "no volume is mounted at Agent__DataDirectory")]
-    [InlineData("  postgres:\n    image", "  postgres:\n\timage", "tab character")]
+    [InlineData("  postgres:\n    image", "  postgres:\n\timage", "tab")]
     public void A_broken_copy_is_reported(string find, string replace, string expected)
     {
         Assert.Contains(find, Original, StringComparison.Ordinal);

@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 
 namespace TaggedMirror.Deployment.Tests;
 
-/// <summary>docker-compose.yml read through <see cref="MiniYaml"/>, with the few shapes the checks need.</summary>
+/// <summary>docker-compose.yml read through <see cref="Yaml"/>, with the few shapes the checks need.</summary>
 public sealed class ComposeFile
 {
     private ComposeFile(YamlMapping root, IReadOnlyList<ComposeService> services, IReadOnlyList<string> volumes)
@@ -25,7 +25,7 @@ public sealed class ComposeFile
 
     public static ComposeFile Parse(string text)
     {
-        if (MiniYaml.Parse(text) is not YamlMapping root) throw new FormatException("compose file must be a mapping");
+        if (Yaml.Parse(text) is not YamlMapping root) throw new FormatException("compose file must be a mapping");
         if (root["services"] is not YamlMapping services) throw new FormatException("compose file has no services mapping");
         var list = services.Entries.Select(e => e.Value is YamlMapping m
             ? new ComposeService(e.Key, m)

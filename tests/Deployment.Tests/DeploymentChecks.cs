@@ -34,7 +34,7 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
         {
             checks = new DeploymentChecks(ComposeFile.Parse(composeText));
         }
-        catch (Exception e) when (e is YamlSubsetException or FormatException)
+        catch (Exception e) when (e is YamlFormatException or FormatException)
         {
             return [$"compose file: {e.Message}"];
         }
