@@ -1,3 +1,6 @@
+using JasperFx.Events.Daemon;
+using JasperFx.Events.Projections;
+using Marten;
 using MassTransit;
 using Polly;
 using Polly.Retry;
@@ -10,9 +13,9 @@ using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -23,9 +26,7 @@ controller.Validate();
 
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
 var dataSource = PostgresDataSource.Create(options.Postgres);
-var store = new PgEventStore(dataSource, options.Schema, [new VolumeCatalogProjection(options.Schema), new ResyncLogProjection(options.Schema)]);
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
-store.AddAsyncProjection(reconciliation);
 // Started while PostgreSQL is away (a host reboot, a restart of both): wait for it rather than exit.
 var untilPostgres = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
 {
@@ -47,7 +48,8 @@ try
     epoch = await untilPostgres.ExecuteAsync(async ct =>
 {
     await ClusterSchema.MigrateAsync(dataSource, options.Schema, ct);
-    await store.MigrateAsync(ct);
+    await ControllerSchema.MigrateAsync(dataSource, options.Schema, ct);
+    await EventStoreSetup.MigrateAsync(dataSource, options.Schema, ct);
     // Before the epoch: a second process with a live id must not even start one.
     await identity.AcquireAsync(TimeSpan.FromSeconds(5), ct);
     return await TagGenerator.BeginEpochAsync(dataSource, options.Schema, controller.Id, ct);
@@ -62,7 +64,22 @@ catch (ControllerIdInUseException ex)
 
 builder.Services.AddSingleton(controller);
 builder.Services.AddSingleton(identity);
-builder.Services.AddSingleton(store);
+// The volume catalog and the resync log follow their streams inline; reconciliation runs in Marten's async daemon,
+// on one controller at a time (hot/cold: another takes over when the holder of the daemon's lock goes away).
+builder.Services.AddMarten(_ =>
+{
+    var o = new StoreOptions();
+    EventStoreSetup.Configure(o, dataSource, options.Schema);
+    o.Events.MapEventType<VolumeCreated>(VolumeEventTypes.Created);
+    o.Events.MapEventType<MirrorStateChanged>(VolumeEventTypes.MirrorStateChanged);
+    o.Events.MapEventType<ExtensionReserved>(VolumeEventTypes.ExtensionReserved);
+    o.Events.MapEventType<ResyncCompleted>(ResyncEventTypes.Completed);
+    o.Projections.Add(new VolumeCatalogProjection(options.Schema), ProjectionLifecycle.Inline);
+    o.Projections.Add(new ResyncLogProjection(options.Schema), ProjectionLifecycle.Inline);
+    o.Projections.Add(reconciliation, ProjectionLifecycle.Async, ReconciliationProjection.Name);
+    return o;
+}).AddAsyncDaemon(DaemonMode.HotCold);
+builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
 builder.Services.AddSingleton<DeviceLog>();

@@ -1,11 +1,13 @@
+using JasperFx.Events.Projections;
+using Marten;
 using TaggedMirror.DeviceAgent;
 using TaggedMirror.DeviceAgent.Api;
 using TaggedMirror.DeviceAgent.BlockStore;
 using TaggedMirror.DeviceAgent.Consumption;
 using TaggedMirror.DeviceAgent.TagTable;
-using TaggedMirror.EventStore;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -17,17 +19,25 @@ builder.Services.Configure<AgentOptions>(builder.Configuration.GetSection(AgentO
 builder.Services.AddSingleton(new ObjectFiles(agent.DataDirectory));
 builder.Services.AddSingleton<DeviceStatus>();
 builder.Services.AddSingleton<AgentTelemetry>();
-builder.Services.AddSingleton(sp => new PgEventStore(
-    sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema, [new LiveTagTableProjection(options.Schema)]));
+// The live tag table follows the device's stream inline, in the transaction that records each batch.
+builder.Services.AddMarten(sp =>
+{
+    var o = new StoreOptions();
+    EventStoreSetup.Configure(o, sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema);
+    o.Projections.Add(new LiveTagTableProjection(options.Schema), ProjectionLifecycle.Inline);
+    return o;
+});
+builder.Services.AddSingleton(sp => new EventStreams(
+    sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema));
 builder.Services.AddTaggedMirrorBus(options);
 builder.Services.AddHostedService<DeviceConsumer>();
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
-var store = app.Services.GetRequiredService<PgEventStore>();
+var store = app.Services.GetRequiredService<EventStreams>();
 await ClusterSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
-await store.MigrateAsync(app.Lifetime.ApplicationStopping);
+await EventStoreSetup.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 
 app.MapReadEndpoints(agent.DeviceId);
 app.MapProcessDiagnostics();

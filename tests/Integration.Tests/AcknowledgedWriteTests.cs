@@ -169,7 +169,7 @@ public sealed class AcknowledgedWriteTests
         Assert.Equal(1, answer.MirrorsHolding);
         Assert.Equal("Degraded", await cluster.MirrorStateAsync("pgdown", "d1"));
         Assert.Equal(1, await cluster.ScalarAsync(
-            "SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-pgdown' AND type = 'mirror_state_changed' AND data->>'state' = 'Degraded'"));
+            "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-pgdown' AND type = 'mirror_state_changed' AND data->>'state' = 'Degraded'"));
 
         // Barriers go on past the write that failed: d0 passes one covering it.
         await Eventually.TrueAsync(async () => await cluster.ScalarAsync(

@@ -95,7 +95,7 @@ public sealed partial class AgentDurabilityTests
         await cluster.StartAgentAsync("d1", waitRunning: false);
         await Eventually.TrueAsync(async () => (await cluster.AgentStatusAsync("d1")).GetProperty("truncationDetected").GetBoolean(),
             TimeSpan.FromSeconds(60), () => "d1 did not detect the truncation\n" + cluster.Logs());
-        Assert.Equal(1, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.events WHERE stream_id = 'tagtable-d1' AND type = 'log_truncated'"));
+        Assert.Equal(1, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'tagtable-d1' AND type = 'log_truncated'"));
         // Longer than a publish attempt (5 s): the first notice is gone for good, and nothing reached the controller.
         await Task.Delay(TimeSpan.FromSeconds(8));
         Assert.Equal(0, await NeedsFullCopyMarksAsync(cluster));
@@ -121,7 +121,7 @@ public sealed partial class AgentDurabilityTests
     }
 
     private static Task<long> NeedsFullCopyMarksAsync(TestCluster cluster) => cluster.ScalarAsync(
-        "SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-tn' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'");
+        "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-tn' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'");
 
     // 1234  openat(AT_FDCWD, "/tmp/…/data/d0", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 57
     [GeneratedRegex("""openat\(AT_FDCWD, "(?<path>[^"]+)", [^)]*O_DIRECTORY[^)]*\)\s*= (?<fd>\d+)""")]

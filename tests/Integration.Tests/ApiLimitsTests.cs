@@ -88,7 +88,7 @@ public sealed class ApiLimitsTests
         await AssertRefusedAsync("append: unknown volume", await cluster.AppendAsync("nosuch", new byte[BlockSize]), HttpStatusCode.NotFound);
 
         Assert.Equal(before, await TagsIssuedAsync(cluster));
-        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.events WHERE type IN ('tag_recorded', 'extension_reserved')"));
+        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE type IN ('tag_recorded', 'extension_reserved')"));
         Assert.Equal(0, (await cluster.VolumeStatusAsync("lim")).GetProperty("writesAccepted").GetInt64());
 
         // Nothing refused is waited for: a normal write and read of the last block come back at once.
@@ -147,7 +147,7 @@ public sealed class ApiLimitsTests
         using (var text = new StringContent("""{"name":"c","blockSize":4096,"blocks":16,"mirrors":["d0","d1"]}""", Encoding.UTF8, "text/plain"))
             await AssertRefusedAsync("create: not declared as JSON", await cluster.Http.PostAsync(url, text));
 
-        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.events WHERE type = 'volume_created'"));
+        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE type = 'volume_created'"));
         using (var list = await cluster.Http.GetAsync(url))
             Assert.Equal(0, JsonDocument.Parse(await list.Content.ReadAsStringAsync()).RootElement.GetArrayLength());
 

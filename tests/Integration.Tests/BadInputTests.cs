@@ -43,7 +43,7 @@ public sealed class BadInputTests
         Assert.Equal(before, (await cluster.ControllerInfoAsync()).GetProperty("tagsIssued").GetInt64());
         var status = await cluster.VolumeStatusAsync("bad");
         Assert.Equal(0, status.GetProperty("writesAccepted").GetInt64());
-        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.events WHERE type = 'tag_recorded'"));
+        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE type = 'tag_recorded'"));
     }
 
     [Fact]

@@ -182,7 +182,7 @@ public sealed class ControllerTakeoverTests
         });
         await cluster.CreateVolumeAsync("vs", BlockSize, 16);
         await cluster.WriteAsync("vs", 0, VolumeModel.Data(1, 1, BlockSize));
-        const string version = "SELECT version FROM {schema}.streams WHERE id = 'volume-vs'";
+        const string version = "SELECT version FROM {schema}.mt_streams WHERE id = 'volume-vs'";
         var before = await cluster.ScalarAsync(version);
         await cluster.ScalarAsync(
             "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = 'vs'");
@@ -265,7 +265,7 @@ public sealed class ControllerTakeoverTests
             Assert.True(file.AsSpan(20 * BlockSize, 2 * BlockSize).SequenceEqual(before), $"{d}: the first owner's acknowledged write to block 20 is gone");
         }
         Assert.Equal(2, await cluster.ScalarAsync(
-            "SELECT count(*) FROM {schema}.events WHERE type = 'transaction_quarantined' AND data->>'reason' LIKE 'fenced:%'"));
+            "SELECT count(*) FROM {schema}.mt_events WHERE type = 'transaction_quarantined' AND data->>'reason' LIKE 'fenced:%'"));
     }
 
     [Fact]

@@ -34,12 +34,12 @@ public sealed class FaultTests
         {
             var duplicates = await cluster.ScalarAsync("""
                 SELECT count(*) FROM (
-                    SELECT data->'tag' FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'
+                    SELECT data->'tag' FROM {schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded'
                     GROUP BY data->'tag' HAVING count(*) > 1) d
                 """, ("s", "tagtable-" + d));
             Assert.Equal(0, duplicates);
             var recorded = await cluster.ScalarAsync(
-                "SELECT count(*) FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d));
+                "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d));
             Assert.Equal(3000, recorded);
         }
     }
@@ -69,7 +69,7 @@ public sealed class FaultTests
         // Every write acknowledged before a restart is still there, on both mirrors.
         await Mirrors.AssertReadsEqualAsync(cluster, "epochs", model.Expected(), BlockSize);
         var distinctRecorded = await cluster.ScalarAsync(
-            "SELECT count(DISTINCT data->'tag') FROM {schema}.events WHERE stream_id = 'tagtable-d0' AND type = 'tag_recorded'");
+            "SELECT count(DISTINCT data->'tag') FROM {schema}.mt_events WHERE stream_id = 'tagtable-d0' AND type = 'tag_recorded'");
         Assert.Equal(120, distinctRecorded);
     }
 
@@ -100,9 +100,9 @@ public sealed class FaultTests
         await Eventually.TrueAsync(async () => (await cluster.AgentStatusAsync("d1")).GetProperty("truncationDetected").GetBoolean(),
             TimeSpan.FromSeconds(60), () => "d1 did not report the truncation\n" + cluster.Logs());
         Assert.Equal(1, await cluster.ScalarAsync(
-            "SELECT count(*) FROM {schema}.events WHERE stream_id = 'tagtable-d1' AND type = 'log_truncated'"));
+            "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'tagtable-d1' AND type = 'log_truncated'"));
         await Eventually.TrueAsync(async () => await cluster.ScalarAsync(
-                "SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-trunc' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'") == 1,
+                "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-trunc' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'") == 1,
             TimeSpan.FromSeconds(30), () => "the controller did not mark d1's mirror as needing a full copy\n" + cluster.Logs());
         await writes;
 

@@ -49,7 +49,7 @@ public sealed class PoisonTransactionTests
         // ... and the controller settled the write without d0 (it would wait for d0 forever otherwise), degraded
         // the mirror, and reconciliation copied the write to d0.
         await Eventually.TrueAsync(async () => await cluster.ScalarAsync("""
-                SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-ov' AND type = 'mirror_state_changed'
+                SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-ov' AND type = 'mirror_state_changed'
                   AND data->>'deviceId' = 'd0' AND data->>'state' = 'Degraded' AND data->>'reason' LIKE '%dead-letter%'
                 """) >= 1,
             TimeSpan.FromSeconds(30), () => "the controller did not mark d0's copy failed\n" + cluster.Logs());
@@ -143,7 +143,7 @@ public sealed class PoisonTransactionTests
         var status = await cluster.AgentStatusAsync("d0");
         Assert.Contains("no space", status.GetProperty("fault").GetString(), StringComparison.OrdinalIgnoreCase);
         await Eventually.TrueAsync(async () => await cluster.ScalarAsync("""
-                SELECT count(*) FROM {schema}.events WHERE stream_id = 'volume-full' AND type = 'mirror_state_changed'
+                SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-full' AND type = 'mirror_state_changed'
                   AND data->>'deviceId' = 'd0' AND data->>'state' = 'Degraded' AND data->>'reason' LIKE '%no space%'
                 """) >= 1,
             TimeSpan.FromSeconds(30), () => $"the controller did not degrade d0: {cluster.VolumeStatusAsync("full").GetAwaiter().GetResult()}\n{cluster.Logs()}");
@@ -210,7 +210,7 @@ public sealed class PoisonTransactionTests
         Assert.Equal(after, await cluster.ReadAsync("dl", 5, 1));
         // The refusal is not lost: it is an event of d0's stream, with where it came from, why, and its bytes.
         await using var cmd = cluster.DataSource.CreateCommand(
-            $"SELECT data::text FROM {cluster.Schema}.events WHERE stream_id = 'tagtable-d0' AND type = 'transaction_quarantined'");
+            $"SELECT data::text FROM {cluster.Schema}.mt_events WHERE stream_id = 'tagtable-d0' AND type = 'transaction_quarantined'");
         var events = new List<JsonElement>();
         await using (var r = await cmd.ExecuteReaderAsync())
             while (await r.ReadAsync()) events.Add(JsonDocument.Parse(r.GetString(0)).RootElement);
@@ -232,7 +232,7 @@ public sealed class PoisonTransactionTests
         await using var cmd = cluster.DataSource.CreateCommand($"""
             SELECT concat_ws(':', data->'tag'->>'controllerId', data->'tag'->>'epoch', data->'tag'->>'seq'),
                    (data->>'firstBlock')::bigint, (data->>'blockCount')::int
-            FROM {cluster.Schema}.events WHERE stream_id = @s AND type = 'tag_recorded' AND data->>'objectId' = @o
+            FROM {cluster.Schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded' AND data->>'objectId' = @o
             """);
         cmd.Parameters.AddWithValue("s", "tagtable-" + device);
         cmd.Parameters.AddWithValue("o", objectId);

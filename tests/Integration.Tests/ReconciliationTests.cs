@@ -90,7 +90,7 @@ public sealed class ReconciliationTests
         foreach (var r in resyncs)
         {
             var range = await cluster.ScalarAsync($$"""
-                SELECT (data->>'firstBlock')::bigint * 100000 + (data->>'blockCount')::bigint FROM {schema}.events
+                SELECT (data->>'firstBlock')::bigint * 100000 + (data->>'blockCount')::bigint FROM {schema}.mt_events
                 WHERE stream_id = 'tagtable-d0' AND type = 'tag_recorded'
                   AND concat_ws(':', data->'tag'->>'controllerId', data->'tag'->>'epoch', data->'tag'->>'seq') = '{{r.Tag}}'
                 """);
@@ -153,9 +153,9 @@ public sealed class ReconciliationTests
         foreach (var d in cluster.Devices)
         {
             Assert.Equal(2000, await cluster.ScalarAsync(
-                "SELECT count(DISTINCT data->'tag') FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
+                "SELECT count(DISTINCT data->'tag') FROM {schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
             Assert.Equal(2000, await cluster.ScalarAsync(
-                "SELECT count(*) FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
+                "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded'", ("s", "tagtable-" + d)));
         }
     }
 

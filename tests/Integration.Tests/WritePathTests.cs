@@ -44,7 +44,7 @@ public sealed class WritePathTests(ITestOutputHelper output)
         var expected = model.Expected();
         Mirrors.AssertObjectFilesEqual(cluster, "vol", expected);
         await Mirrors.AssertReadsEqualAsync(cluster, "vol", expected, BlockSize);
-        var retired = await cluster.ScalarAsync("SELECT count(*) FROM {schema}.events WHERE type = 'tag_retired'");
+        var retired = await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE type = 'tag_retired'");
         Assert.Equal(2 * 10_000, retired);
     }
 
@@ -73,7 +73,7 @@ public sealed class WritePathTests(ITestOutputHelper output)
         foreach (var d in cluster.Devices)
         {
             var recorded = await cluster.ScalarAsync(
-                "SELECT count(*) FROM {schema}.events WHERE stream_id = @s AND type = 'tag_recorded' AND (data->'tag'->>'seq')::bigint = @seq",
+                "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded' AND (data->'tag'->>'seq')::bigint = @seq",
                 ("s", "tagtable-" + d), ("seq", long.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture)));
             Assert.Equal(1, recorded);
         }

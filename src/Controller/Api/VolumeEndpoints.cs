@@ -9,7 +9,8 @@ using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Api;

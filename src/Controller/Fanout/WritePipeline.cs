@@ -306,7 +306,7 @@ internal sealed class WritePipeline(
             await catalog.SetMirrorStateAsync(v, m, MirrorState.Degraded, reason, CancellationToken.None);
             m.PendingDegrade = null;
         }
-        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException or VolumeTakenOverException || EventStore.TransientErrors.IsTransient(ex))
+        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException or VolumeTakenOverException || Hosting.TransientErrors.IsTransient(ex))
         {
             throw new WriteFailedException($"mirror {m.DeviceId} of {v.Name} missed a write ({reason}) and that could not be recorded: {ex.Message}");
         }

@@ -1,12 +1,13 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Reads;
 
 /// <summary>Reads a range of a storage object from the device agent that holds it.</summary>
-internal sealed class DeviceReader(PgEventStore store, IHttpClientFactory http)
+internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
 {
     private readonly ConcurrentDictionary<string, string> _urls = new(StringComparer.Ordinal);
 

@@ -2,7 +2,8 @@ using Confluent.Kafka;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
@@ -22,7 +23,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// </list>
 /// Checked anew for every range copied, never once per volume or per queued request.
 /// </summary>
-internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, PgEventStore store, TagGenerator tags, ControllerOptions options, ILogger<CopySources> logger)
+internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, EventStreams store, TagGenerator tags, ControllerOptions options, ILogger<CopySources> logger)
 {
     /// <summary>
     /// What to copy to <paramref name="target"/> and from where: the whole range from one qualified source if

@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using TaggedMirror.Controller.Fanout;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Kafka;
 
 namespace TaggedMirror.Controller.Reconciliation;
@@ -10,7 +11,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// with its tag table). Used for lag in status and, before a resync reads a source, to wait until the source
 /// has applied everything its log holds, including writes of an earlier epoch this controller never tracked.
 /// </summary>
-internal sealed class LogProgress(PgEventStore store, DeviceLog log) : IDisposable
+internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposable
 {
     private readonly Lazy<IConsumer<byte[], byte[]>> _probe = new(() =>
         new ConsumerBuilder<byte[], byte[]>(KafkaSettings.DeviceConsumer(log.Bootstrap, "progress-probe")).Build());

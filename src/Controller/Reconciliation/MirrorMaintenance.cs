@@ -1,7 +1,8 @@
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
@@ -11,7 +12,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// reconciliation shows no covered write it still lacks (all were repaired).
 /// </summary>
 internal sealed class MirrorMaintenance(
-    VolumeCatalog catalog, ResyncService resyncs, WritePipeline pipeline, PgEventStore store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
+    VolumeCatalog catalog, ResyncService resyncs, WritePipeline pipeline, EventStreams store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 

@@ -1,16 +1,18 @@
-using System.Text.Json;
+using System.Globalization;
+using JasperFx.Events;
+using Marten;
+using Marten.Events.Projections;
 using Npgsql;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>
-/// M4, flow 5: an asynchronous projection over every tag-table stream (and the volume and resync streams),
-/// in the store's commit order, its checkpoint in the same transaction as its own tables.
+/// M4, flow 5: an asynchronous projection over every tag-table stream (and the volume and resync streams), run by
+/// Marten's async daemon in the store's sequence order, its progress in the same transaction as its own tables.
 /// <para>
 /// Per tag it keeps which mirrors recorded it; per device and partition, the latest barrier passed. A tag
 /// recorded on some mirrors is provably never coming to mirror D once D passed a barrier covering it: the
@@ -23,14 +25,13 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// crash never loses or half-sends a decision and the outbox holds only what is not published yet.
 /// </para>
 /// </summary>
-internal sealed class ReconciliationProjection(string schema, ControllerOptions options) : IResettableProjection
+internal sealed class ReconciliationProjection(string schema, ControllerOptions options) : IProjection
 {
-    public string Name => "reconciliation";
+    /// <summary>The projection's name in Marten's progress table.</summary>
+    public const string Name = "reconciliation";
 
-    private static readonly string[] Tables =
-        ["recon_volumes", "recon_entries", "recon_repaired", "recon_barriers", "recon_fences", "recon_requested", "recon_outbox"];
-
-    public async Task MigrateAsync(NpgsqlConnection c, string schemaName, CancellationToken ct)
+    /// <summary>Creates the projection's tables idempotently.</summary>
+    public static async Task MigrateAsync(NpgsqlConnection c, NpgsqlTransaction t, string schemaName, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand($"""
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_volumes (volume text PRIMARY KEY, devices text[] NOT NULL);
@@ -64,93 +65,98 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             CREATE INDEX IF NOT EXISTS recon_outbox_unpublished ON {schemaName}.recon_outbox (id) WHERE published_at IS NULL;
             -- Rows are deleted when published (ReconciliationService); rows a version that only marked them left behind go now.
             DELETE FROM {schemaName}.recon_outbox WHERE published_at IS NOT NULL;
-            """, c);
+            """, c, t);
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    public async ValueTask ResetAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
+    public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
-        await using var cmd = new NpgsqlCommand(string.Join(";", Tables.Select(x => $"TRUNCATE {schema}.{x}")), c, t);
-        await cmd.ExecuteNonQueryAsync(ct);
-    }
-
-    public async ValueTask ApplyAsync(NpgsqlConnection c, NpgsqlTransaction t, IReadOnlyList<StoredEvent> events, CancellationToken ct)
-    {
-        var batch = new NpgsqlBatch(c, t);
+        // The decisions on the timer take the same lock: they and a batch never interleave.
+        operations.QueueSqlCommand(_lock);
         foreach (var e in events)
-            Record(batch, e);
-        if (batch.BatchCommands.Count > 0)
-            await batch.ExecuteNonQueryAsync(ct);
-        await batch.DisposeAsync();
-        await DecideAsync(c, t, ct);
+            Record(operations, e);
+        foreach (var statement in _decisions)
+            operations.QueueSqlCommand(statement);
+        return Task.CompletedTask;
     }
 
-    private void Record(NpgsqlBatch batch, StoredEvent e)
+    private void Record(IDocumentOperations batch, IEvent e)
     {
-        switch (e.Type)
+        switch (e.Data)
         {
-            case VolumeEventTypes.Created:
+            case VolumeCreated v:
                 {
-                    var v = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!;
-                    Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
+                    Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES (^, ^) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
                     break;
                 }
-            case TagTableEventTypes.Recorded:
+            case TagRecorded r:
                 {
-                    var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!;
                     // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
                     // one whose token was lost is retired too.
                     Add(batch, $"""
                     INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent, owner_epoch)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING
+                    VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^) ON CONFLICT DO NOTHING
                     """,
                         r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
                         r.Kind == TransactionKind.Repair, (object?)r.TraceParent ?? DBNull.Value, r.OwnerEpoch);
                     break;
                 }
-            case TagTableEventTypes.Retired:
+            case TagRetired r:
                 {
-                    var r = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRetired)!;
-                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = $1 AND token = $2", Device(e), r.Token);
+                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = ^ AND token = ^", Device(e), r.Token);
                     break;
                 }
-            case TagTableEventTypes.Barrier:
+            case BarrierPassed b:
                 {
-                    var b = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.BarrierPassed)!;
                     Add(batch, $"""
-                    INSERT INTO {schema}.recon_barriers VALUES ($1, $2, $3, $4, $5)
+                    INSERT INTO {schema}.recon_barriers VALUES (^, ^, ^, ^, ^)
                     ON CONFLICT (device_id, partition, controller_id) DO UPDATE SET epoch = excluded.epoch, up_to_seq = excluded.up_to_seq
                     WHERE (recon_barriers.epoch, recon_barriers.up_to_seq) < (excluded.epoch, excluded.up_to_seq)
                     """, Device(e), b.Partition, b.ControllerId, b.Epoch, b.UpToSeq);
                     break;
                 }
-            case TagTableEventTypes.Fence:
+            case FencePassed f:
                 {
-                    var f = JsonSerializer.Deserialize(e.Data, ContractsJson.Default.FencePassed)!;
                     Add(batch, $"""
-                    INSERT INTO {schema}.recon_fences VALUES ($1, $2, $3)
+                    INSERT INTO {schema}.recon_fences VALUES (^, ^, ^)
                     ON CONFLICT (device_id, volume) DO UPDATE SET owner_epoch = greatest(recon_fences.owner_epoch, excluded.owner_epoch)
                     """, Device(e), Names.VolumeOfObject(f.ObjectId), f.OwnerEpoch);
                     break;
                 }
-            case ResyncEventTypes.Completed:
+            case ResyncCompleted r:
                 {
-                    var r = JsonSerializer.Deserialize(e.Data, ResyncJson.Default.ResyncCompleted)!;
                     if (r.Tag is null || !Tag.TryParse(r.Tag, out var tag)) break;
-                    Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
+                    Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES (^, ^, ^, ^) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
                     break;
                 }
         }
     }
 
+    private readonly string _lock = $"SELECT pg_advisory_xact_lock(hashtextextended('TaggedMirror.Reconciliation:{schema}', 0))";
+
     /// <summary>
-    /// Set-based decisions over the (small) tables of unsettled tags. Idempotent: run after every batch, and on a
-    /// timer by <see cref="ReconciliationService"/> under the daemon's lock, since several decisions depend on
-    /// time (grace periods, requests asked again) and idle devices record no events to trigger them.
+    /// Set-based decisions over the (small) tables of unsettled tags, one statement each. Idempotent: queued after
+    /// every batch, and run on a timer by <see cref="ReconciliationService"/> under the same lock, since several
+    /// decisions depend on time (grace periods, requests asked again) and idle devices record no events to trigger them.
     /// </summary>
+    private readonly string[] _decisions = Decisions(schema, options.RetireMatchedAfter);
+
+    /// <summary>Runs the decisions in the caller's transaction, under the lock every batch of the daemon takes.</summary>
     public async Task DecideAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand($"""
+        await using var batch = new NpgsqlBatch(c, t);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(_lock));
+        foreach (var statement in _decisions)
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(statement));
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    private static string[] Decisions(string schema, TimeSpan retireAfter)
+    {
+        var grace = $"interval '{retireAfter.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} milliseconds'";
+        return
+        [
+            $"""
             -- Tags every entry of which is retired are settled: forget them.
             WITH settled AS (
                 SELECT controller_id, epoch, seq FROM {schema}.recon_entries
@@ -158,14 +164,16 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             , gone AS (
                 DELETE FROM {schema}.recon_entries e USING settled s
                 WHERE (e.controller_id, e.epoch, e.seq) = (s.controller_id, s.epoch, s.seq) RETURNING e.controller_id, e.epoch, e.seq)
-            DELETE FROM {schema}.recon_repaired r USING gone g WHERE (r.controller_id, r.epoch, r.seq) = (g.controller_id, g.epoch, g.seq);
-
+            DELETE FROM {schema}.recon_repaired r USING gone g WHERE (r.controller_id, r.epoch, r.seq) = (g.controller_id, g.epoch, g.seq)
+            """,
+            $"""
             -- A request that was not carried out (controller down, no healthy source) is asked again.
             DELETE FROM {schema}.recon_requested r
             WHERE r.requested_at < now() - interval '20 seconds'
               AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired p
-                              WHERE (p.controller_id, p.epoch, p.seq, p.device_id) = (r.controller_id, r.epoch, r.seq, r.device_id));
-
+                              WHERE (p.controller_id, p.epoch, p.seq, p.device_id) = (r.controller_id, r.epoch, r.seq, r.device_id))
+            """,
+            $"""
             -- Missing and provably never coming: the target passed, on every partition it has a barrier row for,
             -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past
             -- it); or it passed the fence of a later owner of the volume (in the partition all of the object's writes
@@ -198,8 +206,9 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 'volume', volume, 'tag', controller_id || ':' || epoch || ':' || seq, 'firstBlock', first_block,
                 'blockCount', block_count, 'extension', extension, 'sourceDevice', source, 'targetDevice', target,
                 'traceParent', trace_parent)
-            FROM missing;
-
+            FROM missing
+            """,
+            $"""
             -- On every mirror (recorded or repaired) but still live past the grace period, or repaired (the
             -- write path never returns a repaired tag's tokens): have the owner send the tokens.
             WITH tags AS (
@@ -211,13 +220,13 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 -- A repair is matched once applied: it was meant for its target alone.
                 WHERE (EXISTS (SELECT 1 FROM {schema}.recon_entries x
                                WHERE (x.controller_id, x.epoch, x.seq) = (t.controller_id, t.epoch, t.seq) AND x.repair)
-                       AND t.last_recorded < now() - @grace)
+                       AND t.last_recorded < now() - {grace})
                 OR (NOT EXISTS (
                     SELECT 1 FROM unnest(v.devices) AS d(device)
                     WHERE d.device <> ALL (t.devices)
                       AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
                                       WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
-                  AND (t.last_recorded < now() - @grace
+                  AND (t.last_recorded < now() - {grace}
                        OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq)))))
             -- Asked again while not retired: the request is lost when no controller owned the volume as it
             -- arrived, or the owner died holding the tokens, and the entry would stay live (and be acknowledged
@@ -230,18 +239,12 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             INSERT INTO {schema}.recon_outbox (kind, payload)
             SELECT 'retire', jsonb_build_object('volume', volume,
                    'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token, 'tag', tag)))
-            FROM marked GROUP BY volume;
-            """, c, t);
-        cmd.Parameters.AddWithValue("grace", options.RetireMatchedAfter);
-        await cmd.ExecuteNonQueryAsync(ct);
+            FROM marked GROUP BY volume
+            """,
+        ];
     }
 
-    private static string Device(StoredEvent e) => e.StreamId[(e.StreamId.IndexOf('-', StringComparison.Ordinal) + 1)..];
+    private static string Device(IEvent e) => e.StreamKey![(e.StreamKey!.IndexOf('-', StringComparison.Ordinal) + 1)..];
 
-    private static void Add(NpgsqlBatch batch, string sql, params object[] values)
-    {
-        var cmd = new NpgsqlBatchCommand(sql);
-        foreach (var v in values) cmd.Parameters.Add(new NpgsqlParameter { Value = v });
-        batch.BatchCommands.Add(cmd);
-    }
+    private static void Add(IDocumentOperations batch, string sql, params object[] values) => batch.QueueSqlCommand('^', sql, values);
 }

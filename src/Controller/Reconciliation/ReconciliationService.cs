@@ -2,28 +2,28 @@ using System.Diagnostics;
 using System.Text.Json;
 using MassTransit;
 using TaggedMirror.Contracts.Bus;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>
-/// Runs the reconciliation projection under the event store's daemon, and publishes what it decided (its
-/// outbox) on the bus. Several controllers may run both: the daemon serialises rounds, and one publisher at a
-/// time (a session-level advisory lock) publishes decisions and then deletes them, holding no transaction open
-/// while the bus takes them (see <see cref="PublishBatchAsync"/>).
+/// Publishes what the reconciliation projection (run by Marten's async daemon) decided, its outbox, on the bus, and
+/// runs its time-based decisions on a timer. Several controllers may run this: one publisher at a time (a
+/// session-level advisory lock) publishes decisions and then deletes them, holding no transaction open while the
+/// bus takes them (see <see cref="PublishBatchAsync"/>); the timer's decisions take the projection's own lock.
 /// </summary>
 internal sealed class ReconciliationService(
-    PgEventStore store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
-    ILogger<ReconciliationService> logger, ILogger<ProjectionDaemon> daemonLogger)
+    EventStreams store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
+    ILogger<ReconciliationService> logger)
     : BackgroundService
 {
     private static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var daemon = new ProjectionDaemon(store, projection, new ProjectionDaemonOptions(), daemonLogger);
-        return Task.WhenAll(daemon.RunAsync(stoppingToken), PublishOutboxAsync(stoppingToken), DecideOnTimerAsync(stoppingToken));
+        return Task.WhenAll(PublishOutboxAsync(stoppingToken), DecideOnTimerAsync(stoppingToken));
     }
 
     /// <summary>
@@ -40,11 +40,6 @@ internal sealed class ReconciliationService(
             {
                 await using var conn = await store.DataSource.OpenConnectionAsync(ct);
                 await using var tx = await conn.BeginTransactionAsync(ct);
-                await using (var cmd = new Npgsql.NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", conn, tx))
-                {
-                    cmd.Parameters.AddWithValue(ProjectionDaemon.LockKey(store, projection));
-                    await cmd.ExecuteNonQueryAsync(ct);
-                }
                 await projection.DecideAsync(conn, tx, ct);
                 await tx.CommitAsync(ct);
             }

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
-
 namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>Event types of a volume's resync stream, <c>resync-&lt;volume&gt;</c>.</summary>
@@ -17,7 +14,3 @@ internal static class ResyncEventTypes
 /// </summary>
 internal sealed record ResyncCompleted(
     string? Tag, string Target, string Source, long FirstBlock, int BlockCount, bool Extension, long BytesCopied, double DurationMs, string RepairTag);
-
-[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
-[JsonSerializable(typeof(ResyncCompleted))]
-internal sealed partial class ResyncJson : JsonSerializerContext;

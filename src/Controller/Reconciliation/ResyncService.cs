@@ -6,7 +6,7 @@ using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Reconciliation;
@@ -25,7 +25,7 @@ internal sealed class ResyncService(
     DeviceReader devices,
     CopySources sources,
     TagGenerator tags,
-    PgEventStore store,
+    EventStreams store,
     ControllerOptions options,
     ControllerTelemetry telemetry,
     ILogger<ResyncService> logger)
@@ -82,7 +82,7 @@ internal sealed class ResyncService(
     private async Task<long> LatestTruncationAsync(string deviceId, CancellationToken ct)
     {
         await using var cmd = store.DataSource.CreateCommand(
-            $"SELECT coalesce(max(version), 0) FROM {store.Schema}.events WHERE stream_id = @s AND type = @t");
+            $"SELECT coalesce(max(version), 0) FROM {store.Schema}.mt_events WHERE stream_id = @s AND type = @t");
         cmd.Parameters.AddWithValue("s", TagTableEventTypes.Stream(deviceId));
         cmd.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
         return (long)(await cmd.ExecuteScalarAsync(ct))!;
@@ -108,7 +108,7 @@ internal sealed class ResyncService(
             await lockRow.ExecuteNonQueryAsync(ct);
         }
         await using (var newer = new Npgsql.NpgsqlCommand(
-            $"SELECT EXISTS (SELECT 1 FROM {s}.events WHERE stream_id = @s AND type = @t AND version > @v)", conn, tx))
+            $"SELECT EXISTS (SELECT 1 FROM {s}.mt_events WHERE stream_id = @s AND type = @t AND version > @v)", conn, tx))
         {
             newer.Parameters.AddWithValue("s", TagTableEventTypes.Stream(target.DeviceId));
             newer.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
@@ -197,7 +197,7 @@ internal sealed class ResyncService(
 
     private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) =>
         await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
-            [new NewEvent(ResyncEventTypes.Completed, JsonSerializer.SerializeToUtf8Bytes(done, ResyncJson.Default.ResyncCompleted))], ct);
+            [done], ct);
 
     private async Task<bool> AlreadyResyncedAsync(string volume, string tag, string target, CancellationToken ct)
     {

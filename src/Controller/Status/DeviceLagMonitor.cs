@@ -1,6 +1,7 @@
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Status;
 
@@ -10,7 +11,7 @@ namespace TaggedMirror.Controller.Status;
 /// a blocking broker call. A stopped agent shows its lag growing here, which it could not report itself.
 /// </summary>
 internal sealed class DeviceLagMonitor(
-    DeviceLog log, LogProgress progress, PgEventStore store, ControllerTelemetry telemetry, ILogger<DeviceLagMonitor> logger) : BackgroundService
+    DeviceLog log, LogProgress progress, EventStreams store, ControllerTelemetry telemetry, ILogger<DeviceLagMonitor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

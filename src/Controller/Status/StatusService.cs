@@ -2,7 +2,8 @@ using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Status;
 
@@ -10,7 +11,7 @@ namespace TaggedMirror.Controller.Status;
 /// Builds volume status: mirror states, live tag-table entries per device (from PostgreSQL), device lag
 /// (log end minus the offset the device has recorded as applied), full-copy progress and resyncs.
 /// </summary>
-internal sealed class StatusService(PgEventStore store, DeviceLog log, LogProgress progress)
+internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgress progress)
 {
     public async Task<VolumeStatus> GetAsync(Volume v, CancellationToken ct)
     {

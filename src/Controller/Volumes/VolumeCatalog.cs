@@ -4,7 +4,8 @@ using Npgsql;
 using Polly;
 using Polly.Retry;
 using TaggedMirror.Contracts;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Volumes;
 
@@ -12,7 +13,7 @@ namespace TaggedMirror.Controller.Volumes;
 /// The volumes this controller knows, kept as events in <c>volume-&lt;name&gt;</c> streams, and the lease
 /// that says which controller owns each (fenced by epoch: a takeover bumps the owner's epoch).
 /// </summary>
-internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions options, ILogger<VolumeCatalog> logger)
+internal sealed class VolumeCatalog(EventStreams store, ControllerOptions options, ILogger<VolumeCatalog> logger)
 {
     private readonly ConcurrentDictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _stateWrites = new(1, 1);
@@ -77,20 +78,18 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     {
         Volume? v = null;
         long version = 0;
-        await foreach (var e in store.ReadStreamAsync(VolumeEventTypes.Stream(name), 0, ct))
+        foreach (var e in await store.ReadStreamAsync(VolumeEventTypes.Stream(name), ct))
         {
             version = e.Version;
-            switch (e.Type)
+            switch (e.Data)
             {
-                case VolumeEventTypes.Created:
-                    v = FromCreated(JsonSerializer.Deserialize(e.Data, ControllerJson.Default.VolumeCreated)!);
+                case VolumeCreated created:
+                    v = FromCreated(created);
                     break;
-                case VolumeEventTypes.ExtensionReserved when v is not null:
-                    var x = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.ExtensionReserved)!;
+                case ExtensionReserved x when v is not null:
                     v.ExtensionBlocks = Math.Max(v.ExtensionBlocks, x.FirstBlock + x.Blocks - v.Blocks);
                     break;
-                case VolumeEventTypes.MirrorStateChanged when v is not null:
-                    var c = JsonSerializer.Deserialize(e.Data, ControllerJson.Default.MirrorStateChanged)!;
+                case MirrorStateChanged c when v is not null:
                     if (v.MirrorOn(c.DeviceId) is { } m) Apply(m, c.State, c.Reason);
                     break;
             }
@@ -107,9 +106,9 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     /// written anything (found by the overlapping schedules: it could declare a mirror in sync that had missed
     /// the new owner's writes). A conflict or a lost lease: this one stops taking writes for the volume.
     /// </summary>
-    private async Task AppendToVolumeAsync(Volume v, NewEvent e, CancellationToken ct)
+    private async Task AppendToVolumeAsync(Volume v, object e, CancellationToken ct)
     {
-        await using var session = await store.OpenSessionAsync(ct);
+        await using var session = await store.BeginAsync(ct);
         await using (var lease = new NpgsqlCommand($"""
             SELECT 1 FROM {store.Schema}.volume_leases
             WHERE volume = @v AND controller_id = @c AND epoch = @e AND owner_epoch = @o FOR SHARE
@@ -121,17 +120,16 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
             lease.Parameters.AddWithValue("o", v.OwnerEpoch);
             if (await lease.ExecuteScalarAsync(ct) is null) throw TakenOver(v, "its lease is held by another controller now");
         }
-        IReadOnlyList<StoredEvent> stored;
+        var version = session.Append(VolumeEventTypes.Stream(v.Name), v.StreamVersion, [e]);
         try
         {
-            stored = await session.AppendAsync(VolumeEventTypes.Stream(v.Name), v.StreamVersion, [e], ct);
+            await session.CommitAsync(ct);
         }
         catch (StreamVersionConflictException)
         {
             throw TakenOver(v, "its stream was written by another controller");
         }
-        await session.CommitAsync(ct);
-        v.StreamVersion = stored[^1].Version;
+        v.StreamVersion = version;
     }
 
     private VolumeTakenOverException TakenOver(Volume v, string why)
@@ -144,8 +142,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
     /// <summary>Creates a volume. Throws <see cref="StreamVersionConflictException"/> if the name is taken.</summary>
     public async Task<Volume> CreateAsync(VolumeCreated created, CancellationToken ct)
     {
-        var data = JsonSerializer.SerializeToUtf8Bytes(created, ControllerJson.Default.VolumeCreated);
-        var version = await store.AppendAsync(VolumeEventTypes.Stream(created.Name), ExpectedVersion.NoStream, [new NewEvent(VolumeEventTypes.Created, data)], ct);
+        var version = await store.AppendAsync(VolumeEventTypes.Stream(created.Name), ExpectedVersion.NoStream, [created], ct);
         var v = FromCreated(created);
         v.StreamVersion = version;
         v.Owned = await TryLeaseAsync(v, ct);
@@ -167,9 +164,9 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         try
         {
             if (m.State == state) return;
-            var data = JsonSerializer.SerializeToUtf8Bytes(new MirrorStateChanged(m.DeviceId, state, reason), ControllerJson.Default.MirrorStateChanged);
+            var data = new MirrorStateChanged(m.DeviceId, state, reason);
             await _stateRetry.ExecuteAsync(
-                async token => await AppendToVolumeAsync(v, new NewEvent(VolumeEventTypes.MirrorStateChanged, data), token),
+                async token => await AppendToVolumeAsync(v, data, token),
                 ct);
             if (state == MirrorState.InSync) m.Verified(verifiedMissedSeq);
             Apply(m, state, reason);
@@ -219,8 +216,7 @@ internal sealed class VolumeCatalog(PgEventStore store, ControllerOptions option
         try
         {
             var first = v.TotalBlocks;
-            var data = JsonSerializer.SerializeToUtf8Bytes(new ExtensionReserved(first, blocks), ControllerJson.Default.ExtensionReserved);
-            await AppendToVolumeAsync(v, new NewEvent(VolumeEventTypes.ExtensionReserved, data), ct);
+            await AppendToVolumeAsync(v, new ExtensionReserved(first, blocks), ct);
             v.ExtensionBlocks += blocks;
             return first;
         }

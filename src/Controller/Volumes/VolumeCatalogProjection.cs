@@ -1,27 +1,23 @@
-using Npgsql;
-using TaggedMirror.EventStore;
+using JasperFx.Events;
+using Marten;
+using Marten.Events.Projections;
 
 namespace TaggedMirror.Controller.Volumes;
 
 /// <summary>Keeps <c>volume_catalog</c>, the list of volume names, inline with their creation events.</summary>
-internal sealed class VolumeCatalogProjection(string schema) : IInlineProjection
+internal sealed class VolumeCatalogProjection(string schema) : IProjection
 {
-    public async Task MigrateAsync(NpgsqlConnection connection, string schemaName, CancellationToken ct)
-    {
-        await using var cmd = new NpgsqlCommand(
-            $"CREATE TABLE IF NOT EXISTS {schemaName}.volume_catalog (name text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now())", connection);
-        await cmd.ExecuteNonQueryAsync(ct);
-    }
+    /// <summary>DDL of the projection's table, run by <see cref="ControllerSchema"/>.</summary>
+    public static string Ddl(string schema) =>
+        $"CREATE TABLE IF NOT EXISTS {schema}.volume_catalog (name text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());";
 
-    public async ValueTask ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<StoredEvent> events, CancellationToken ct)
+    public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
         foreach (var e in events)
         {
-            if (e.Type != VolumeEventTypes.Created) continue;
-            await using var cmd = new NpgsqlCommand(
-                $"INSERT INTO {schema}.volume_catalog (name) VALUES (@n) ON CONFLICT DO NOTHING", connection, transaction);
-            cmd.Parameters.AddWithValue("n", e.StreamId["volume-".Length..]);
-            await cmd.ExecuteNonQueryAsync(ct);
+            if (e.Data is VolumeCreated created)
+                operations.QueueSqlCommand('^', $"INSERT INTO {schema}.volume_catalog (name) VALUES (^) ON CONFLICT DO NOTHING", created.Name);
         }
+        return Task.CompletedTask;
     }
 }

@@ -1,14 +1,13 @@
 using Confluent.Kafka;
 using TaggedMirror.Contracts.Bus;
 using TaggedMirror.DeviceAgent.BlockStore;
-using TaggedMirror.EventStore;
 
 namespace TaggedMirror.DeviceAgent.Consumption;
 
 /// <summary>What applying one batch produced, to be recorded in one PostgreSQL transaction.</summary>
 internal sealed class AppliedBatch
 {
-    public List<NewEvent> Events { get; } = [];
+    public List<object> Events { get; } = [];
 
     public List<AppliedEntry> Acknowledgements { get; } = [];
 

@@ -9,7 +9,7 @@ using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.DeviceAgent.BlockStore;
 using TaggedMirror.DeviceAgent.TagTable;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Kafka;
 
@@ -24,7 +24,7 @@ namespace TaggedMirror.DeviceAgent.Consumption;
 internal sealed class DeviceConsumer(
     IOptions<AgentOptions> agentOptions,
     TaggedMirrorOptions options,
-    PgEventStore store,
+    EventStreams store,
     ObjectFiles files,
     DeviceStatus status,
     IBus bus,
@@ -275,14 +275,14 @@ internal sealed class DeviceConsumer(
     private async Task HandleTruncationAsync(
         IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, CancellationToken ct)
     {
-        var events = new List<NewEvent>();
+        var events = new List<object>();
         var offsets = new Dictionary<int, long>();
         foreach (var p in partitions)
         {
             var wm = consumer.QueryWatermarkOffsets(new TopicPartition(topic, p), TimeSpan.FromSeconds(10));
             var expected = state.NextOffsets.GetValueOrDefault(p, 0);
             if (expected >= wm.Low.Value && expected <= wm.High.Value) continue;
-            events.Add(DeviceRepository.Truncated(new LogTruncated(p, expected, wm.Low.Value)));
+            events.Add(new LogTruncated(p, expected, wm.Low.Value));
             offsets[p] = wm.Low.Value;
             logger.LogError("Device {Device}: offset {Expected} of {Topic}/{Partition} is no longer in the log (it holds {Low}..{High}); every object is marked as needing a full copy",
                 _agent.DeviceId, expected, topic, p, wm.Low.Value, wm.High.Value);

@@ -35,10 +35,10 @@ internal sealed class TransactionApplier(ObjectFiles files)
             if (state.RecordedBarriers.TryGetValue(key, out var last) && (last.Epoch, last.UpToSeq).CompareTo((b.Epoch, b.UpToSeq)) >= 0)
                 continue;
             state.RecordedBarriers[key] = (b.Epoch, b.UpToSeq);
-            Append(state, batch, DeviceRepository.Barrier(b));
+            Append(state, batch, b);
         }
         foreach (var f in batch.Fences.Values)
-            Append(state, batch, DeviceRepository.Fence(f));
+            Append(state, batch, f);
         foreach (var (p, o) in batch.NextOffsets)
             state.NextOffsets[p] = o;
         return batch;
@@ -71,7 +71,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
             var token = TransactionCodec.ReadToken(tokenBytes, i);
             if (state.Live.Remove(token, out var entry))
             {
-                Append(state, batch, DeviceRepository.Retired(new TagRetired(entry.Tag, token, "token")));
+                Append(state, batch, new TagRetired(entry.Tag, token, "token"));
                 batch.Retired++;
             }
         }
@@ -154,9 +154,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
         RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
-        Append(state, batch, DeviceRepository.Recorded(new TagRecorded(
+        Append(state, batch, new TagRecorded(
             h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2,
-            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch)));
+            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch));
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
@@ -171,13 +171,13 @@ internal sealed class TransactionApplier(ObjectFiles files)
 
     /// <summary>Records a refusal in the device's stream, with the batch (the dead-letter topic may not have it).</summary>
     public static void RecordQuarantined(DeviceState state, AppliedBatch batch, TransactionQuarantined e) =>
-        Append(state, batch, DeviceRepository.Quarantined(e));
+        Append(state, batch, e);
 
     // Control characters (a NUL, a newline) would garble the reason in logs and headers.
     private static string Printable(string s) =>
         string.Concat(s.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 
-    private static void Append(DeviceState state, AppliedBatch batch, EventStore.NewEvent e)
+    private static void Append(DeviceState state, AppliedBatch batch, object e)
     {
         batch.Events.Add(e);
         state.StreamVersion++;

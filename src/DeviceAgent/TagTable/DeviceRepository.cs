@@ -3,12 +3,12 @@ using Npgsql;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.DeviceAgent.BlockStore;
-using TaggedMirror.EventStore;
+using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.DeviceAgent.TagTable;
 
 /// <summary>The device's durable state in PostgreSQL: tag-table stream, live table, objects and offsets.</summary>
-internal sealed class DeviceRepository(PgEventStore store, string deviceId)
+internal sealed class DeviceRepository(EventStreams store, string deviceId)
 {
     private readonly string _schema = store.Schema;
     private readonly string _stream = TagTableEventTypes.Stream(deviceId);
@@ -77,22 +77,22 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
     /// </summary>
     public async Task CommitBatchAsync(
         long expectedVersion,
-        IReadOnlyList<NewEvent> events,
+        IReadOnlyList<object> events,
         IEnumerable<StorageObject> changedObjects,
         IReadOnlyDictionary<int, long> nextOffsets,
         IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
         CancellationToken ct)
     {
-        await using var session = await store.OpenSessionAsync(ct);
+        await using var session = await store.BeginAsync(ct);
         if (events.Count > 0)
-            await session.AppendAsync(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events, ct);
+            session.Append(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events);
         await UpsertObjectsAsync(session, changedObjects, ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
         await UpsertOwnerEpochsAsync(session, ownerEpochs, ct);
         await session.CommitAsync(ct);
     }
 
-    private async Task UpsertObjectsAsync(EventSession session, IEnumerable<StorageObject> objects, CancellationToken ct)
+    private async Task UpsertObjectsAsync(EventTransaction session, IEnumerable<StorageObject> objects, CancellationToken ct)
     {
         var list = objects.ToList();
         if (list.Count == 0) return;
@@ -110,7 +110,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    private async Task UpsertOffsetsAsync(EventSession session, IReadOnlyDictionary<int, long> offsets, CancellationToken ct)
+    private async Task UpsertOffsetsAsync(EventTransaction session, IReadOnlyDictionary<int, long> offsets, CancellationToken ct)
     {
         if (offsets.Count == 0) return;
         await using var cmd = new NpgsqlCommand($"""
@@ -124,7 +124,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    private async Task UpsertOwnerEpochsAsync(EventSession session, IReadOnlyDictionary<(string ObjectId, int Partition), long> epochs, CancellationToken ct)
+    private async Task UpsertOwnerEpochsAsync(EventTransaction session, IReadOnlyDictionary<(string ObjectId, int Partition), long> epochs, CancellationToken ct)
     {
         if (epochs.Count == 0) return;
         await using var cmd = new NpgsqlCommand($"""
@@ -158,7 +158,7 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         }
         if (objects.Count == 0) return notices;
         await using (var cmd = new NpgsqlCommand($"""
-            SELECT DISTINCT ON ((data->>'partition')::int) data::text FROM {_schema}.events
+            SELECT DISTINCT ON ((data->>'partition')::int) data::text FROM {_schema}.mt_events
             WHERE stream_id = @s AND type = @t ORDER BY (data->>'partition')::int, version DESC
             """, conn))
         {
@@ -170,22 +170,4 @@ internal sealed class DeviceRepository(PgEventStore store, string deviceId)
         }
         return notices;
     }
-
-    public static NewEvent Recorded(TagRecorded e) =>
-        new(TagTableEventTypes.Recorded, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRecorded));
-
-    public static NewEvent Retired(TagRetired e) =>
-        new(TagTableEventTypes.Retired, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.TagRetired));
-
-    public static NewEvent Barrier(BarrierPassed e) =>
-        new(TagTableEventTypes.Barrier, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.BarrierPassed));
-
-    public static NewEvent Fence(FencePassed e) =>
-        new(TagTableEventTypes.Fence, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.FencePassed));
-
-    public static NewEvent Truncated(LogTruncated e) =>
-        new(TagTableEventTypes.Truncated, JsonSerializer.SerializeToUtf8Bytes(e, ContractsJson.Default.LogTruncated));
-
-    public static NewEvent Quarantined(TransactionQuarantined e) =>
-        new(TagTableEventTypes.Quarantined, JsonSerializer.SerializeToUtf8Bytes(e, AgentJson.Default.TransactionQuarantined));
 }

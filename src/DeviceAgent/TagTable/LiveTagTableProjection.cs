@@ -1,76 +1,61 @@
-using System.Text.Json;
-using Npgsql;
-using NpgsqlTypes;
-using TaggedMirror.Contracts;
+using JasperFx.Events;
+using Marten;
+using Marten.Events.Projections;
 using TaggedMirror.Contracts.TagTable;
-using TaggedMirror.EventStore;
 
 namespace TaggedMirror.DeviceAgent.TagTable;
 
 /// <summary>
-/// Keeps <c>tag_table</c> equal to the entries recorded and not yet retired, in the same transaction as
-/// the events (inline). One INSERT and one DELETE per batch, whatever its size.
+/// Keeps <c>tag_table</c> equal to the entries recorded and not yet retired, in the same transaction as the events
+/// (a Marten inline projection onto a flat table). One INSERT and one DELETE per batch, whatever its size.
 /// </summary>
-internal sealed class LiveTagTableProjection(string schema) : IInlineProjection
+internal sealed class LiveTagTableProjection(string schema) : IProjection
 {
     private const string StreamPrefix = "tagtable-";
 
-    public Task MigrateAsync(NpgsqlConnection connection, string schema1, CancellationToken ct) => Task.CompletedTask;
-
-    public async ValueTask ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<StoredEvent> events, CancellationToken ct)
+    public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
         List<(string Device, TagRecorded E)>? recorded = null;
         List<(string Device, long Token)>? retired = null;
         foreach (var e in events)
         {
-            if (!e.StreamId.StartsWith(StreamPrefix, StringComparison.Ordinal)) continue;
-            var device = e.StreamId[StreamPrefix.Length..];
-            switch (e.Type)
+            if (e.StreamKey is not { } stream || !stream.StartsWith(StreamPrefix, StringComparison.Ordinal)) continue;
+            var device = stream[StreamPrefix.Length..];
+            switch (e.Data)
             {
-                case TagTableEventTypes.Recorded:
-                    (recorded ??= []).Add((device, JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRecorded)!));
+                case TagRecorded r:
+                    (recorded ??= []).Add((device, r));
                     break;
-                case TagTableEventTypes.Retired:
-                    (retired ??= []).Add((device, JsonSerializer.Deserialize(e.Data, ContractsJson.Default.TagRetired)!.Token));
+                case TagRetired r:
+                    (retired ??= []).Add((device, r.Token));
                     break;
             }
         }
         if (recorded is { Count: > 0 })
         {
-            await using var cmd = new NpgsqlCommand($"""
+            operations.QueueSqlCommand('^', $"""
                 INSERT INTO {schema}.tag_table (device_id, token, controller_id, epoch, seq, kind, object_id, first_block, block_count, extension, partition, topic_offset)
-                SELECT * FROM unnest(@d, @tok, @c, @e, @s, @k, @o, @f, @n, @x, @p, @off)
+                SELECT * FROM unnest(^::text[], ^::bigint[], ^::int[], ^::int[], ^::bigint[], ^::smallint[], ^::text[], ^::bigint[], ^::int[], ^::boolean[], ^::int[], ^::bigint[])
                 ON CONFLICT DO NOTHING
-                """, connection, transaction);
-            cmd.Parameters.Add(Array(recorded, r => r.Device, "d", NpgsqlDbType.Text));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Token, "tok", NpgsqlDbType.Bigint));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Tag.ControllerId, "c", NpgsqlDbType.Integer));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Tag.Epoch, "e", NpgsqlDbType.Integer));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Tag.Seq, "s", NpgsqlDbType.Bigint));
-            cmd.Parameters.Add(Array(recorded, r => (short)r.E.Kind, "k", NpgsqlDbType.Smallint));
-            cmd.Parameters.Add(Array(recorded, r => r.E.ObjectId, "o", NpgsqlDbType.Text));
-            cmd.Parameters.Add(Array(recorded, r => r.E.FirstBlock, "f", NpgsqlDbType.Bigint));
-            cmd.Parameters.Add(Array(recorded, r => r.E.BlockCount, "n", NpgsqlDbType.Integer));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Extension, "x", NpgsqlDbType.Boolean));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Partition, "p", NpgsqlDbType.Integer));
-            cmd.Parameters.Add(Array(recorded, r => r.E.Offset, "off", NpgsqlDbType.Bigint));
-            await cmd.ExecuteNonQueryAsync(ct);
+                """,
+                Column(recorded, r => r.Device), Column(recorded, r => r.E.Token), Column(recorded, r => r.E.Tag.ControllerId),
+                Column(recorded, r => r.E.Tag.Epoch), Column(recorded, r => r.E.Tag.Seq), Column(recorded, r => (short)r.E.Kind),
+                Column(recorded, r => r.E.ObjectId), Column(recorded, r => r.E.FirstBlock), Column(recorded, r => r.E.BlockCount),
+                Column(recorded, r => r.E.Extension), Column(recorded, r => r.E.Partition), Column(recorded, r => r.E.Offset));
         }
         if (retired is { Count: > 0 })
         {
-            await using var cmd = new NpgsqlCommand(
-                $"DELETE FROM {schema}.tag_table t USING unnest(@d, @tok) AS r(d, tok) WHERE t.device_id = r.d AND t.token = r.tok",
-                connection, transaction);
-            cmd.Parameters.Add(Array(retired, r => r.Device, "d", NpgsqlDbType.Text));
-            cmd.Parameters.Add(Array(retired, r => r.Token, "tok", NpgsqlDbType.Bigint));
-            await cmd.ExecuteNonQueryAsync(ct);
+            operations.QueueSqlCommand('^',
+                $"DELETE FROM {schema}.tag_table t USING unnest(^::text[], ^::bigint[]) AS r(d, tok) WHERE t.device_id = r.d AND t.token = r.tok",
+                Column(retired, r => r.Device), Column(retired, r => r.Token));
         }
+        return Task.CompletedTask;
     }
 
-    private static NpgsqlParameter Array<TRow, T>(List<TRow> rows, Func<TRow, T> select, string name, NpgsqlDbType type)
+    private static T[] Column<TRow, T>(List<TRow> rows, Func<TRow, T> select)
     {
         var values = new T[rows.Count];
         for (var i = 0; i < values.Length; i++) values[i] = select(rows[i]);
-        return new NpgsqlParameter<T[]>(name, NpgsqlDbType.Array | type) { TypedValue = values };
+        return values;
     }
 }

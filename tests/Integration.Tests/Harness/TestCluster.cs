@@ -300,7 +300,7 @@ internal sealed class TestCluster : IAsyncDisposable
         var set = new HashSet<string>(StringComparer.Ordinal);
         await using var cmd = DataSource.CreateCommand($"""
             SELECT concat_ws(':', data->'tag'->>'controllerId', data->'tag'->>'epoch', data->'tag'->>'seq')
-            FROM {Schema}.events WHERE stream_id = @s AND type = 'tag_recorded' AND data->>'kind' <> 'Repair' AND data->>'objectId' = @o
+            FROM {Schema}.mt_events WHERE stream_id = @s AND type = 'tag_recorded' AND data->>'kind' <> 'Repair' AND data->>'objectId' = @o
             """);
         cmd.Parameters.AddWithValue("s", "tagtable-" + device);
         cmd.Parameters.AddWithValue("o", volume + "." + device);

@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using Npgsql;
 
-namespace TaggedMirror.EventStore;
+namespace TaggedMirror.Hosting;
 
 /// <summary>Errors that go away by themselves: PostgreSQL restarting, a dropped connection, contention.</summary>
 public static class TransientErrors

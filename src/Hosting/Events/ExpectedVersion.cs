@@ -1,4 +1,4 @@
-namespace TaggedMirror.EventStore;
+namespace TaggedMirror.Hosting.Events;
 
 /// <summary>Special values for the expected version of an append. Any positive value means "the stream is at exactly this version".</summary>
 public static class ExpectedVersion

@@ -1,13 +1,13 @@
 using System.Globalization;
 
-namespace TaggedMirror.EventStore;
+namespace TaggedMirror.Hosting.Events;
 
 /// <summary>An append's expected version did not match the stream's current version. Nothing of that append was written.</summary>
 public sealed class StreamVersionConflictException : Exception
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="streamId">The stream appended to.</param>
-    /// <param name="expectedVersion">The version the caller expected (see <see cref="TaggedMirror.EventStore.ExpectedVersion"/>).</param>
+    /// <param name="expectedVersion">The version the caller expected (see <see cref="TaggedMirror.Hosting.Events.ExpectedVersion"/>).</param>
     /// <param name="actualVersion">The stream's version as observed, 0 when it does not exist, -1 when it could not be read.</param>
     /// <param name="innerException">The database error that revealed the conflict, if any.</param>
     public StreamVersionConflictException(string streamId, long expectedVersion, long actualVersion, Exception? innerException = null)
@@ -31,8 +31,8 @@ public sealed class StreamVersionConflictException : Exception
     {
         var expectedText = expected switch
         {
-            TaggedMirror.EventStore.ExpectedVersion.NoStream => "no stream",
-            TaggedMirror.EventStore.ExpectedVersion.Any => "any version",
+            TaggedMirror.Hosting.Events.ExpectedVersion.NoStream => "no stream",
+            TaggedMirror.Hosting.Events.ExpectedVersion.Any => "any version",
             _ => "version " + expected.ToString(CultureInfo.InvariantCulture),
         };
         var actualText = actual switch

@@ -1,0 +1,52 @@
+using JasperFx;
+using JasperFx.Events;
+using Marten;
+using Npgsql;
+using TaggedMirror.Contracts.TagTable;
+using Weasel.Core;
+
+namespace TaggedMirror.Hosting.Events;
+
+/// <summary>
+/// Marten's configuration for a cluster's schema, the same in every process that shares it: the event tables live
+/// in the cluster's schema beside the product's own tables, streams are named by string (<c>tagtable-d1</c>,
+/// <c>volume-v1</c>), appends take Marten's quick path (one function call per stream, versions checked by the
+/// server), and events are stored as the product's JSON (camelCase, enums by name) under the names the product has
+/// always used, so SQL over <c>mt_events</c> reads <c>data-&gt;&gt;'objectId'</c> and <c>type = 'tag_recorded'</c>.
+/// </summary>
+public static class EventStoreSetup
+{
+    /// <summary>Sets the options every process of the cluster uses; callers add their own event types and projections.</summary>
+    public static void Configure(StoreOptions o, NpgsqlDataSource dataSource, string schema)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentException.ThrowIfNullOrEmpty(schema);
+        o.Connection(dataSource);
+        o.DatabaseSchemaName = schema;
+        o.Events.DatabaseSchemaName = schema;
+        o.Events.StreamIdentity = StreamIdentity.AsString;
+        o.Events.AppendMode = EventAppendMode.Quick;
+        o.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+        o.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
+        o.Events.MapEventType<TagRecorded>(TagTableEventTypes.Recorded);
+        o.Events.MapEventType<TagRetired>(TagTableEventTypes.Retired);
+        o.Events.MapEventType<LogTruncated>(TagTableEventTypes.Truncated);
+        o.Events.MapEventType<BarrierPassed>(TagTableEventTypes.Barrier);
+        o.Events.MapEventType<TransactionQuarantined>(TagTableEventTypes.Quarantined);
+        o.Events.MapEventType<FencePassed>(TagTableEventTypes.Fence);
+    }
+
+    /// <summary>
+    /// Creates or updates Marten's tables and functions in the schema. Idempotent; processes starting together are
+    /// serialised by Marten's own migration lock.
+    /// </summary>
+    public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
+    {
+        var o = new StoreOptions();
+        Configure(o, dataSource, schema);
+        using var store = new DocumentStore(o);
+        ct.ThrowIfCancellationRequested();
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().ConfigureAwait(false);
+    }
+}
