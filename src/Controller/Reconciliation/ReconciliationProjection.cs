@@ -176,7 +176,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             $"""
             -- Missing and provably never coming: the target passed, on every partition it has a barrier row for,
             -- a barrier of the tag's controller covering the tag (a later epoch, or the same epoch and a seq at or past
-            -- it); or it passed the fence of a later owner of the volume (in the partition all of the object's writes
+            -- it), or it passed the fence of a later owner of the volume (in the partition all of the object's writes
             -- go to: an older owner's write it has no entry for by then is refused if it ever comes).
             WITH tags AS (
                 SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,

@@ -10,7 +10,7 @@ internal sealed class ResyncLogProjection(string schema) : IProjection
     /// <summary>DDL of the projection's table, run by <see cref="ControllerSchema"/>.</summary>
     public static string Ddl(string schema) => $"""
         CREATE TABLE IF NOT EXISTS {schema}.resyncs (
-            seq bigint PRIMARY KEY, volume text NOT NULL, tag text, target text NOT NULL, source text NOT NULL,
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, volume text NOT NULL, tag text, target text NOT NULL, source text NOT NULL,
             first_block bigint NOT NULL, block_count int NOT NULL, extension boolean NOT NULL, bytes bigint NOT NULL,
             duration_ms double precision NOT NULL, repair_tag text NOT NULL, completed_at timestamptz NOT NULL);
         CREATE INDEX IF NOT EXISTS resyncs_tag ON {schema}.resyncs (volume, tag, target);
@@ -21,9 +21,12 @@ internal sealed class ResyncLogProjection(string schema) : IProjection
         foreach (var e in events)
         {
             if (e.Data is not ResyncCompleted r) continue;
-            operations.QueueSqlCommand('^',
-                $"INSERT INTO {schema}.resyncs VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^) ON CONFLICT DO NOTHING",
-                e.Sequence, e.StreamKey!["resync-".Length..], (object?)r.Tag ?? DBNull.Value, r.Target, r.Source, r.FirstBlock, r.BlockCount,
+            // In insertion order (an identity): quick appends draw the event's sequence in the database, after this.
+            operations.QueueSqlCommand('^', $"""
+                INSERT INTO {schema}.resyncs (volume, tag, target, source, first_block, block_count, extension, bytes, duration_ms, repair_tag, completed_at)
+                VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^)
+                """,
+                e.StreamKey!["resync-".Length..], (object?)r.Tag ?? DBNull.Value, r.Target, r.Source, r.FirstBlock, r.BlockCount,
                 r.Extension, r.BytesCopied, r.DurationMs, r.RepairTag, e.Timestamp);
         }
         return Task.CompletedTask;

@@ -49,7 +49,7 @@ internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgre
         var recent = new List<ResyncRecord>();
         await using (var cmd = store.DataSource.CreateCommand($"""
             SELECT tag, source, target, first_block, block_count, extension, bytes, duration_ms, completed_at
-            FROM {store.Schema}.resyncs WHERE volume = @v ORDER BY seq DESC LIMIT 10
+            FROM {store.Schema}.resyncs WHERE volume = @v ORDER BY id DESC LIMIT 10
             """))
         {
             cmd.Parameters.AddWithValue("v", v.Name);

@@ -29,6 +29,21 @@ public static class EventStoreSetup
         o.Events.AppendMode = EventAppendMode.Quick;
         o.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
         o.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
+        // A projection that fails pauses and retries (a missed event would be a missed repair): never skip an event,
+        // never dead-letter one, whatever the error.
+        foreach (var errors in new[] { o.Projections.Errors, o.Projections.RebuildErrors })
+        {
+            errors.SkipApplyErrors = false;
+            errors.SkipSerializationErrors = false;
+            errors.SkipUnknownEvents = false;
+        }
+
+        // Reconciliation should follow writes closely (it decides repairs), and a controller taking over the daemon
+        // from one that died should not wait long.
+        o.Projections.FastPollingTime = TimeSpan.FromMilliseconds(100);
+        o.Projections.SlowPollingTime = TimeSpan.FromMilliseconds(250);
+        o.Projections.LeadershipPollingTime = 1000;
+        o.Projections.AgentPauseTime = TimeSpan.FromSeconds(1);
         o.Events.MapEventType<TagRecorded>(TagTableEventTypes.Recorded);
         o.Events.MapEventType<TagRetired>(TagTableEventTypes.Retired);
         o.Events.MapEventType<LogTruncated>(TagTableEventTypes.Truncated);

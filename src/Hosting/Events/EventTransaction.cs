@@ -62,6 +62,17 @@ public sealed class EventTransaction : IAsyncDisposable
     /// <exception cref="StreamVersionConflictException">A stream was not at the expected version; nothing was committed.</exception>
     public async Task CommitAsync(CancellationToken ct)
     {
+        await FlushAsync(ct).ConfigureAwait(false);
+        await Transaction.CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Sends the queued events (and runs the inline projections) inside the transaction without committing it: their
+    /// versions are checked and their sequence numbers drawn now.
+    /// </summary>
+    /// <exception cref="StreamVersionConflictException">A stream was not at the expected version; roll back.</exception>
+    public async Task FlushAsync(CancellationToken ct)
+    {
         try
         {
             await _session.SaveChangesAsync(ct).ConfigureAwait(false);
@@ -71,8 +82,10 @@ public sealed class EventTransaction : IAsyncDisposable
             var (stream, expected) = _checked.Count == 1 ? _checked[0] : (string.Join(", ", _checked.Select(c => c.Stream)), ExpectedVersion.Any);
             throw new StreamVersionConflictException(stream, expected, -1, ex);
         }
-
-        await Transaction.CommitAsync(ct).ConfigureAwait(false);
+        finally
+        {
+            _checked.Clear();
+        }
     }
 
     /// <inheritdoc />
