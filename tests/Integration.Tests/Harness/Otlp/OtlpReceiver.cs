@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Net;
+using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -12,6 +13,7 @@ namespace TaggedMirror.Integration.Tests.Harness.Otlp;
 /// <summary>
 /// An OTLP/HTTP collector stand-in: accepts <c>http/protobuf</c> POSTs to <c>/v1/traces</c> and <c>/v1/metrics</c> from
 /// the processes under test and keeps what they sent, so a test can assert on real exported telemetry.
+/// Bodies are parsed by messages generated from the vendored opentelemetry-proto files (<see cref="OtlpDecoder"/>).
 /// Built on an empty Kestrel host: no configuration files, no logging providers, so it neither prints nor picks up
 /// settings from the test's working directory. Failures are kept in <see cref="DecodeErrors"/> instead.
 /// </summary>
@@ -165,9 +167,9 @@ internal sealed class OtlpReceiver : IAsyncDisposable
                 }
             }
         }
-        catch (InvalidDataException ex)
+        catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidDataException)
         {
-            // GZipStream reports a corrupt stream with the same exception type as the decoder.
+            // InvalidDataException: GZipStream's report of a corrupt stream.
             Remember($"{request.Path}: {ex.Message}");
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
             return;
