@@ -58,7 +58,7 @@ public sealed class CoverageRuleProperties
         await using var t = await c.BeginTransactionAsync();
         await using (var create = new NpgsqlCommand($"CREATE SCHEMA {schema}", c, t))
             await create.ExecuteNonQueryAsync();
-        await projection.MigrateAsync(c, schema, CancellationToken.None);
+        await ReconciliationProjection.MigrateAsync(c, t, schema, CancellationToken.None);
         var batch = new NpgsqlBatch(c, t);
         Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2)", Volume, new[] { Holder, Lacking });
         Add(batch, $"""

@@ -286,7 +286,7 @@ internal sealed class TestCluster : IAsyncDisposable
     {
         var list = new List<Resync>();
         await using var cmd = DataSource.CreateCommand(
-            $"SELECT tag, source, target, first_block, block_count, extension FROM {Schema}.resyncs WHERE volume = @v ORDER BY seq");
+            $"SELECT tag, source, target, first_block, block_count, extension FROM {Schema}.resyncs WHERE volume = @v ORDER BY id");
         cmd.Parameters.AddWithValue("v", volume);
         await using var r = await cmd.ExecuteReaderAsync();
         while (await r.ReadAsync())
