@@ -6,7 +6,7 @@ namespace TaggedMirror.DevKafka;
 
 /// <summary>
 /// An in-process Kafka cluster: librdkafka's mock cluster, speaking the real Kafka protocol on
-/// loopback TCP, so any client (this process, another process, kcat) connects with
+/// loopback TCP, so any client (this process, another process, a tool such as kcat) connects with
 /// <see cref="BootstrapServers"/>. Broker ids are 1..N.
 /// </summary>
 /// <remarks>
