@@ -6,14 +6,16 @@ namespace TaggedMirror.KafkaNative;
 /// <summary>
 /// Binds every librdkafka P/Invoke in the process to one file: the <c>centos8-librdkafka.so</c> that
 /// librdkafka.redist ships next to the assembly (flat in a RID-specific publish, under
-/// <c>runtimes/&lt;rid&gt;/native</c> otherwise).
+/// <c>runtimes/linux-x64/native</c> otherwise).
 /// </summary>
 /// <remarks>
 /// Left to itself, Confluent.Kafka binds the first <c>librdkafka</c> the loader finds: the redist's plain
-/// <c>librdkafka.so</c> needs <c>libsasl2.so.3</c>, which Debian 12 and Ubuntu 24.04 lack, and then whatever a
-/// distribution installed (Debian's 2.0.2, which lacks functions 2.x calls). The centos8 build is
-/// self-contained. A resolver per assembly, set before its first P/Invoke, makes the choice independent of
-/// load order and of what else is installed. Call <see cref="Install(Assembly[])"/> at process start.
+/// <c>librdkafka.so</c> needs <c>libsasl2.so.3</c>, which Debian 12 lacks, and then whatever a distribution
+/// installed (Debian's 2.0.2, which lacks functions 2.x calls). The centos8 build is self-contained.
+/// Confluent.Kafka's own <c>Library.Load(path)</c> opens the file but still binds its imports by name, so the
+/// loader may bind another librdkafka anyway. A resolver per assembly, set before its first P/Invoke, makes
+/// the choice independent of load order and of what else is installed. Call
+/// <see cref="Install(Assembly[])"/> at process start.
 /// </remarks>
 public static class Librdkafka
 {
@@ -72,9 +74,7 @@ public static class Librdkafka
     // Confluent.Kafka imports "librdkafka", "centos8-librdkafka" and "alpine-librdkafka" (trying them in turn);
     // its own "libdl"/"kernel32" imports fall through to the default probing.
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) =>
-        name.EndsWith(ImportName, StringComparison.Ordinal) || name.StartsWith(ImportName + ".so", StringComparison.Ordinal)
-            ? _handle
-            : IntPtr.Zero;
+        name.EndsWith(ImportName, StringComparison.Ordinal) ? _handle : IntPtr.Zero;
 
     private static string Locate()
     {
