@@ -11,7 +11,7 @@ RUN mkdir -p /opt/nuget/packages
 # Restore first, from the project files alone, so source edits do not invalidate the package layer.
 COPY global.json nuget.config Directory.Build.props Directory.Build.targets Directory.Packages.props .editorconfig ./
 COPY src/Contracts/Contracts.csproj src/Contracts/
-COPY src/EventStore/EventStore.csproj src/EventStore/
+COPY src/KafkaNative/KafkaNative.csproj src/KafkaNative/
 COPY src/Hosting/Hosting.csproj src/Hosting/
 COPY src/DeviceAgent/DeviceAgent.csproj src/DeviceAgent/
 RUN dotnet restore src/DeviceAgent/DeviceAgent.csproj
@@ -20,15 +20,8 @@ COPY src/ src/
 RUN dotnet publish src/DeviceAgent -c Release -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble AS runtime
-# Confluent.Kafka 1.9.3 is a plain assembly; its native librdkafka comes from the distro. It loads the
-# unversioned name (librdkafka.so), which only the -dev package ships, so link it to the runtime library.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends librdkafka1 \
- && so1="$(find /usr/lib /lib -name 'librdkafka.so.1' -print -quit)" \
- && test -n "$so1" \
- && ln -sf librdkafka.so.1 "$(dirname "$so1")/librdkafka.so" \
- && ldconfig \
- && rm -rf /var/lib/apt/lists/*
+# No distribution librdkafka: the publish output carries librdkafka.redist's self-contained build
+# (runtimes/linux-x64/native/centos8-librdkafka.so), which src/KafkaNative binds at start.
 # The storage objects (one file each). Created here and owned by the non-root user, so a fresh named
 # volume mounted at /data inherits that ownership.
 RUN mkdir -p /data && chown "$APP_UID:$APP_UID" /data

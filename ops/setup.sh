@@ -8,8 +8,8 @@ set -euo pipefail
 need_root_or_sudo
 ensure_run_dir
 
-# librdkafka-dev provides the unversioned librdkafka.so that Confluent.Kafka loads, and rdkafka_mock.h.
-PACKAGES=(librdkafka1 librdkafka-dev kcat postgresql rabbitmq-server procps util-linux ca-certificates strace)
+# No librdkafka: it comes with the NuGet package librdkafka.redist (see src/KafkaNative).
+PACKAGES=(postgresql rabbitmq-server procps util-linux ca-certificates strace)
 PG_VERSION="${TM_PG_VERSION:-15}"
 PG_CLUSTER="${TM_PG_CLUSTER:-main}"
 

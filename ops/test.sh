@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   ops/test.sh
-# Installs and starts what the tests need (ops/setup.sh: PostgreSQL, RabbitMQ, librdkafka), builds the
+# Installs and starts what the tests need (ops/setup.sh: PostgreSQL, RabbitMQ), builds the
 # solution with warnings as errors, checks formatting, runs every test project against the real servers
 # (the Kafka broker is librdkafka's mock cluster, hosted by the tests themselves), and ends with one line
 # "N passed, N failed" summed over every project. Exits non-zero on any failure.

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Spectre.Console;
 using TaggedMirror.Cli.Commands;
+using TaggedMirror.KafkaNative;
 
 namespace TaggedMirror.Cli;
 
@@ -9,6 +10,8 @@ internal static class Program
 {
     public static Task<int> Main(string[] args)
     {
+        // Before any command builds a Kafka client (bench's raw produce baseline).
+        Librdkafka.Install();
         var root = new RootCommand("tm — TaggedMirror command line: demo and benchmarks against a running stack (ops/stack-start.sh)")
         {
             DemoCommand.Create(),

@@ -10,7 +10,8 @@ internal static class ControlCommands
 {
     internal const string Help =
         "commands: ping | down <brokerId> | up <brokerId> | leader <topic> <partition> <brokerId> | " +
-        "rtt <brokerId> <ms> | topic <name> <partitions> [replicationFactor]";
+        "rtt <brokerId> <ms> | topic <name> <partitions> [replicationFactor] | " +
+        "delete-records <topic> <partition> <beforeOffset>";
 
     internal static string Execute(MockKafkaCluster cluster, string line)
     {
@@ -42,6 +43,9 @@ internal static class ControlCommands
                     var replication = words.Length == 4 ? Int(words[3]) : Math.Min(3, cluster.BrokerCount);
                     cluster.CreateTopic(words[1], Int(words[2]), replication);
                     break;
+                case "DELETE-RECORDS" when words.Length == 4:
+                    cluster.DeleteRecords(words[1], Int(words[2]), Long(words[3]));
+                    break;
                 default:
                     return $"error bad command '{OneLine(line)}'; {Help}";
             }
@@ -56,6 +60,11 @@ internal static class ControlCommands
 
     private static int Int(string text) =>
         int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new FormatException($"'{text}' is not an integer");
+
+    private static long Long(string text) =>
+        long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
             ? value
             : throw new FormatException($"'{text}' is not an integer");
 

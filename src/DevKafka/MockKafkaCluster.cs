@@ -6,18 +6,18 @@ namespace TaggedMirror.DevKafka;
 
 /// <summary>
 /// An in-process Kafka cluster: librdkafka's mock cluster, speaking the real Kafka protocol on
-/// loopback TCP, so any client (this process, another process, kcat) connects with
+/// loopback TCP, so any client (this process, another process, a tool such as kcat) connects with
 /// <see cref="BootstrapServers"/>. Broker ids are 1..N.
 /// </summary>
 /// <remarks>
-/// Limits of the mock (librdkafka 2.0.2), which tests and callers must respect:
+/// Limits of the mock (librdkafka.redist 2.16), which tests and callers must respect:
 /// <list type="bullet">
 /// <item>Memory only: everything is lost when the cluster is disposed or the process exits.</item>
 /// <item>Each partition keeps at most 5 MiB or 100,000 message sets and silently drops the
 /// oldest beyond that, so the log start offset moves up like a short retention. Consumers that
-/// run with <c>auto.offset.reset=error</c> see this as <c>Local_AutoOffsetReset</c>.</item>
-/// <item>No CreateTopics admin API: use <see cref="CreateTopic"/> (or the clients' auto-create,
-/// which makes 4 partitions).</item>
+/// run with <c>auto.offset.reset=error</c> see this as <c>Local_AutoOffsetReset</c>.
+/// <see cref="DeleteRecords"/> moves the log start the same way, at once.</item>
+/// <item>Create topics with <see cref="CreateTopic"/> (or the clients' auto-create, which makes 4 partitions).</item>
 /// <item>A broker set down only refuses connections; it keeps partition leadership, so move
 /// leaders explicitly with <see cref="SetPartitionLeader"/> to simulate a failover.</item>
 /// <item>Transactions are not isolated from non-transactional readers.</item>
@@ -78,7 +78,10 @@ public sealed class MockKafkaCluster : IDisposable
         return new MockKafkaCluster(handle, cluster, brokers, bootstrap);
     }
 
-    /// <summary>Creates a topic (the mock has no CreateTopics API).</summary>
+    /// <summary>The version of the librdkafka hosting the mock, e.g. <c>2.16.0</c>.</summary>
+    public static string LibraryVersion => Marshal.PtrToStringUTF8(NativeMethods.VersionStr()) ?? string.Empty;
+
+    /// <summary>Creates a topic.</summary>
     /// <exception cref="MockKafkaException">The mock refused, e.g. the topic already exists or the
     /// replication factor exceeds the broker count.</exception>
     public void CreateTopic(string topic, int partitions = 1, int replicationFactor = 3)
@@ -89,6 +92,23 @@ public sealed class MockKafkaCluster : IDisposable
         Check(
             Run(c => NativeMethods.MockTopicCreate(c, topic, partitions, replicationFactor)),
             $"create topic '{topic}' ({partitions} partitions, replication factor {replicationFactor})");
+    }
+
+    /// <summary>
+    /// Deletes the records of the partition before <paramref name="beforeOffset"/>, as retention or a
+    /// DeleteRecords request does: the log start offset becomes <paramref name="beforeOffset"/>, and a consumer
+    /// positioned below it finds its offset out of range.
+    /// </summary>
+    /// <exception cref="MockKafkaException">The partition does not exist, or <paramref name="beforeOffset"/> is
+    /// beyond the log end (<c>OFFSET_OUT_OF_RANGE</c>).</exception>
+    public void DeleteRecords(string topic, int partition, long beforeOffset)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(topic);
+        ArgumentOutOfRangeException.ThrowIfNegative(partition);
+        ArgumentOutOfRangeException.ThrowIfNegative(beforeOffset);
+        Check(
+            Run(c => NativeMethods.MockPartitionDeleteRecords(c, topic, partition, beforeOffset)),
+            string.Create(CultureInfo.InvariantCulture, $"delete the records of {topic}[{partition}] before offset {beforeOffset}"));
     }
 
     /// <summary>Disconnects the broker and refuses new connections. Leadership does not move.</summary>

@@ -8,7 +8,8 @@ namespace TaggedMirror.DevKafka;
 /// <summary>
 /// Client of the devkafka control channel: sends one command (<c>down 1</c>, <c>up 1</c>,
 /// <c>leader &lt;topic&gt; &lt;partition&gt; &lt;brokerId&gt;</c>, <c>rtt &lt;brokerId&gt; &lt;ms&gt;</c>,
-/// <c>topic &lt;name&gt; &lt;partitions&gt;</c>, <c>ping</c>) to a devkafka process on loopback.
+/// <c>topic &lt;name&gt; &lt;partitions&gt;</c>, <c>delete-records &lt;topic&gt; &lt;partition&gt; &lt;beforeOffset&gt;</c>,
+/// <c>ping</c>) to a devkafka process on loopback.
 /// </summary>
 public static class MockKafkaControlClient
 {

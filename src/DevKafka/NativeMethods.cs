@@ -1,18 +1,23 @@
 using System.Runtime.InteropServices;
+using TaggedMirror.KafkaNative;
 
 namespace TaggedMirror.DevKafka;
 
 /// <summary>
-/// P/Invoke surface of librdkafka's mock cluster (<c>rdkafka_mock.h</c>), bound to Debian's
-/// <c>librdkafka.so.1</c> (2.0.2). Every mock call is a request to the mock cluster's own thread
-/// that waits for completion, so the calls are thread-safe and synchronous.
+/// P/Invoke surface of librdkafka's mock cluster (<c>rdkafka_mock.h</c>), bound by
+/// <see cref="Librdkafka"/> to the same librdkafka.redist file as the Kafka clients. Every mock call is a
+/// request to the mock cluster's own thread that waits for completion, so the calls are thread-safe and
+/// synchronous.
 /// </summary>
 internal static partial class NativeMethods
 {
-    private const string Library = "librdkafka.so.1";
+    private const string Library = Librdkafka.ImportName;
 
     internal const int RdKafkaProducer = 0;
     internal const int ConfOk = 0;
+
+    // The explicit static constructor runs before the first P/Invoke of this class, whoever calls it.
+    static NativeMethods() => Librdkafka.Install(typeof(NativeMethods).Assembly);
 
     [LibraryImport(Library, EntryPoint = "rd_kafka_conf_new")]
     internal static partial IntPtr ConfNew();
@@ -28,6 +33,9 @@ internal static partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "rd_kafka_destroy")]
     internal static partial void KafkaDestroy(IntPtr rk);
+
+    [LibraryImport(Library, EntryPoint = "rd_kafka_version_str")]
+    internal static partial IntPtr VersionStr();
 
     [LibraryImport(Library, EntryPoint = "rd_kafka_err2name")]
     internal static partial IntPtr Err2Name(int err);
@@ -50,6 +58,9 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "rd_kafka_mock_partition_set_leader", StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int MockPartitionSetLeader(IntPtr mcluster, string topic, int partition, int brokerId);
 
+    [LibraryImport(Library, EntryPoint = "rd_kafka_mock_partition_delete_records", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int MockPartitionDeleteRecords(IntPtr mcluster, string topic, int partition, long beforeOffset);
+
     [LibraryImport(Library, EntryPoint = "rd_kafka_mock_broker_set_down")]
     internal static partial int MockBrokerSetDown(IntPtr mcluster, int brokerId);
 
@@ -60,7 +71,7 @@ internal static partial class NativeMethods
     internal static partial int MockBrokerSetRtt(IntPtr mcluster, int brokerId, int rttMs);
 
     // The variadic rd_kafka_mock_push_request_errors is not callable safely from .NET;
-    // the _array variant (exported by 2.0.2) takes the same arguments as an array.
+    // the _array variant takes the same arguments as an array.
     [LibraryImport(Library, EntryPoint = "rd_kafka_mock_push_request_errors_array")]
     internal static unsafe partial void MockPushRequestErrorsArray(IntPtr mcluster, short apiKey, nuint count, int* errors);
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TaggedMirror.Hosting.Telemetry;
+using TaggedMirror.KafkaNative;
 
 namespace TaggedMirror.Hosting;
 
@@ -14,10 +15,12 @@ public static class HostDefaults
 {
     /// <summary>
     /// Binds <see cref="TaggedMirrorOptions"/>, registers the PostgreSQL data source, the component's
-    /// telemetry and the OTLP providers. Returns the options for the caller's own wiring.
+    /// telemetry and the OTLP providers, and binds the Kafka clients to librdkafka.redist's library (first: no
+    /// client may exist before). Returns the options for the caller's own wiring.
     /// </summary>
     public static TaggedMirrorOptions AddTaggedMirrorDefaults(this WebApplicationBuilder builder, string component)
     {
+        Librdkafka.Install();
         var options = new TaggedMirrorOptions();
         builder.Configuration.GetSection(TaggedMirrorOptions.Section).Bind(options);
         builder.Services.AddSingleton(options);

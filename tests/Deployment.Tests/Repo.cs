@@ -37,9 +37,8 @@ public static partial class Repo
         return seen;
     }
 
-    public static bool UsesKafka(string project) =>
-        ProjectClosure(project).Any(p => File.Exists(PathOf($"src/{p}/{p}.csproj"))
-            && File.ReadAllText(PathOf($"src/{p}/{p}.csproj")).Contains("<UsesKafka>true</UsesKafka>", StringComparison.Ordinal));
+    /// <summary>Whether the project talks to Kafka: everything that does references src/KafkaNative.</summary>
+    public static bool UsesKafka(string project) => ProjectClosure(project).Contains("KafkaNative");
 
     [GeneratedRegex(@"<ProjectReference\s+Include=""\.\./(?<name>[A-Za-z0-9_.]+)/\k<name>\.csproj""")]
     private static partial Regex ProjectReferencePattern();

@@ -45,7 +45,13 @@ public sealed class ControlChannelTests
             }
 
             Assert.Equal(["first", "second"], keys);
+
+            Assert.Equal("ok", await MockKafkaControlClient.SendAsync(port, "delete-records control 0 1", ct));
+            var watermarks = consumer.QueryWatermarkOffsets(new TopicPartition("control", 0), TimeSpan.FromSeconds(10));
+            Assert.Equal((1, 2), (watermarks.Low.Value, watermarks.High.Value));
         }
+
+        Assert.StartsWith("error ", await MockKafkaControlClient.SendAsync(port, "delete-records control 0 3", ct), StringComparison.Ordinal);
 
         Assert.StartsWith("error ", await MockKafkaControlClient.SendAsync(port, "explode now", ct), StringComparison.Ordinal);
         Assert.StartsWith("error ", await MockKafkaControlClient.SendAsync(port, "down 7", ct), StringComparison.Ordinal);

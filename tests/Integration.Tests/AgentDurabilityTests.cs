@@ -89,8 +89,10 @@ public sealed partial class AgentDurabilityTests
         await cluster.WaitTagTablesEmptyAsync();
 
         await cluster.Agent("d1").StopAsync();
-        // 10 MiB: twice the mock broker's partition window, so d1's next offset falls off its log.
-        await new WriteLoad(cluster, "tn", model, seed: 4).RunAsync(writes: 160, concurrency: 2, maxBlocks: 16);
+        // Writes d1 misses, then deleted from its log (as retention does), so d1's next offset is gone. The
+        // window-filling way is FaultTests' device_stopped_past_its_partition_window…
+        await new WriteLoad(cluster, "tn", model, seed: 4).RunAsync(writes: 20, concurrency: 2, maxBlocks: 16);
+        Assert.True(DeviceTopic.DeleteAllRecords(cluster, "d1") > await cluster.AgentNextOffsetAsync("d1"), "d1 had consumed the writes it was stopped for");
         rabbit.Block();
         await cluster.StartAgentAsync("d1", waitRunning: false);
         await Eventually.TrueAsync(async () => (await cluster.AgentStatusAsync("d1")).GetProperty("truncationDetected").GetBoolean(),

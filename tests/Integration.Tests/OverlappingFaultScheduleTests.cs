@@ -216,8 +216,8 @@ public sealed class OverlappingFaultScheduleTests
                 if (_rng.Next(4) > 0)
                 {
                     var second = PickFault();
-                    // A truncation starts by pushing 6 MiB of filler into the log at once, past any flow control:
-                    // after another fault left that log the only holder of acknowledged writes, that deletes them,
+                    // A truncation deletes the log up to its end at once, past any flow control: after another
+                    // fault left that log the only holder of acknowledged writes, that deletes them,
                     // which nothing survives (README, known gaps). So a truncation is drawn first only; the
                     // faults that overlap it come after.
                     if (second == Fault.LogTruncated) second = Fault.AgentKilled;

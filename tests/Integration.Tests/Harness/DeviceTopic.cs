@@ -32,16 +32,23 @@ internal static class DeviceTopic
     }
 
     /// <summary>
-    /// Truncates the device's log under it: produces 6 MiB of filler (no transaction header) to partition 0, more
-    /// than the mock broker keeps per partition (5 MiB), so everything before falls off the log. An agent that
-    /// had not consumed up to here finds its next offset gone (a full copy), and quarantines the filler.
+    /// Truncates the device's log under it, as retention does: puts one filler message (no transaction header) on
+    /// partition 0, so the log surely ends past whatever the agent consumed, then deletes every record up to and
+    /// including it. An agent that had not consumed up to here finds its next offset gone (a full copy).
     /// </summary>
     public static async Task TruncateAsync(TestCluster cluster, string device)
     {
         using var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = cluster.Kafka.BootstrapServers }).Build();
-        var filler = new byte[512 * 1024];
-        for (var i = 0; i < 12; i++)
-            await producer.ProduceAsync(new TopicPartition(Topics.Device(device), 0), new Message<byte[]?, byte[]?> { Value = filler });
+        var filler = await producer.ProduceAsync(new TopicPartition(Topics.Device(device), 0), new Message<byte[]?, byte[]?> { Value = [0] });
+        cluster.Kafka.DeleteRecords(Topics.Device(device), 0, filler.Offset.Value + 1);
+    }
+
+    /// <summary>Deletes every record of partition 0 of the device's log, as retention does; returns the new log start.</summary>
+    public static long DeleteAllRecords(TestCluster cluster, string device)
+    {
+        var end = LogEnd(cluster, device);
+        cluster.Kafka.DeleteRecords(Topics.Device(device), 0, end);
+        return end;
     }
 
     /// <summary>The end of partition 0 of the device's log now (its high watermark).</summary>

@@ -1,0 +1,11 @@
+using System.Runtime.CompilerServices;
+using TaggedMirror.KafkaNative;
+
+namespace TaggedMirror.Integration.Tests.Harness;
+
+internal static class KafkaNativeSetup
+{
+    // Before any test or harness builds a Kafka client: the clients must bind librdkafka.redist's library, not the system's.
+    [ModuleInitializer]
+    internal static void Install() => Librdkafka.Install();
+}
