@@ -13,6 +13,7 @@ using TaggedMirror.Controller.Volumes;
 using TaggedMirror.EventStore;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
+using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -100,7 +101,6 @@ builder.Services.AddTaggedMirrorBus(options,
     });
 
 var app = builder.Build();
-_ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist from the start
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
@@ -108,6 +108,7 @@ await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), Cancel
 
 app.MapVolumeEndpoints();
 app.MapProcessDiagnostics();
+app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
     Results.Ok(new { controllerId = tags.ControllerId, epoch = tags.Epoch, tagsIssued = tags.Issued, inflight = pipeline.InflightCount }));
 app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);

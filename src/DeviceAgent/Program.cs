@@ -6,6 +6,7 @@ using TaggedMirror.DeviceAgent.TagTable;
 using TaggedMirror.EventStore;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
+using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -23,7 +24,6 @@ builder.Services.AddTaggedMirrorBus(options);
 builder.Services.AddHostedService<DeviceConsumer>();
 
 var app = builder.Build();
-_ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
 var store = app.Services.GetRequiredService<PgEventStore>();
 await ClusterSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
@@ -31,6 +31,7 @@ await store.MigrateAsync(app.Lifetime.ApplicationStopping);
 
 app.MapReadEndpoints(agent.DeviceId);
 app.MapProcessDiagnostics();
+app.MapTaggedMirrorHealth();
 await app.StartAsync();
 var url = string.IsNullOrEmpty(agent.PublicUrl) ? app.Urls.First() : agent.PublicUrl;
 await new DeviceRepository(store, agent.DeviceId).RegisterAsync(url, app.Lifetime.ApplicationStopping);

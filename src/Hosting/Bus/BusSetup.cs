@@ -1,5 +1,6 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using TaggedMirror.Hosting.Health;
 
 namespace TaggedMirror.Hosting.Bus;
 
@@ -23,6 +24,12 @@ public static class BusSetup
             // MassTransit reports usage to its vendor over the internet unless told not to; a storage
             // controller phones nowhere.
             x.DisableUsageTelemetry();
+            // MassTransit registers its bus health check itself; /health/ready names it "bus".
+            x.ConfigureHealthCheckOptions(h =>
+            {
+                h.Name = "bus";
+                h.Tags.Add(HealthSetup.ReadyTag);
+            });
             configureConsumers?.Invoke(x);
             if (string.Equals(options.BusTransport, "InMemory", StringComparison.OrdinalIgnoreCase))
             {
