@@ -2,8 +2,8 @@ namespace TaggedMirror.Contracts.Api;
 
 /// <summary>
 /// What <c>GET /health/live</c> and <c>GET /health/ready</c> answer (JSON, camelCase) on the controller and on
-/// every device agent. The HTTP status says the same: 200 when <see cref="Status"/> is <c>Healthy</c> or
-/// <c>Degraded</c>, 503 when it is <c>Unhealthy</c>.
+/// every device agent. The HTTP status says the same: readiness is 200 only when <see cref="Status"/> is
+/// <c>Healthy</c> (503 when <c>Degraded</c>, as the bus is while it reconnects, or <c>Unhealthy</c>).
 /// </summary>
 /// <param name="Status">The worst status of the checks: <c>Healthy</c>, <c>Degraded</c> or <c>Unhealthy</c>.</param>
 /// <param name="DurationMs">How long the checks took together.</param>

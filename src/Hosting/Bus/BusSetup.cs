@@ -58,6 +58,21 @@ public static class BusSetup
                         configure(e, context);
                     });
                 }
+                if (endpoints is not { Count: > 0 })
+                {
+                    // MassTransit's bus health check watches receive endpoints only: a process that just sends (an
+                    // agent) would report the bus ready with RabbitMQ gone. This endpoint consumes nothing; it lets
+                    // the check see the connection, and leaves with it (auto-delete, not durable).
+                    cfg.ReceiveEndpoint($"tm.{options.Cluster}.connection-{Guid.NewGuid():N}", e =>
+                    {
+                        e.ConfigureConsumeTopology = false;
+                        if (e is IRabbitMqReceiveEndpointConfigurator rabbit)
+                        {
+                            rabbit.Durable = false;
+                            rabbit.AutoDelete = true;
+                        }
+                    });
+                }
             });
         });
         return services;

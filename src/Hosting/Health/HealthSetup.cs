@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using TaggedMirror.Contracts.Api;
 
@@ -11,8 +12,8 @@ namespace TaggedMirror.Hosting.Health;
 /// <summary>
 /// <c>/health/live</c>: the process is up and serving HTTP (no dependency is asked, so a restart never follows an
 /// outage of PostgreSQL). <c>/health/ready</c>: PostgreSQL answers a query, the bus is connected (MassTransit's
-/// own check, named <c>bus</c>) and a Kafka broker answers a metadata request; 503 when any is down. Both answer
-/// <see cref="HealthAnswer"/> as JSON.
+/// own check, named <c>bus</c>) and a Kafka broker answers a metadata request; 503 unless every check is
+/// healthy. Both answer <see cref="HealthAnswer"/> as JSON.
 /// </summary>
 public static class HealthSetup
 {
@@ -32,6 +33,7 @@ public static class HealthSetup
     /// <summary>Registers the checks. The PostgreSQL check uses the <see cref="Npgsql.NpgsqlDataSource"/> registered in DI.</summary>
     public static IServiceCollection AddTaggedMirrorHealth(this IServiceCollection services)
     {
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<KafkaHealthCheck>();
         services.AddHealthChecks()
             .AddCheck("process", () => HealthCheckResult.Healthy(), tags: [LiveTag])
@@ -44,7 +46,19 @@ public static class HealthSetup
     public static IEndpointRouteBuilder MapTaggedMirrorHealth(this IEndpointRouteBuilder app)
     {
         app.MapHealthChecks(LivePath, new HealthCheckOptions { Predicate = r => r.Tags.Contains(LiveTag), ResponseWriter = WriteAsync });
-        app.MapHealthChecks(ReadyPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync });
+        app.MapHealthChecks(ReadyPath, new HealthCheckOptions
+        {
+            Predicate = r => r.Tags.Contains(ReadyTag),
+            ResponseWriter = WriteAsync,
+            // MassTransit reports a receive endpoint that lost its connection and is reconnecting as Degraded:
+            // not ready to take its share of the work all the same.
+            ResultStatusCodes =
+            {
+                [HealthStatus.Healthy] = StatusCodes.Status200OK,
+                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+                [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
+            },
+        });
         return app;
     }
 

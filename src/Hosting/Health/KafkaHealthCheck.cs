@@ -57,7 +57,7 @@ internal sealed class KafkaHealthCheck(TaggedMirrorOptions options, TimeProvider
         }
         catch (KafkaException ex)
         {
-            return HealthCheckResult.Unhealthy($"no metadata within {Timeout.TotalSeconds:0.#} s: {ex.Error.Reason}");
+            return HealthCheckResult.Unhealthy($"no metadata (waited up to {Timeout.TotalSeconds:0.#} s): {ex.Error.Reason}");
         }
         catch (InvalidOperationException ex)
         {

@@ -60,10 +60,23 @@ public static class TelemetrySetup
     }
 
     /// <summary>
-    /// Probes and diagnostics are asked every few seconds by orchestrators and benchmarks: a root trace each
-    /// (with the readiness probe's PostgreSQL query inside) would bury the writes. Their metrics are kept.
+    /// Requests that watch rather than act are not traced: probes and diagnostics, and status reads (the agent's
+    /// <c>/status</c>, the controller's <c>/controller</c>, <c>GET /volumes</c> and <c>GET /volumes/{name}</c>),
+    /// which orchestrators, <c>tm status --watch</c> and dashboards ask every few seconds; a root trace each would
+    /// bury the writes. Their HTTP metrics are kept. Writes, appends, reads of blocks and volume creation are traced.
     /// </summary>
-    private static bool IsTracedRequest(HttpContext context) =>
-        !context.Request.Path.StartsWithSegments("/health", StringComparison.OrdinalIgnoreCase)
-        && !context.Request.Path.StartsWithSegments("/diag", StringComparison.OrdinalIgnoreCase);
+    private static bool IsTracedRequest(HttpContext context)
+    {
+        var path = context.Request.Path;
+        if (path.StartsWithSegments("/health", StringComparison.OrdinalIgnoreCase)
+            || path.StartsWithSegments("/diag", StringComparison.OrdinalIgnoreCase))
+            return false;
+        if (!HttpMethods.IsGet(context.Request.Method)) return true;
+        if (path.StartsWithSegments("/status", StringComparison.OrdinalIgnoreCase)
+            || path.StartsWithSegments("/controller", StringComparison.OrdinalIgnoreCase))
+            return false;
+        // GET /volumes and GET /volumes/{name} are status; GET /volumes/{name}/blocks/... is a read.
+        return !(path.StartsWithSegments("/volumes", StringComparison.OrdinalIgnoreCase, out var rest)
+            && rest.Value?.Trim('/').Contains('/', StringComparison.Ordinal) != true);
+    }
 }
