@@ -64,12 +64,18 @@ PGPASSWORD=tm psql -h 127.0.0.1 -p "$PG_PORT" -U tm -d tm -X -tAq -c 'SELECT 1' 
   die "postgresql: cannot log in as tm/tm on 127.0.0.1:$PG_PORT (check pg_hba.conf)"
 
 # --- RabbitMQ ---------------------------------------------------------------------------------
+RABBIT_NOFILE="${TM_RABBIT_NOFILE:-16384}"
 rabbit_up() { $SUDO rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 if rabbit_up; then
   log "rabbitmq: already running"
 else
-  # No systemd here: the Debian wrapper drops to the rabbitmq user by itself.
-  $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
+  # No systemd here. Each queue holds file handles: at the usual limit of 1024 (927 usable) a node with about
+  # a thousand queues ran out and 'rabbitmqctl start_app' hung. The Debian wrapper, run as root, drops to the
+  # rabbitmq user through su, whose PAM session puts the limit back to 1024; so start it as that user with
+  # the limit raised (up to the hard limit when that is lower), and the wrapper runs the node directly.
+  run_as rabbitmq env HOME=/var/lib/rabbitmq sh -c \
+    'ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$2" -detached' \
+    sh "$RABBIT_NOFILE" "$(command -v rabbitmq-server)" >/dev/null 2>&1 || true
   wait_until 90 "RabbitMQ to answer ping" rabbit_up
   log "rabbitmq: node up"
 fi
@@ -78,6 +84,15 @@ fi
 rabbit_booted() { $SUDO rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
 wait_until 120 "RabbitMQ's rabbit application to boot" rabbit_booted
 log "rabbitmq: running"
+# A node started before this script raised the limit keeps its own; say so rather than restart it under
+# whoever is using it.
+fd_limit=$($SUDO rabbitmq-diagnostics -q status 2>/dev/null | sed -n 's/^Total: [0-9]*, limit: \([0-9]*\).*/\1/p' | head -1 || true)
+if [ -n "$fd_limit" ] && [ "$fd_limit" -lt 4096 ]; then
+  log "rabbitmq: warning: the node may open only $fd_limit files (about one per queue); restart it with" \
+      "'rabbitmqctl stop' then this script to raise that to $RABBIT_NOFILE"
+else
+  log "rabbitmq: file descriptor limit ${fd_limit:-unknown}"
+fi
 if $SUDO rabbitmqctl -q list_users 2>/dev/null | awk '{ print $1 }' | grep -qx tm; then
   log "rabbitmq: user tm exists"
 else

@@ -16,6 +16,7 @@ using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
+using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -117,7 +118,6 @@ builder.Services.AddTaggedMirrorBus(options,
     });
 
 var app = builder.Build();
-_ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist from the start
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
@@ -125,6 +125,7 @@ await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), Cancel
 
 app.MapVolumeEndpoints();
 app.MapProcessDiagnostics();
+app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
     Results.Ok(new { controllerId = tags.ControllerId, epoch = tags.Epoch, tagsIssued = tags.Issued, inflight = pipeline.InflightCount }));
 app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);

@@ -8,6 +8,7 @@ using TaggedMirror.DeviceAgent.TagTable;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
+using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
@@ -33,7 +34,6 @@ builder.Services.AddTaggedMirrorBus(options);
 builder.Services.AddHostedService<DeviceConsumer>();
 
 var app = builder.Build();
-_ = app.Services.GetRequiredService<TelemetrySetup>();
 _ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
 var store = app.Services.GetRequiredService<EventStreams>();
 await ClusterSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
@@ -41,6 +41,7 @@ await EventStoreSetup.MigrateAsync(store.DataSource, options.Schema, app.Lifetim
 
 app.MapReadEndpoints(agent.DeviceId);
 app.MapProcessDiagnostics();
+app.MapTaggedMirrorHealth();
 await app.StartAsync();
 var url = string.IsNullOrEmpty(agent.PublicUrl) ? app.Urls.First() : agent.PublicUrl;
 await new DeviceRepository(store, agent.DeviceId).RegisterAsync(url, app.Lifetime.ApplicationStopping);

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Telemetry;
 using TaggedMirror.KafkaNative;
 
@@ -15,8 +16,9 @@ public static class HostDefaults
 {
     /// <summary>
     /// Binds <see cref="TaggedMirrorOptions"/>, registers the PostgreSQL data source, the component's
-    /// telemetry and the OTLP providers, and binds the Kafka clients to librdkafka.redist's library (first: no
-    /// client may exist before). Returns the options for the caller's own wiring.
+    /// telemetry with OpenTelemetry (when an OTLP endpoint is configured) and the health checks, and binds the
+    /// Kafka clients to librdkafka.redist's library (first: no client may exist before). Returns the options for
+    /// the caller's own wiring; the bus (<see cref="Bus.BusSetup"/>) adds its own health check.
     /// </summary>
     public static TaggedMirrorOptions AddTaggedMirrorDefaults(this WebApplicationBuilder builder, string component)
     {
@@ -27,7 +29,8 @@ public static class HostDefaults
         builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres));
         var telemetry = new TaggedMirrorTelemetry(component);
         builder.Services.AddSingleton(telemetry);
-        builder.Services.AddSingleton(_ => new TelemetrySetup("taggedmirror-" + component.ToLowerInvariant(), [telemetry.Name]));
+        builder.Services.AddTaggedMirrorTelemetry(builder.Configuration, "taggedmirror-" + component.ToLowerInvariant(), telemetry);
+        builder.Services.AddTaggedMirrorHealth();
         return options;
     }
 

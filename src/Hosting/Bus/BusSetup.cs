@@ -1,5 +1,6 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using TaggedMirror.Hosting.Health;
 
 namespace TaggedMirror.Hosting.Bus;
 
@@ -23,6 +24,12 @@ public static class BusSetup
             // MassTransit reports usage to its vendor over the internet unless told not to; a storage
             // controller phones nowhere.
             x.DisableUsageTelemetry();
+            // MassTransit registers its bus health check itself; /health/ready names it "bus".
+            x.ConfigureHealthCheckOptions(h =>
+            {
+                h.Name = "bus";
+                h.Tags.Add(HealthSetup.ReadyTag);
+            });
             configureConsumers?.Invoke(x);
             if (string.Equals(options.BusTransport, "InMemory", StringComparison.OrdinalIgnoreCase))
             {
@@ -49,6 +56,21 @@ public static class BusSetup
                         // A queue whose process is gone for good (test clusters, renamed hosts) removes itself.
                         if (e is IRabbitMqReceiveEndpointConfigurator rabbit) rabbit.QueueExpiration = TimeSpan.FromHours(1);
                         configure(e, context);
+                    });
+                }
+                if (endpoints is not { Count: > 0 })
+                {
+                    // MassTransit's bus health check watches receive endpoints only: a process that just sends (an
+                    // agent) would report the bus ready with RabbitMQ gone. This endpoint consumes nothing; it lets
+                    // the check see the connection, and leaves with it (auto-delete, not durable).
+                    cfg.ReceiveEndpoint($"tm.{options.Cluster}.connection-{Guid.NewGuid():N}", e =>
+                    {
+                        e.ConfigureConsumeTopology = false;
+                        if (e is IRabbitMqReceiveEndpointConfigurator rabbit)
+                        {
+                            rabbit.Durable = false;
+                            rabbit.AutoDelete = true;
+                        }
                     });
                 }
             });

@@ -321,6 +321,15 @@ internal sealed class TestCluster : IAsyncDisposable
         foreach (var c in _otherControllers) await c.DisposeAsync();
         if (Controller is not null) await Controller.DisposeAsync();
         Kafka.Dispose();
+        try
+        {
+            await Bus.DeleteClusterAsync(Id);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or RabbitMQ.Client.Exceptions.RabbitMQClientException or IOException)
+        {
+            // A broker the test stopped and could not restart is the test's own failure; do not hide it behind this one.
+            await Console.Error.WriteLineAsync($"test cluster {Id}: could not delete its queues and exchanges: {ex.Message}");
+        }
         var keep = System.Environment.GetEnvironmentVariable("TM_KEEP_TEST_DIRS") is not null;
         try
         {
