@@ -43,7 +43,7 @@ for ((round = 1; round <= rounds; round++)); do
       dir="$work/$label"
       before=$(ls "$dir/bench-results" 2>/dev/null | sort | tail -n 1 || true)
       # shellcheck disable=SC2086 # options are words on purpose
-      TM_SKIP_SETUP=1 TM_SKIP_BUILD=1 "$dir/ops/$script" $options >"$out/$label-$name-$round.log" 2>&1 ||
+      env -u TM_RUN_DIR TM_SKIP_SETUP=1 TM_SKIP_BUILD=1 "$dir/ops/$script" $options >"$out/$label-$name-$round.log" 2>&1 ||
         die "$label $name round $round failed (see $out/$label-$name-$round.log)"
       latest=$(ls "$dir/bench-results" | sort | tail -n 1)
       [[ $latest != "$before" ]] || die "$label $name round $round wrote no results file"
