@@ -53,15 +53,31 @@ public static class EventStoreSetup
     }
 
     /// <summary>
-    /// Creates or updates Marten's tables and functions in the schema. Idempotent; processes starting together are
-    /// serialised by Marten's own migration lock.
+    /// Creates or updates Marten's tables and functions in the schema. Idempotent. Processes starting together (a
+    /// controller and its agents) take turns under an advisory lock: Marten's own migration replaces its functions
+    /// unguarded, and two at once failed on PostgreSQL's unique index of functions (23505), killing the start.
     /// </summary>
     public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
     {
         var o = new StoreOptions();
         Configure(o, dataSource, schema);
         using var store = new DocumentStore(o);
-        ct.ThrowIfCancellationRequested();
-        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().ConfigureAwait(false);
+        await using var connection = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended($1, 0))", connection))
+        {
+            take.Parameters.AddWithValue("TaggedMirror.EventStoreSetup:" + schema);
+            await take.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Session-level: released here, or by the server when this connection closes.
+            await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", connection);
+            await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
     }
 }
