@@ -5,8 +5,8 @@ using TaggedMirror.Controller.Volumes;
 namespace TaggedMirror.Controller;
 
 /// <summary>
-/// The tables the controller owns (the device agents only read some of them): its projections' tables and the
-/// reconciliation's. Created idempotently at every start, under an advisory lock so controllers starting together
+/// The tables the controller owns (the device agents only read some of them): epochs, leases, full copies done, its
+/// projections' tables and the reconciliation's. Created idempotently at every start, under an advisory lock so controllers starting together
 /// do not race.
 /// </summary>
 internal static class ControllerSchema
@@ -18,6 +18,27 @@ internal static class ControllerSchema
         await using (var cmd = new NpgsqlCommand($"""
             SELECT pg_advisory_xact_lock(hashtext('tm-controller-schema'));
             CREATE SCHEMA IF NOT EXISTS {schema};
+            -- Each controller start is a new epoch (M2): the counter behind it never goes back.
+            CREATE TABLE IF NOT EXISTS {schema}.controller_epochs (
+                controller_id int PRIMARY KEY,
+                epoch int NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now());
+            -- Which controller owns a volume, fenced by its epoch.
+            CREATE TABLE IF NOT EXISTS {schema}.volume_leases (
+                volume text PRIMARY KEY,
+                controller_id int NOT NULL,
+                epoch int NOT NULL,
+                expires_at timestamptz NOT NULL);
+            -- Bumped whenever the lease passes to another process (another controller, or a new epoch of the same id).
+            ALTER TABLE {schema}.volume_leases ADD COLUMN IF NOT EXISTS owner_epoch bigint NOT NULL DEFAULT 1;
+            -- Full copies done, per mirror: the newest truncation of the target device's log each one covers (the
+            -- version of its log_truncated event). The device clears its own "needs a full copy" mark from this.
+            CREATE TABLE IF NOT EXISTS {schema}.full_copies (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                covers_truncation bigint NOT NULL,
+                completed_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (device_id, object_id));
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
             """, conn, tx))

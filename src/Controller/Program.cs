@@ -4,10 +4,12 @@ using Marten;
 using MassTransit;
 using Polly;
 using Polly.Retry;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.FullCopy;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Status;
@@ -17,7 +19,6 @@ using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
-using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -48,7 +49,6 @@ try
 {
     epoch = await untilPostgres.ExecuteAsync(async ct =>
 {
-    await ClusterSchema.MigrateAsync(dataSource, options.Schema, ct);
     await ControllerSchema.MigrateAsync(dataSource, options.Schema, ct);
     await EventStoreSetup.MigrateAsync(dataSource, options.Schema, ct);
     // Before the epoch: a second process with a live id must not even start one.
@@ -92,6 +92,7 @@ builder.Services.AddSingleton<ControllerTelemetry>();
 builder.Services.AddHostedService<DeviceLagMonitor>();
 builder.Services.AddSingleton<LogProgress>();
 builder.Services.AddSingleton<ResyncService>();
+builder.Services.AddSingleton<FullCopyService>();
 builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
 builder.Services.AddHostedService<ReconciliationService>();
@@ -127,6 +128,6 @@ app.MapVolumeEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
-    Results.Ok(new { controllerId = tags.ControllerId, epoch = tags.Epoch, tagsIssued = tags.Issued, inflight = pipeline.InflightCount }));
+    Results.Ok(new ControllerInfo(tags.ControllerId, tags.Epoch, tags.Issued, pipeline.InflightCount)));
 app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);
 await app.RunAsync();

@@ -1,3 +1,4 @@
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.DeviceAgent.Consumption;
 using TaggedMirror.DeviceAgent.TagTable;
 
@@ -8,7 +9,7 @@ internal sealed class DeviceStatus
 {
     private readonly Lock _lock = new();
     private Dictionary<int, long> _offsets = [];
-    private Dictionary<string, ObjectStatus> _objects = [];
+    private Dictionary<string, DeviceObjectStatus> _objects = [];
 
     public bool Running { get; set; }
 
@@ -49,7 +50,7 @@ internal sealed class DeviceStatus
         {
             LiveEntries = state.Live.Count;
             _offsets = new(state.NextOffsets);
-            _objects = state.Objects.Values.ToDictionary(o => o.Id, o => new ObjectStatus(o.Id, o.BlockSize, o.ObjectBlocks, o.ExtensionBlocks, o.NeedsFullCopy));
+            _objects = state.Objects.Values.ToDictionary(o => o.Id, o => new DeviceObjectStatus(o.Id, o.BlockSize, o.ObjectBlocks, o.ExtensionBlocks, o.NeedsFullCopy));
         }
     }
 
@@ -67,33 +68,20 @@ internal sealed class DeviceStatus
         Update(state);
     }
 
-    public ObjectStatus? Object(string id)
+    public DeviceObjectStatus? Object(string id)
     {
         lock (_lock) return _objects.GetValueOrDefault(id);
     }
 
-    public object Snapshot(string deviceId)
+    public DeviceStatusAnswer Snapshot(string deviceId)
     {
         lock (_lock)
         {
-            return new
-            {
-                deviceId,
-                running = Running,
-                state = State,
-                fault = Fault,
-                faultSince = FaultSince,
-                lastError = LastError,
-                truncationDetected = TruncationDetected,
-                liveEntries = LiveEntries,
-                appliedTransactions = AppliedTransactions,
-                appliedBytes = AppliedBytes,
-                deadLettered = DeadLettered,
-                nextOffsets = _offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value),
-                objects = _objects.Values.OrderBy(o => o.Id, StringComparer.Ordinal).ToArray(),
-            };
+            return new DeviceStatusAnswer(
+                deviceId, Running, State, Fault, FaultSince, LastError, TruncationDetected, LiveEntries, AppliedTransactions,
+                AppliedBytes, DeadLettered,
+                _offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value),
+                [.. _objects.Values.OrderBy(o => o.Id, StringComparer.Ordinal)]);
         }
     }
 }
-
-internal sealed record ObjectStatus(string Id, int BlockSize, long ObjectBlocks, long ExtensionBlocks, bool NeedsFullCopy);

@@ -9,7 +9,6 @@ using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
-using TaggedMirror.Hosting.Schema;
 using TaggedMirror.Hosting.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -36,7 +35,7 @@ builder.Services.AddHostedService<DeviceConsumer>();
 var app = builder.Build();
 _ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
 var store = app.Services.GetRequiredService<EventStreams>();
-await ClusterSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
+await DeviceSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 await EventStoreSetup.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 
 app.MapReadEndpoints(agent.DeviceId);

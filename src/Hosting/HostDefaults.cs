@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Telemetry;
 using TaggedMirror.KafkaNative;
@@ -45,6 +46,3 @@ public static class HostDefaults
         return app;
     }
 }
-
-/// <summary>What <c>/diag/process</c> answers.</summary>
-public sealed record ProcessDiagnostics(int Pid, long PeakWorkingSetBytes, long WorkingSetBytes, long TotalAllocatedBytes);

@@ -161,7 +161,10 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
                 {
                     if (!key.StartsWith("OTEL_", StringComparison.Ordinal) && !key.StartsWith("ASPNETCORE_", StringComparison.Ordinal)
                         && !key.StartsWith("DOTNET_", StringComparison.Ordinal))
+                    {
                         yield return $"{service.Name}: environment {key} is neither an options setting (Section__Name) nor an OTEL_/ASPNETCORE_/DOTNET_ variable";
+                    }
+
                     continue;
                 }
                 if (parts[0] == "Logging") continue;
@@ -205,7 +208,10 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
                 var parts = key.Split("__");
                 if (parts.Length != 2 || !bySection.TryGetValue(parts[0], out var section)
                     || !section.PropertyTypes.TryGetValue(parts[1], out var type))
+                {
                     continue;
+                }
+
                 var ok = type switch
                 {
                     "int" => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _),
@@ -416,7 +422,9 @@ public sealed partial class DeploymentChecks(ComposeFile compose)
         if (!text.Contains("--partitions 1", StringComparison.Ordinal)) yield return $"kafka-init: {script} does not create one partition";
         if (init.Node["entrypoint"] is not YamlSequence entry
             || !entry.Items.OfType<YamlScalar>().Any(i => init.Volumes.Any(v => v.Split(':').ElementAtOrDefault(1) == i.Value)))
+        {
             yield return "kafka-init: entrypoint does not run the mounted script";
+        }
     }
 
     /// <summary>

@@ -62,7 +62,10 @@ public static partial class OptionsSource
             {
                 if (file.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
                     || file.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+                {
                     continue;
+                }
+
                 if (Parse(file, File.ReadAllText(file)) is { } options) result.Add(options);
             }
         }

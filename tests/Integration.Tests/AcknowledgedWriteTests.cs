@@ -1,3 +1,4 @@
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 
 namespace TaggedMirror.Integration.Tests;
@@ -151,7 +152,7 @@ public sealed class AcknowledgedWriteTests
 
         cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
         await PostgresServer.StopAsync();
-        Task<WriteAnswer> write;
+        Task<WriteResult> write;
         var second = VolumeModel.Data(2, 1, BlockSize);
         try
         {

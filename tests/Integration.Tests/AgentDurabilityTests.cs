@@ -113,7 +113,7 @@ public sealed partial class AgentDurabilityTests
 
         await cluster.WaitConvergedAsync("tn");
         Assert.Equal(blocks, (await cluster.ResyncsAsync("tn")).Where(r => r.Tag is null).Sum(r => (long)r.BlockCount));
-        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.device_objects WHERE needs_full_copy"));
+        await cluster.WaitFullCopyMarksClearedAsync();
         // Once the need is cleared the notice stops: no second full copy after a few re-send periods.
         await Task.Delay(TimeSpan.FromSeconds(5));
         Assert.Equal(1, await NeedsFullCopyMarksAsync(cluster));

@@ -32,13 +32,21 @@ public sealed class BadInputTests
             await AssertRefusedAsync(r, HttpStatusCode.BadRequest, "outside volume bad");
         using (var r = await cluster.Http.PostAsync(new Uri(cluster.Controller.Url + "/volumes"),
                    new StringContent("""{"name":"Bad Name","blockSize":4096,"blocks":1,"mirrors":["d0","d1"]}""", Encoding.UTF8, "application/json")))
+        {
             await AssertRefusedAsync(r, HttpStatusCode.BadRequest, "not valid");
+        }
+
         using (var r = await cluster.Http.PostAsync(new Uri(cluster.Controller.Url + "/volumes"),
                    new StringContent("""{"name":"odd","blockSize":3000,"blocks":1,"mirrors":["d0","d1"]}""", Encoding.UTF8, "application/json")))
+        {
             await AssertRefusedAsync(r, HttpStatusCode.BadRequest, "power of two");
+        }
+
         using (var r = await cluster.Http.PostAsync(new Uri(cluster.Controller.Url + "/volumes"),
                    new StringContent("""{"name":"bad","blockSize":4096,"blocks":1,"mirrors":["d0","d1"]}""", Encoding.UTF8, "application/json")))
+        {
             await AssertRefusedAsync(r, HttpStatusCode.Conflict, "already exists");
+        }
 
         Assert.Equal(before, (await cluster.ControllerInfoAsync()).GetProperty("tagsIssued").GetInt64());
         var status = await cluster.VolumeStatusAsync("bad");

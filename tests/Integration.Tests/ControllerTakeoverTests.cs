@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 
 namespace TaggedMirror.Integration.Tests;
@@ -60,7 +61,7 @@ public sealed class ControllerTakeoverTests
             var content = new ByteArrayContent(VolumeModel.Data(s, 2, BlockSize));
             using var r = await cluster.Http.PutAsync(new Uri($"{url}/volumes/{volume}/blocks/{first}"), content);
             if (r.IsSuccessStatusCode)
-                model.Record(System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(await r.Content.ReadAsStringAsync(), System.Text.Json.JsonSerializerOptions.Web)!, s);
+                model.Record(System.Text.Json.JsonSerializer.Deserialize<WriteResult>(await r.Content.ReadAsStringAsync(), System.Text.Json.JsonSerializerOptions.Web)!, s);
             else if (r.StatusCode == HttpStatusCode.ServiceUnavailable)
                 uncertain.Add((first, s));
             return r.StatusCode;
@@ -81,7 +82,7 @@ public sealed class ControllerTakeoverTests
             using var r = await cluster.Http.PostAsync(new Uri($"{url}/volumes/va/append"), new ByteArrayContent(data));
             var body = await r.Content.ReadAsStringAsync();
             Assert.True(r.IsSuccessStatusCode, $"append through {url}: {(int)r.StatusCode} {body}");
-            appends.Add((System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!.FirstBlock, data));
+            appends.Add((System.Text.Json.JsonSerializer.Deserialize<WriteResult>(body, System.Text.Json.JsonSerializerOptions.Web)!.FirstBlock, data));
         }
         await AppendAsync(cluster.Controller.Url, 3);
         await AppendAsync(cluster.Controller.Url, 2);

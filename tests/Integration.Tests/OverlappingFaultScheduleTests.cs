@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 
 namespace TaggedMirror.Integration.Tests;
@@ -368,7 +369,10 @@ public sealed class OverlappingFaultScheduleTests
         private async Task<(string, Func<Task>, bool)> KillOwnerAsync()
         {
             Schedule.AppendLine(CultureInfo.InvariantCulture, $"  (the owner, {_owner.Name}, is killed and restarted)");
-            if (_owner == cluster.Controller) await cluster.RestartControllerAsync(kill: true);
+            if (_owner == cluster.Controller)
+            {
+                await cluster.RestartControllerAsync(kill: true);
+            }
             else
             {
                 _owner.Kill();
@@ -465,7 +469,7 @@ public sealed class OverlappingFaultScheduleTests
                 // unknown, so the model does not count on it (the mirrors must still end identical). 409: no owner yet.
                 if (r.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.Conflict) continue;
                 Assert.True(r.IsSuccessStatusCode, $"append: {(int)r.StatusCode} {body}");
-                var answer = System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!;
+                var answer = System.Text.Json.JsonSerializer.Deserialize<WriteResult>(body, System.Text.Json.JsonSerializerOptions.Web)!;
                 _appends.Add((answer.FirstBlock, data));
             }
         }

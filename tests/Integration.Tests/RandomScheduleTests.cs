@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 
 namespace TaggedMirror.Integration.Tests;
@@ -78,8 +79,14 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
             for (var i = 0; i < steps; i++)
             {
                 var roll = _rng.Next(10);
-                if (roll < 4 || faults >= 1) await WritesAsync(_rng.Next(5, 25));
-                else if (roll < 5) await AppendsAsync(_rng.Next(1, 4));
+                if (roll < 4 || faults >= 1)
+                {
+                    await WritesAsync(_rng.Next(5, 25));
+                }
+                else if (roll < 5)
+                {
+                    await AppendsAsync(_rng.Next(1, 4));
+                }
                 else
                 {
                     faults++;
@@ -176,7 +183,7 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
                 using var r = await cluster.AppendAsync(volume, data);
                 var body = await r.Content.ReadAsStringAsync();
                 Assert.True(r.IsSuccessStatusCode, $"append: {(int)r.StatusCode} {body}");
-                var answer = System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(body, System.Text.Json.JsonSerializerOptions.Web)!;
+                var answer = System.Text.Json.JsonSerializer.Deserialize<WriteResult>(body, System.Text.Json.JsonSerializerOptions.Web)!;
                 _appends.Add((answer.FirstBlock, data));
             }
         }

@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 using TaggedMirror.Integration.Tests.Harness.Otlp;
 
@@ -26,7 +27,7 @@ public sealed class TelemetryTests
         await cluster.CreateVolumeAsync("traced", BlockSize, blocks);
         var rng = new Random(41);
 
-        var healthy = new List<WriteAnswer>();
+        var healthy = new List<WriteResult>();
         for (var i = 0; i < 8; i++)
             healthy.Add(await cluster.WriteAsync("traced", rng.Next(0, (int)blocks - 4), RandomBytes(rng, 4 * BlockSize)));
         await cluster.WaitConvergedAsync("traced");
@@ -45,7 +46,7 @@ public sealed class TelemetryTests
 
         // d1's log becomes undeliverable: the volume runs degraded; when it returns, reconciliation resyncs.
         cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
-        var missed = new List<WriteAnswer>();
+        var missed = new List<WriteResult>();
         for (var i = 0; i < 5; i++)
             missed.Add(await cluster.WriteAsync("traced", rng.Next(0, (int)blocks - 4), RandomBytes(rng, 4 * BlockSize)));
         Assert.Equal("Degraded", await cluster.MirrorStateAsync("traced", "d1"));

@@ -1,3 +1,4 @@
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 using Xunit.Abstractions;
 
@@ -91,7 +92,7 @@ public sealed class WritePathTests(ITestOutputHelper output)
             var data = VolumeModel.Data(100 + i, 1 + i % 3, BlockSize);
             using var r = await cluster.AppendAsync("ap", data);
             Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
-            var answer = System.Text.Json.JsonSerializer.Deserialize<WriteAnswer>(await r.Content.ReadAsStringAsync(), System.Text.Json.JsonSerializerOptions.Web)!;
+            var answer = System.Text.Json.JsonSerializer.Deserialize<WriteResult>(await r.Content.ReadAsStringAsync(), System.Text.Json.JsonSerializerOptions.Web)!;
             Assert.Equal(expectedFirst, answer.FirstBlock);
             expectedFirst += answer.Blocks;
             all.AddRange(data);

@@ -96,8 +96,8 @@ internal sealed class TmHttp : IDisposable
         return await response.Content.ReadAsByteArrayAsync(ct);
     }
 
-    public Task<AgentStatus> GetAgentStatusAsync(Uri agent, CancellationToken ct) =>
-        GetJsonAsync<AgentStatus>(new Uri(agent, "status"), ct);
+    public Task<DeviceStatusAnswer> GetAgentStatusAsync(Uri agent, CancellationToken ct) =>
+        GetJsonAsync<DeviceStatusAnswer>(new Uri(agent, "status"), ct);
 
     public async Task<byte[]> ReadObjectAsync(Uri agent, string objectId, long offset, int length, CancellationToken ct)
     {
@@ -107,8 +107,8 @@ internal sealed class TmHttp : IDisposable
         return await response.Content.ReadAsByteArrayAsync(ct);
     }
 
-    public Task<ProcessInfo> GetProcessAsync(Uri service, CancellationToken ct) =>
-        GetJsonAsync<ProcessInfo>(new Uri(service, "diag/process"), ct);
+    public Task<ProcessDiagnostics> GetProcessAsync(Uri service, CancellationToken ct) =>
+        GetJsonAsync<ProcessDiagnostics>(new Uri(service, "diag/process"), ct);
 
     public void Dispose() => _http.Dispose();
 

@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
 
@@ -116,14 +117,14 @@ internal static class BenchCommand
             };
         }
 
-        var memory = new Dictionary<string, ProcessInfo?>(StringComparer.Ordinal) { ["controller"] = await TryProcessAsync(http, s.Controller, ct) };
+        var memory = new Dictionary<string, ProcessDiagnostics?>(StringComparer.Ordinal) { ["controller"] = await TryProcessAsync(http, s.Controller, ct) };
         foreach (var agent in s.Agents)
         {
             var status = await TryAgentAsync(http, agent, ct);
             memory["agent-" + (status?.DeviceId ?? agent.Authority)] = await TryProcessAsync(http, agent, ct);
         }
         using (var self = Process.GetCurrentProcess())
-            memory["tm-bench"] = new ProcessInfo(Environment.ProcessId, self.PeakWorkingSet64, self.WorkingSet64, GC.GetTotalAllocatedBytes());
+            memory["tm-bench"] = new ProcessDiagnostics(Environment.ProcessId, self.PeakWorkingSet64, self.WorkingSet64, GC.GetTotalAllocatedBytes());
 
         var result = new
         {
@@ -210,13 +211,16 @@ internal static class BenchCommand
             var v = await http.GetVolumeAsync(s.Controller, s.Volume, ct) ?? throw new CliException($"volume {s.Volume} vanished");
             if (v.Mirrors.All(m => m.LagMessages == 0 && m.UnappliedBytes == 0)) return clock.Elapsed;
             if (clock.Elapsed > timeout)
+            {
                 throw new CliException($"mirrors did not apply the benchmark's writes within {timeout.TotalSeconds:0} s: " +
                     string.Join(", ", v.Mirrors.Select(m => $"{m.DeviceId} {m.State} {m.LagMessages} messages behind")));
+            }
+
             await Task.Delay(20, ct);
         }
     }
 
-    private static async Task<ProcessInfo?> TryProcessAsync(TmHttp http, Uri service, CancellationToken ct)
+    private static async Task<ProcessDiagnostics?> TryProcessAsync(TmHttp http, Uri service, CancellationToken ct)
     {
         try
         {
@@ -229,7 +233,7 @@ internal static class BenchCommand
         }
     }
 
-    private static async Task<AgentStatus?> TryAgentAsync(TmHttp http, Uri agent, CancellationToken ct)
+    private static async Task<DeviceStatusAnswer?> TryAgentAsync(TmHttp http, Uri agent, CancellationToken ct)
     {
         try
         {

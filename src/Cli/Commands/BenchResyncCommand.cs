@@ -351,7 +351,9 @@ internal static class BenchResyncCommand
                     var (data, offset) = expected[sorted[i + k]];
                     if (bytes.Length < (k + 1) * s.BlockSize ||
                         !bytes.AsSpan(k * s.BlockSize, s.BlockSize).SequenceEqual(data.AsSpan(offset, s.BlockSize)))
+                    {
                         return new Verification(false, expected.Count, $"{m.DeviceId} ({m.ObjectId}) differs from what was written at block {sorted[i + k]}");
+                    }
                 }
                 i = j + 1;
             }
@@ -452,7 +454,10 @@ internal static class BenchResyncCommand
             int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var min) &&
             int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var max) &&
             min >= 1 && max >= min && max <= 4096)
+        {
             return (min, max);
+        }
+
         throw new CliException($"--write-blocks '{text}' is not N or MIN..MAX with 1 <= MIN <= MAX <= 4096");
     }
 

@@ -119,11 +119,13 @@ internal static class DemoCommand
         var drained = await WaitDrainedAsync(http, controller, volume, ct);
         info = drained.Info;
         if (!drained.Ok)
+        {
             failures.Add($"tag tables did not drain within {DrainTimeout.TotalSeconds:0} s: " +
                 string.Join(", ", info.Mirrors.Select(m => $"{m.DeviceId} {m.LiveTagEntries} live entries, {m.LagMessages} messages behind")));
+        }
 
         // Each mirror read directly from its agent: mirrors must end byte-identical, not just the copy a read picked.
-        var agentStatus = new Dictionary<string, (Uri Uri, AgentStatus Status)>(StringComparer.Ordinal);
+        var agentStatus = new Dictionary<string, (Uri Uri, DeviceStatusAnswer Status)>(StringComparer.Ordinal);
         foreach (var agent in agents)
         {
             var s = await http.GetAgentStatusAsync(agent, ct);

@@ -5,7 +5,8 @@ namespace TaggedMirror.Contracts.Transactions;
 
 /// <summary>
 /// CRC32C (Castagnoli) with the hardware instruction behind <see cref="BitOperations.Crc32C(uint, ulong)"/>.
-/// System.IO.Hashing is not obtainable here. Start with <see cref="uint.MaxValue"/>, finish with bitwise not.
+/// Not System.IO.Hashing: it is served now, but up to 11.0 it has CRC-32 (IEEE) and CRC-64, not CRC-32C; the
+/// framework's instruction is all this needs. Start with <see cref="uint.MaxValue"/>, finish with bitwise not.
 /// </summary>
 public static class Crc32C
 {

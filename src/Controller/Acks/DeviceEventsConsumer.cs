@@ -2,6 +2,7 @@ using MassTransit;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Bus;
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.FullCopy;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
 
@@ -9,7 +10,7 @@ namespace TaggedMirror.Controller.Acks;
 
 /// <summary>Acknowledgements and reports from device agents, off the bus.</summary>
 internal sealed class DeviceEventsConsumer(
-    WritePipeline pipeline, DeviceLog log, VolumeCatalog catalog, TagGenerator tags, ILogger<DeviceEventsConsumer> logger)
+    WritePipeline pipeline, DeviceLog log, VolumeCatalog catalog, TagGenerator tags, FullCopyService fullCopies, ILogger<DeviceEventsConsumer> logger)
     : IConsumer<DeviceApplied>, IConsumer<DeviceLogTruncated>, IConsumer<TransactionDeadLettered>, IConsumer<DeviceFaulted>
 {
     public Task Consume(ConsumeContext<DeviceApplied> context)
@@ -37,10 +38,13 @@ internal sealed class DeviceEventsConsumer(
                 // Being copied to already. A repeat changes nothing; a new truncation (the log moved past the
                 // device again) lost what was sent below its new start: nothing may wait for that (the copy's
                 // step in flight then fails and the copy starts again; it could not finish anyway, see
-                // ResyncService.FullCopyAsync).
+                // FullCopy/FullCopyService).
                 pipeline.OnTruncated(v, mirror, m.Partition, m.LogStartOffset);
                 continue;
             }
+            // Sent before the full copy that covers it was recorded, and delivered after: the device stops telling
+            // once it sees the record, and copying again would be work for nothing.
+            if (await fullCopies.FullCopyCoversLatestTruncationAsync(mirror, context.CancellationToken)) continue;
             // What fell off the log will never be applied there: nothing may wait for it. Before the state
             // change, which is what starts the full copy.
             pipeline.OnMirrorLost(v, mirror);

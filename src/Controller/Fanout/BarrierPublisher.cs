@@ -35,7 +35,7 @@ internal sealed class BarrierPublisher(
             {
                 var channel = log.Channel(device);
                 if (channel.BarrierInFlight is { IsCompleted: false }) continue;
-                var tokensWaiting = channel.PendingTokens > 0 && channel.SinceLastSend >= options.IdleTokenFlush;
+                var tokensWaiting = channel.Tokens.Count > 0 && channel.SinceLastSend >= options.IdleTokenFlush;
                 var due = Stopwatch.GetElapsedTime(channel.LastBarrierTimestamp) >= options.BarrierInterval;
                 if (!tokensWaiting && !due) continue;
                 channel.LastBarrierTimestamp = Stopwatch.GetTimestamp();
@@ -47,7 +47,7 @@ internal sealed class BarrierPublisher(
     private async Task SendAsync(DeviceChannel channel, CancellationToken ct)
     {
         var tokens = new long[TransactionCodec.MaxTokensPerTransaction];
-        var n = channel.TakeTokens(tokens);
+        var n = channel.Tokens.Take(tokens);
         var tag = new Tag(tags.ControllerId, tags.Epoch, pipeline.DeliveredUpTo);
         channel.OnTokensOnlySent();
         try
@@ -59,12 +59,12 @@ internal sealed class BarrierPublisher(
         }
         catch (ProduceException<byte[]?, byte[]?> ex)
         {
-            for (var i = 0; i < n; i++) channel.EnqueueToken(tokens[i]);
+            channel.Tokens.Return(tokens.AsSpan(0, n));
             logger.LogDebug("Barrier {Tag} to {Topic} not delivered: {Reason}", tag, channel.Topic, ex.Error.Reason);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            for (var i = 0; i < n; i++) channel.EnqueueToken(tokens[i]);
+            channel.Tokens.Return(tokens.AsSpan(0, n));
             logger.LogWarning(ex, "Barrier to {Topic} failed", channel.Topic);
         }
     }

@@ -1,5 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
+using TaggedMirror.Controller.Tokens;
 
 namespace TaggedMirror.Controller.Fanout;
 
@@ -12,7 +12,6 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent
     /// <summary>This device's own producer.</summary>
     public Confluent.Kafka.IProducer<byte[]?, byte[]?> Producer { get; } = producer;
 
-    private readonly ConcurrentQueue<long> _tokens = new();
     private readonly Lock _lock = new();
     private long _unappliedBytes;
     private long _lastSendTimestamp = Stopwatch.GetTimestamp();
@@ -24,7 +23,8 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent
 
     public long UnappliedBytes => Interlocked.Read(ref _unappliedBytes);
 
-    public int PendingTokens => _tokens.Count;
+    /// <summary>Tokens waiting to ride on the next transaction or barrier to this device (M5).</summary>
+    public TokenQueue Tokens { get; } = new();
 
     public TimeSpan SinceLastSend => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastSendTimestamp));
 
@@ -45,17 +45,6 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent
     public Task? BarrierInFlight { get; set; }
 
     public long LastBarrierTimestamp { get; set; }
-
-    public void EnqueueToken(long token) => _tokens.Enqueue(token);
-
-    /// <summary>Moves up to <paramref name="destination"/>.Length waiting tokens into it.</summary>
-    public int TakeTokens(Span<long> destination)
-    {
-        var n = 0;
-        while (n < destination.Length && _tokens.TryDequeue(out var t))
-            destination[n++] = t;
-        return n;
-    }
 
     /// <summary>Waits until the device is less than the lag bound behind. False on timeout: the caller degrades the mirror.</summary>
     public async ValueTask<bool> WaitForRoomAsync(long bytes, TimeSpan timeout, CancellationToken ct)

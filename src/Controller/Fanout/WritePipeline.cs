@@ -185,7 +185,7 @@ internal sealed class WritePipeline(
                     // Before the write can settle: from here on no read or copy may take this mirror as current.
                     m.MarkMissed(write.Tag.Seq);
                     // The device never saw these tokens: they ride on a later transaction. Retiring twice is harmless.
-                    if (tokens is not null) foreach (var t in tokens) channel.EnqueueToken(t);
+                    if (tokens is not null) channel.Tokens.Return(tokens);
                     if (write.MarkFailed(i) is (true, var settled))
                     {
                         channel.OnSettled(write.Bytes);
@@ -246,15 +246,18 @@ internal sealed class WritePipeline(
                     m.MarkMissed(tag.Seq);
                     write.MarkSkipped(m.Index);
                     if (Activity.Current is { IsAllDataRequested: true } request)
+                    {
                         request.AddEvent(new ActivityEvent("mirror skipped", tags: new ActivityTagsCollection
                         {
                             [TelemetryAttributes.Device] = m.DeviceId,
                             ["tm.mirror.state"] = m.State.ToString(),
                         }));
+                    }
+
                     continue;
                 }
                 var channel = log.Channel(m.DeviceId);
-                var n = channel.TakeTokens(tokenBuffer);
+                var n = channel.Tokens.Take(tokenBuffer);
                 write.MarkSent(m.Index);
                 var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
                 var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span);
@@ -334,7 +337,7 @@ internal sealed class WritePipeline(
             foreach (var m in write.Volume.Mirrors)
             {
                 if ((write.Targets & (1 << m.Index)) != 0)
-                    log.Channel(m.DeviceId).EnqueueToken(write.TokenOf(m.Index));
+                    log.Channel(m.DeviceId).Tokens.Enqueue(write.TokenOf(m.Index));
             }
         }
         write.AllApplied.TrySetResult();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
+using Npgsql;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Events;
 
@@ -35,8 +36,15 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         if (_urls.TryGetValue(deviceId, out var url)) return url;
         await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
         cmd.Parameters.AddWithValue("id", deviceId);
-        url = await cmd.ExecuteScalarAsync(ct) as string
-            ?? throw new HttpRequestException($"device {deviceId} has never registered (is its agent running?)");
+        try
+        {
+            url = await cmd.ExecuteScalarAsync(ct) as string;
+        }
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        {
+            url = null; // no device agent has ever started
+        }
+        if (url is null) throw new HttpRequestException($"device {deviceId} has never registered (is its agent running?)");
         _urls[deviceId] = url;
         return url;
     }

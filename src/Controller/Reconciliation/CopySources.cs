@@ -102,9 +102,7 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
     {
         var s = store.Schema;
         await using (var barriers = store.DataSource.CreateCommand($"""
-            SELECT count(*) FROM (
-                SELECT device_id FROM {s}.recon_barriers WHERE controller_id = @c AND epoch = @e AND device_id = ANY(@devices)
-                GROUP BY device_id HAVING min(up_to_seq) >= @fence) passed
+            SELECT count(*) FROM unnest(@devices) AS m(device) WHERE {s}.barriers_cover(m.device, @c, @e, @fence)
             """))
         {
             barriers.Parameters.AddWithValue("c", tags.ControllerId);

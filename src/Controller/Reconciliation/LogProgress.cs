@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using Npgsql;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Events;
@@ -86,8 +87,15 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         var result = new Dictionary<int, long>();
         await using var cmd = store.DataSource.CreateCommand($"SELECT partition, next_offset FROM {store.Schema}.device_offsets WHERE device_id = @d");
         cmd.Parameters.AddWithValue("d", deviceId);
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        while (await r.ReadAsync(ct)) result[r.GetInt32(0)] = r.GetInt64(1);
+        try
+        {
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) result[r.GetInt32(0)] = r.GetInt64(1);
+        }
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        {
+            // No device agent has started yet: nothing applied anywhere.
+        }
         return result;
     }
 

@@ -1,4 +1,5 @@
 using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.FullCopy;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
@@ -12,7 +13,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// reconciliation shows no covered write it still lacks (all were repaired).
 /// </summary>
 internal sealed class MirrorMaintenance(
-    VolumeCatalog catalog, ResyncService resyncs, WritePipeline pipeline, EventStreams store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
+    VolumeCatalog catalog, FullCopyService fullCopies, WritePipeline pipeline, EventStreams store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 
@@ -28,8 +29,14 @@ internal sealed class MirrorMaintenance(
                     try
                     {
                         // A degradation that could not be recorded when a write missed the mirror (PostgreSQL away) is recorded now.
-                        if (m.PendingDegrade is { } pending) await pipeline.DegradeAsync(v, m, pending);
-                        else if (m.State == MirrorState.NeedsFullCopy) StartFullCopy(v, m, stoppingToken);
+                        if (m.PendingDegrade is { } pending)
+                        {
+                            await pipeline.DegradeAsync(v, m, pending);
+                        }
+                        else if (m.State == MirrorState.NeedsFullCopy)
+                        {
+                            StartFullCopy(v, m, stoppingToken);
+                        }
                         else if (m.State == MirrorState.Resyncing)
                         {
                             // Read before the check: a write it misses during the check keeps it from being current.
@@ -55,7 +62,7 @@ internal sealed class MirrorMaintenance(
         {
             try
             {
-                await resyncs.FullCopyAsync(v, m, ct);
+                await fullCopies.FullCopyAsync(v, m, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -68,11 +75,7 @@ internal sealed class MirrorMaintenance(
     {
         var s = store.Schema;
         await using var cmd = store.DataSource.CreateCommand($"""
-            WITH per_device AS (
-                SELECT device_id, min(up_to_seq) AS up_to FROM {s}.recon_barriers
-                WHERE controller_id = @c AND epoch = @e AND device_id = ANY(@devices) GROUP BY device_id)
-            SELECT (SELECT count(*) FROM per_device),
-                   (SELECT coalesce(min(up_to), -1) FROM per_device),
+            SELECT (SELECT count(*) FROM unnest(@devices) AS m(device) WHERE {s}.barriers_cover(m.device, @c, @e, @missed)),
                    (SELECT count(*) FROM (
                         SELECT DISTINCT t.controller_id, t.epoch, t.seq FROM {s}.recon_entries t
                         WHERE t.volume = @v
@@ -80,21 +83,18 @@ internal sealed class MirrorMaintenance(
                                           WHERE (x.controller_id, x.epoch, x.seq, x.device_id) = (t.controller_id, t.epoch, t.seq, @d))
                           AND NOT EXISTS (SELECT 1 FROM {s}.recon_repaired r
                                           WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, @d))
-                          AND EXISTS (SELECT 1 FROM {s}.recon_barriers b WHERE b.device_id = @d AND b.controller_id = t.controller_id)
-                          AND NOT EXISTS (SELECT 1 FROM {s}.recon_barriers b
-                                          WHERE b.device_id = @d AND b.controller_id = t.controller_id
-                                            AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq)))) missing)
+                          AND {s}.barriers_cover(@d, t.controller_id, t.epoch, t.seq)) missing)
             """);
         cmd.Parameters.AddWithValue("c", tags.ControllerId);
         cmd.Parameters.AddWithValue("e", tags.Epoch);
         cmd.Parameters.AddWithValue("devices", v.Mirrors.Select(x => x.DeviceId).ToArray());
         cmd.Parameters.AddWithValue("v", v.Name);
         cmd.Parameters.AddWithValue("d", m.DeviceId);
+        cmd.Parameters.AddWithValue("missed", missedSeq);
         await using var r = await cmd.ExecuteReaderAsync(ct);
         await r.ReadAsync(ct);
         var devicesPassed = r.GetInt64(0);
-        var commonBarrier = r.GetInt64(1);
-        var missing = r.GetInt64(2);
-        return devicesPassed == v.Mirrors.Length && commonBarrier >= missedSeq && missing == 0;
+        var missing = r.GetInt64(1);
+        return devicesPassed == v.Mirrors.Length && missing == 0;
     }
 }

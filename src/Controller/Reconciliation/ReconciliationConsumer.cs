@@ -31,7 +31,7 @@ internal sealed class ReconciliationConsumer(
             // Every mirror has the write: if its acknowledgement was lost (the bus was down), this is the proof
             // that settles it, so nothing waits for it and its bytes leave the flow-control backlog.
             if (Contracts.Tag.TryParse(e.Tag, out var tag)) pipeline.OnApplied(e.DeviceId, tag, e.Token);
-            log.Channel(e.DeviceId).EnqueueToken(e.Token);
+            log.Channel(e.DeviceId).Tokens.Enqueue(e.Token);
         }
         return Task.CompletedTask;
     }

@@ -55,6 +55,16 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_barriers (
                 device_id text NOT NULL, partition int NOT NULL, controller_id int NOT NULL, epoch int NOT NULL, up_to_seq bigint NOT NULL,
                 PRIMARY KEY (device_id, partition, controller_id));
+            -- The coverage rule (flow 4), the one definition every query uses: device d covers tag (c, e, s) by
+            -- barriers when it has passed barriers of controller c and, on every partition it has passed one on, the
+            -- latest is of a later epoch, or of the same epoch and at or past s.
+            CREATE OR REPLACE FUNCTION {schemaName}.barriers_cover(d text, c int, e int, s bigint) RETURNS boolean
+            LANGUAGE sql STABLE AS $fn$
+                SELECT EXISTS (SELECT 1 FROM {schemaName}.recon_barriers b WHERE b.device_id = d AND b.controller_id = c)
+                   AND NOT EXISTS (SELECT 1 FROM {schemaName}.recon_barriers b
+                                   WHERE b.device_id = d AND b.controller_id = c
+                                     AND (b.epoch < e OR (b.epoch = e AND b.up_to_seq < s)))
+            $fn$;
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_requested (
                 controller_id int NOT NULL, epoch int NOT NULL, seq bigint NOT NULL, device_id text NOT NULL,
                 requested_at timestamptz NOT NULL DEFAULT now(),
@@ -192,10 +202,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                                   WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
                   AND NOT EXISTS (SELECT 1 FROM {schema}.recon_requested q
                                   WHERE (q.controller_id, q.epoch, q.seq, q.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
-                  AND ((EXISTS (SELECT 1 FROM {schema}.recon_barriers b WHERE b.device_id = d.device AND b.controller_id = t.controller_id)
-                        AND NOT EXISTS (SELECT 1 FROM {schema}.recon_barriers b
-                                        WHERE b.device_id = d.device AND b.controller_id = t.controller_id
-                                          AND (b.epoch < t.epoch OR (b.epoch = t.epoch AND b.up_to_seq < t.seq))))
+                  AND ({schema}.barriers_cover(d.device, t.controller_id, t.epoch, t.seq)
                        OR EXISTS (SELECT 1 FROM {schema}.recon_fences f
                                   WHERE f.device_id = d.device AND f.volume = t.volume AND f.owner_epoch > t.owner_epoch)))
             , requested AS (

@@ -12,7 +12,7 @@ using TaggedMirror.Hosting.Telemetry;
 namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>
-/// Flow 6 and full copies. Copying a range: fence it (new writes to it wait), wait until the source has applied
+/// Flow 6, and the range copy full copies (<see cref="FullCopy.FullCopyService"/>) are made of. Copying a range: fence it (new writes to it wait), wait until the source has applied
 /// everything sent to it and everything its log holds, read the range from the source, send it to the target
 /// as a repair with a new tag through the target's own log (so it lands after the target's earlier writes),
 /// wait until the target applied it, release the fence, record the resync. The source is chosen under the fence,
@@ -26,7 +26,6 @@ internal sealed class ResyncService(
     CopySources sources,
     TagGenerator tags,
     EventStreams store,
-    ControllerOptions options,
     ControllerTelemetry telemetry,
     ILogger<ResyncService> logger)
 {
@@ -47,87 +46,8 @@ internal sealed class ResyncService(
         await CopyAsync(v, v.MirrorOn(r.SourceDevice), target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
     }
 
-    /// <summary>
-    /// Copies every block of the volume to <paramref name="target"/>, range by range while writes go on, each
-    /// range from a source chosen under that range's fence.
-    /// </summary>
-    public async Task FullCopyAsync(Volume v, Mirror target, CancellationToken ct)
-    {
-        // A write that misses the target during the copy must keep it from being declared in sync by this copy.
-        var missedAtStart = target.LastSkippedSeq;
-        // A truncation the device records after this point may have lost what the copy sent it: see the end.
-        var truncatedAtStart = await LatestTruncationAsync(target.DeviceId, ct);
-        var total = v.TotalBlocks;
-        target.FullCopyTotal = total;
-        target.FullCopyDone = 0;
-        logger.LogInformation("Volume {Volume}: full copy of {Blocks} blocks to {Target}", v.Name, total, target.DeviceId);
-        using var span = telemetry.Source.StartActivity("full copy");
-        span?.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId).SetTag(TelemetryAttributes.Blocks, total);
-        var sources = new HashSet<string>(StringComparer.Ordinal);
-        // Each step is one repair transaction: it must fit a device-topic message, whatever the block size.
-        var step = options.FullCopyStepBlocks(v.BlockSize);
-        for (long first = 0; first < total; first += step)
-        {
-            var n = (int)Math.Min(step, total - first);
-            sources.Add(await CopyAsync(v, preferred: null, target, first, n, first >= v.Blocks, tag: null, ct));
-            target.FullCopyDone = first + n;
-        }
-        if (!await ClearFullCopyMarkAsync(target, truncatedAtStart, ct))
-            throw new InvalidOperationException($"the log of {target.DeviceId} was truncated again while it was being copied to; the copy starts again");
-        await catalog.SetMirrorStateAsync(v, target, MirrorState.InSync,
-            $"full copy of {total} blocks from {string.Join(", ", sources.Order(StringComparer.Ordinal))} done", ct, verifiedMissedSeq: missedAtStart);
-    }
-
-    /// <summary>The version of the newest truncation the device recorded in its stream (0: none).</summary>
-    private async Task<long> LatestTruncationAsync(string deviceId, CancellationToken ct)
-    {
-        await using var cmd = store.DataSource.CreateCommand(
-            $"SELECT coalesce(max(version), 0) FROM {store.Schema}.mt_events WHERE stream_id = @s AND type = @t");
-        cmd.Parameters.AddWithValue("s", TagTableEventTypes.Stream(deviceId));
-        cmd.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
-        return (long)(await cmd.ExecuteScalarAsync(ct))!;
-    }
-
-    /// <summary>
-    /// Clears the device's "needs a full copy" mark of the target's object, unless the device recorded a truncation
-    /// after <paramref name="truncatedAtStart"/>: then writes or steps sent during the copy may have fallen off
-    /// before it applied them, and the mark (set again by the device) must stay. The object's row is locked
-    /// first: the device sets the mark and records the truncation in one transaction, so either that transaction
-    /// is seen here, or it waits and sets the mark again after this one.
-    /// </summary>
-    private async Task<bool> ClearFullCopyMarkAsync(Mirror target, long truncatedAtStart, CancellationToken ct)
-    {
-        var s = store.Schema;
-        await using var conn = await store.DataSource.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
-        await using (var lockRow = new Npgsql.NpgsqlCommand(
-            $"SELECT 1 FROM {s}.device_objects WHERE device_id = @d AND object_id = @o FOR UPDATE", conn, tx))
-        {
-            lockRow.Parameters.AddWithValue("d", target.DeviceId);
-            lockRow.Parameters.AddWithValue("o", target.ObjectId);
-            await lockRow.ExecuteNonQueryAsync(ct);
-        }
-        await using (var newer = new Npgsql.NpgsqlCommand(
-            $"SELECT EXISTS (SELECT 1 FROM {s}.mt_events WHERE stream_id = @s AND type = @t AND version > @v)", conn, tx))
-        {
-            newer.Parameters.AddWithValue("s", TagTableEventTypes.Stream(target.DeviceId));
-            newer.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
-            newer.Parameters.AddWithValue("v", truncatedAtStart);
-            if ((bool)(await newer.ExecuteScalarAsync(ct))!) return false;
-        }
-        await using (var clear = new Npgsql.NpgsqlCommand(
-            $"UPDATE {s}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = @o", conn, tx))
-        {
-            clear.Parameters.AddWithValue("d", target.DeviceId);
-            clear.Parameters.AddWithValue("o", target.ObjectId);
-            await clear.ExecuteNonQueryAsync(ct);
-        }
-        await tx.CommitAsync(ct);
-        return true;
-    }
-
     /// <summary>Copies one range under its fence; the source is chosen and checked only once the fence is up. Returns the source's device.</summary>
-    private async Task<string> CopyAsync(Volume v, Mirror? preferred, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
+    public async Task<string> CopyAsync(Volume v, Mirror? preferred, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
     {
         await v.ResyncLock.WaitAsync(ct);
         var started = Stopwatch.GetTimestamp();

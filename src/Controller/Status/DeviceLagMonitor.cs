@@ -1,3 +1,4 @@
+using Npgsql;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Hosting;
@@ -33,14 +34,19 @@ internal sealed class DeviceLagMonitor(
     private async Task<Dictionary<string, DeviceLag>> SampleAsync(CancellationToken ct)
     {
         var applied = new Dictionary<string, Dictionary<int, long>>(StringComparer.Ordinal);
-        await using (var cmd = store.DataSource.CreateCommand($"SELECT device_id, partition, next_offset FROM {store.Schema}.device_offsets"))
-        await using (var r = await cmd.ExecuteReaderAsync(ct))
+        try
         {
+            await using var cmd = store.DataSource.CreateCommand($"SELECT device_id, partition, next_offset FROM {store.Schema}.device_offsets");
+            await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct))
             {
                 if (!applied.TryGetValue(r.GetString(0), out var offsets)) applied[r.GetString(0)] = offsets = [];
                 offsets[r.GetInt32(1)] = r.GetInt64(2);
             }
+        }
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        {
+            // No device agent has started yet.
         }
         var lags = new Dictionary<string, DeviceLag>(StringComparer.Ordinal);
         foreach (var channel in log.Channels)

@@ -1,3 +1,4 @@
+using Npgsql;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
@@ -16,12 +17,17 @@ internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgre
     public async Task<VolumeStatus> GetAsync(Volume v, CancellationToken ct)
     {
         var live = new Dictionary<string, long>(StringComparer.Ordinal);
-        await using (var cmd = store.DataSource.CreateCommand(
-            $"SELECT device_id, count(*) FROM {store.Schema}.tag_table WHERE object_id = ANY(@o) GROUP BY device_id"))
+        try
         {
+            await using var cmd = store.DataSource.CreateCommand(
+                $"SELECT device_id, count(*) FROM {store.Schema}.tag_table WHERE object_id = ANY(@o) GROUP BY device_id");
             cmd.Parameters.AddWithValue("o", v.Mirrors.Select(m => m.ObjectId).ToArray());
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) live[r.GetString(0)] = r.GetInt64(1);
+        }
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        {
+            // No device agent has started yet: no live entries.
         }
         var mirrors = new List<MirrorStatus>();
         foreach (var m in v.Mirrors)
@@ -29,7 +35,7 @@ internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgre
             var channel = log.Channel(m.DeviceId);
             var (end, done) = await LagAsync(m.DeviceId, ct);
             mirrors.Add(new MirrorStatus(m.DeviceId, m.ObjectId, m.State.ToString(), m.Reason, live.GetValueOrDefault(m.DeviceId),
-                channel.UnappliedBytes, channel.PendingTokens, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal));
+                channel.UnappliedBytes, channel.Tokens.Count, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal));
         }
         return new VolumeStatus(v.Name, v.BlockSize, v.Blocks, v.ExtensionBlocks, v.MinMirrors, v.Owned,
             Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, [.. mirrors], await ResyncsAsync(v, ct));

@@ -22,9 +22,12 @@ internal sealed class ControllerIdentity(NpgsqlDataSource dataSource, string sch
         while (!await TryAcquireAsync(ct))
         {
             if (DateTime.UtcNow > deadline)
+            {
                 throw new ControllerIdInUseException(
                     $"controller id {ControllerId} is live in another process (schema {schema}); refusing to start a second one. " +
                     "Give each controller its own Controller__Id.");
+            }
+
             await Task.Delay(200, ct);
         }
     }

@@ -9,8 +9,8 @@ using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.DeviceAgent.BlockStore;
 using TaggedMirror.DeviceAgent.TagTable;
-using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Kafka;
 
 namespace TaggedMirror.DeviceAgent.Consumption;
@@ -80,7 +80,7 @@ internal sealed class DeviceConsumer(
         var state = await _repository.LoadAsync(ct);
         status.Update(state);
         await AcknowledgeLiveAsync(state, TimeSpan.Zero, ct);
-        await SendTruncationNoticesAsync(ct);
+        await SendTruncationNoticesAsync(state, ct);
 
         var topic = Topics.Device(_agent.DeviceId);
         var partitions = DiscoverPartitions(bootstrap, topic);
@@ -115,7 +115,7 @@ internal sealed class DeviceConsumer(
             if (lastReack.Elapsed > _agent.ReacknowledgeAfter)
             {
                 await AcknowledgeLiveAsync(state, _agent.ReacknowledgeAfter, ct);
-                await SendTruncationNoticesAsync(ct);
+                await SendTruncationNoticesAsync(state, ct);
                 lastReack.Restart();
             }
         }
@@ -238,11 +238,12 @@ internal sealed class DeviceConsumer(
     /// Tells the controller, again, of every truncation whose full copy is not done (objects still marked).
     /// The notice must survive a bus outage and a restart: what is durable is the <c>log_truncated</c> event and
     /// the mark, and this repeats the notice from them every <see cref="AgentOptions.ReacknowledgeAfter"/> until
-    /// the controller clears the mark. The controller ignores a mirror it already copies.
+    /// the controller records a full copy covering it (then this clears the mark). The controller ignores a
+    /// mirror it already copies.
     /// </summary>
-    private async Task SendTruncationNoticesAsync(CancellationToken ct)
+    private async Task SendTruncationNoticesAsync(DeviceState state, CancellationToken ct)
     {
-        var notices = await _repository.PendingTruncationNoticesAsync(ct);
+        var notices = await _repository.PendingTruncationNoticesAsync(state, ct);
         if (notices.Count > 0) status.TruncationDetected = true;
         foreach (var (t, objects) in notices)
             await PublishSafelyAsync(new DeviceLogTruncated(_agent.DeviceId, t.Partition, t.ExpectedOffset, t.LogStartOffset, objects), ct);
@@ -294,7 +295,7 @@ internal sealed class DeviceConsumer(
         status.TruncationDetected = true;
         // Only now, from what is recorded: a notice sent before the commit could announce a truncation a crash
         // then forgets, and one lost on the bus is sent again from the same record.
-        await SendTruncationNoticesAsync(ct);
+        await SendTruncationNoticesAsync(state, ct);
     }
 
     private List<int> DiscoverPartitions(string bootstrap, string topic)

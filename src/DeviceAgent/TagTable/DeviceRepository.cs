@@ -3,6 +3,7 @@ using Npgsql;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.DeviceAgent.BlockStore;
+using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.DeviceAgent.TagTable;
@@ -141,10 +142,12 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
 
     /// <summary>
     /// What the controller must hear about truncations until it has handled them: the latest <c>log_truncated</c>
-    /// of each partition, with the objects still marked as needing a full copy. Empty once none is (the
-    /// controller clears the mark when the full copy is done), so the notices stop by themselves.
+    /// of each partition, with the objects still marked as needing a full copy. First clears the marks of objects
+    /// whose full copy the controller recorded as covering the device's latest truncation (its <c>full_copies</c>;
+    /// the device's rows are written only here, by the device), in the database and in <paramref name="state"/>;
+    /// empty once none is marked, so the notices stop by themselves.
     /// </summary>
-    public async Task<List<(LogTruncated Truncation, string[] ObjectIds)>> PendingTruncationNoticesAsync(CancellationToken ct)
+    public async Task<List<(LogTruncated Truncation, string[] ObjectIds)>> PendingTruncationNoticesAsync(DeviceState state, CancellationToken ct)
     {
         var notices = new List<(LogTruncated, string[])>();
         await using var conn = await store.DataSource.OpenConnectionAsync(ct);
@@ -157,6 +160,23 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
             while (await r.ReadAsync(ct)) objects.Add(r.GetString(0));
         }
         if (objects.Count == 0) return notices;
+
+        var covered = await CoveredByFullCopiesAsync(conn, objects, ct);
+        if (covered.Count > 0)
+        {
+            await using var clear = new NpgsqlCommand(
+                $"UPDATE {_schema}.device_objects SET needs_full_copy = false WHERE device_id = @d AND object_id = ANY(@o)", conn);
+            clear.Parameters.AddWithValue("d", deviceId);
+            clear.Parameters.AddWithValue("o", covered.ToArray());
+            await clear.ExecuteNonQueryAsync(ct);
+            foreach (var id in covered)
+            {
+                if (state.Objects.TryGetValue(id, out var o)) o.NeedsFullCopy = false;
+            }
+            objects.RemoveAll(covered.Contains);
+            if (objects.Count == 0) return notices;
+        }
+
         await using (var cmd = new NpgsqlCommand($"""
             SELECT DISTINCT ON ((data->>'partition')::int) data::text FROM {_schema}.mt_events
             WHERE stream_id = @s AND type = @t ORDER BY (data->>'partition')::int, version DESC
@@ -169,5 +189,30 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
                 notices.Add((JsonSerializer.Deserialize(r.GetString(0), ContractsJson.Default.LogTruncated)!, [.. objects]));
         }
         return notices;
+    }
+
+    /// <summary>Of <paramref name="objects"/>, those whose recorded full copy covers this device's latest truncation.</summary>
+    private async Task<HashSet<string>> CoveredByFullCopiesAsync(NpgsqlConnection conn, List<string> objects, CancellationToken ct)
+    {
+        var covered = new HashSet<string>(StringComparer.Ordinal);
+        await using var cmd = new NpgsqlCommand($"""
+            SELECT f.object_id FROM {_schema}.full_copies f
+            WHERE f.device_id = @d AND f.object_id = ANY(@o)
+              AND f.covers_truncation >= (SELECT coalesce(max(version), 0) FROM {_schema}.mt_events WHERE stream_id = @s AND type = @t)
+            """, conn);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("o", objects.ToArray());
+        cmd.Parameters.AddWithValue("s", _stream);
+        cmd.Parameters.AddWithValue("t", TagTableEventTypes.Truncated);
+        try
+        {
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) covered.Add(r.GetString(0));
+        }
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        {
+            // No controller has started yet: no full copy was recorded.
+        }
+        return covered;
     }
 }

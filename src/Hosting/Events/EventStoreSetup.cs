@@ -62,8 +62,10 @@ public static class EventStoreSetup
         var o = new StoreOptions();
         Configure(o, dataSource, schema);
         using var store = new DocumentStore(o);
-        await using var connection = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
-        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended($1, 0))", connection))
+        var connection = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+        await using var disposeConnection = connection.ConfigureAwait(false);
+        var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended($1, 0))", connection);
+        await using (take.ConfigureAwait(false))
         {
             take.Parameters.AddWithValue("TaggedMirror.EventStoreSetup:" + schema);
             await take.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
@@ -76,7 +78,8 @@ public static class EventStoreSetup
         finally
         {
             // Session-level: released here, or by the server when this connection closes.
-            await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", connection);
+            var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", connection);
+            await using var disposeRelease = release.ConfigureAwait(false);
             await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }

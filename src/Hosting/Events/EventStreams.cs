@@ -41,7 +41,8 @@ public sealed class EventStreams(IDocumentStore store, NpgsqlDataSource dataSour
     /// <exception cref="StreamVersionConflictException">The expected version did not hold; nothing was written.</exception>
     public async Task<long> AppendAsync(string streamId, long expectedVersion, IReadOnlyList<object> events, CancellationToken ct)
     {
-        await using var tx = await BeginAsync(ct).ConfigureAwait(false);
+        var tx = await BeginAsync(ct).ConfigureAwait(false);
+        await using var disposeTx = tx.ConfigureAwait(false);
         var version = tx.Append(streamId, expectedVersion, events);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return version >= 0 ? version : await GetStreamVersionAsync(streamId, ct).ConfigureAwait(false);
@@ -50,14 +51,16 @@ public sealed class EventStreams(IDocumentStore store, NpgsqlDataSource dataSour
     /// <summary>A stream's events in version order; empty when it does not exist.</summary>
     public async Task<IReadOnlyList<IEvent>> ReadStreamAsync(string streamId, CancellationToken ct)
     {
-        await using var session = store.QuerySession();
+        var session = store.QuerySession();
+        await using var disposeSession = session.ConfigureAwait(false);
         return await session.Events.FetchStreamAsync(streamId, token: ct).ConfigureAwait(false);
     }
 
     /// <summary>The stream's current version; 0 when it does not exist.</summary>
     public async Task<long> GetStreamVersionAsync(string streamId, CancellationToken ct)
     {
-        await using var session = store.QuerySession();
+        var session = store.QuerySession();
+        await using var disposeSession = session.ConfigureAwait(false);
         var state = await session.Events.FetchStreamStateAsync(streamId, ct).ConfigureAwait(false);
         return state?.Version ?? 0;
     }

@@ -70,11 +70,16 @@ public static class TelemetrySetup
         var path = context.Request.Path;
         if (path.StartsWithSegments("/health", StringComparison.OrdinalIgnoreCase)
             || path.StartsWithSegments("/diag", StringComparison.OrdinalIgnoreCase))
+        {
             return false;
+        }
+
         if (!HttpMethods.IsGet(context.Request.Method)) return true;
         if (path.StartsWithSegments("/status", StringComparison.OrdinalIgnoreCase)
             || path.StartsWithSegments("/controller", StringComparison.OrdinalIgnoreCase))
+        {
             return false;
+        }
         // GET /volumes and GET /volumes/{name} are status; GET /volumes/{name}/blocks/... is a read.
         return !(path.StartsWithSegments("/volumes", StringComparison.OrdinalIgnoreCase, out var rest)
             && rest.Value?.Trim('/').Contains('/', StringComparison.Ordinal) != true);

@@ -79,7 +79,9 @@ internal static class DeviceTopic
             if (m?.Message.Headers.TryGetLastBytes(HeaderNames.Header, out var h) != true) continue;
             if (TransactionCodec.TryRead(h, Get(m, HeaderNames.Object), Get(m, HeaderNames.Tokens), m.Message.Value, out var f, out _)
                 && f.Kind != TransactionKind.Barrier && f.Tag.ToString() == tag)
+            {
                 return m.Offset.Value;
+            }
         }
         throw new TimeoutException($"no copy of {tag} in {Topics.Device(device)} from offset {from}");
     }

@@ -1,6 +1,8 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using Npgsql;
+using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.DevKafka;
 
 namespace TaggedMirror.Integration.Tests.Harness;
@@ -193,12 +195,12 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>Writes and returns the answer; fails the test on a refusal.</summary>
-    public async Task<WriteAnswer> WriteAsync(string volume, long firstBlock, byte[] data, string? wait = null)
+    public async Task<WriteResult> WriteAsync(string volume, long firstBlock, byte[] data, string? wait = null)
     {
         using var r = await PutBlocksAsync(volume, firstBlock, data, wait);
         var body = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"write [{firstBlock}+{data.Length}B]: {(int)r.StatusCode} {body}");
-        return JsonSerializer.Deserialize<WriteAnswer>(body, JsonSerializerOptions.Web)!;
+        return JsonSerializer.Deserialize<WriteResult>(body, JsonSerializerOptions.Web)!;
     }
 
     public async Task<byte[]> ReadAsync(string volume, long firstBlock, int count, ServiceProcess? via = null)
@@ -238,6 +240,14 @@ internal sealed class TestCluster : IAsyncDisposable
         await Eventually.TrueAsync(async () => await LiveEntriesAsync() == 0, timeout ?? TimeSpan.FromSeconds(60),
             () => $"tag tables did not drain: {LiveEntriesAsync().GetAwaiter().GetResult()} live entries\n{Logs()}");
     }
+
+    /// <summary>
+    /// Waits until no device marks an object as needing a full copy: a device clears its own mark once it sees the
+    /// controller's record of a full copy covering its latest truncation, at its next re-acknowledgement.
+    /// </summary>
+    public Task WaitFullCopyMarksClearedAsync() => Eventually.TrueAsync(
+        async () => await ScalarAsync("SELECT count(*) FROM {schema}.device_objects WHERE needs_full_copy") == 0,
+        TimeSpan.FromSeconds(40), () => "a device still marks an object as needing a full copy\n" + Logs());
 
     /// <summary>
     /// Waits until the volume is whole again: every mirror in sync, nothing in flight, and the volume's
@@ -384,9 +394,16 @@ internal sealed class TestCluster : IAsyncDisposable
 
 internal sealed record Resync(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension);
 
-internal sealed record WriteAnswer(string Tag, long FirstBlock, int Blocks, int MirrorsHolding, int Mirrors, bool Applied)
+/// <summary>The write's tag, read from the answer the controller gives (<see cref="WriteResult"/>, defined once in Contracts).</summary>
+internal static class WriteResultTag
 {
-    public long Seq => long.Parse(Tag.Split(':')[2], System.Globalization.CultureInfo.InvariantCulture);
+    extension(WriteResult answer)
+    {
+        public long Seq => Parsed(answer).Seq;
 
-    public int Epoch => int.Parse(Tag.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        public int Epoch => Parsed(answer).Epoch;
+    }
+
+    private static Tag Parsed(WriteResult answer) =>
+        Tag.TryParse(answer.Tag, out var tag) ? tag : throw new FormatException($"the controller answered an unreadable tag '{answer.Tag}'");
 }

@@ -1,3 +1,5 @@
+using TaggedMirror.Contracts.Api;
+
 namespace TaggedMirror.Integration.Tests.Harness;
 
 /// <summary>
@@ -20,7 +22,7 @@ internal sealed class VolumeModel(int blockSize, long blocks)
         return data;
     }
 
-    public void Record(WriteAnswer answer, int seed)
+    public void Record(WriteResult answer, int seed)
     {
         // Epochs order before sequences: a restarted controller's writes come after the earlier run's.
         var key = ((long)answer.Epoch << 40) | answer.Seq;

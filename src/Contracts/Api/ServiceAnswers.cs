@@ -1,0 +1,52 @@
+namespace TaggedMirror.Contracts.Api;
+
+/// <summary>What the controller's <c>GET /controller</c> answers: who it is and how busy.</summary>
+/// <param name="ControllerId">The controller's configured id.</param>
+/// <param name="Epoch">This run's epoch (M2): a new one at every start.</param>
+/// <param name="TagsIssued">Tags issued in this epoch.</param>
+/// <param name="Inflight">Writes not yet applied on every mirror.</param>
+public sealed record ControllerInfo(int ControllerId, int Epoch, long TagsIssued, int Inflight);
+
+/// <summary>What <c>GET /diag/process</c> answers on the controller and the agents (read by the benchmarks).</summary>
+/// <param name="Pid">The process id.</param>
+/// <param name="PeakWorkingSetBytes">Peak resident memory.</param>
+/// <param name="WorkingSetBytes">Resident memory now.</param>
+/// <param name="TotalAllocatedBytes">Bytes allocated on the managed heap since start.</param>
+public sealed record ProcessDiagnostics(int Pid, long PeakWorkingSetBytes, long WorkingSetBytes, long TotalAllocatedBytes);
+
+/// <summary>What a device agent's <c>GET /status</c> answers.</summary>
+/// <param name="DeviceId">The device.</param>
+/// <param name="Running">True once the apply loop runs.</param>
+/// <param name="State"><c>starting</c>, <c>running</c>, or <c>faulted</c> (not applying, retrying; nothing skipped).</param>
+/// <param name="Fault">Why the device cannot apply what it is sent; null while it can.</param>
+/// <param name="FaultSince">When the fault began.</param>
+/// <param name="LastError">The apply loop's last error, if any.</param>
+/// <param name="TruncationDetected">True once the device found its log truncated under it.</param>
+/// <param name="LiveEntries">Entries in its live tag table.</param>
+/// <param name="AppliedTransactions">Transactions applied since start.</param>
+/// <param name="AppliedBytes">Their data bytes.</param>
+/// <param name="DeadLettered">Transactions refused and dead-lettered since start.</param>
+/// <param name="NextOffsets">The next offset to apply, per partition.</param>
+/// <param name="Objects">The storage objects it holds.</param>
+public sealed record DeviceStatusAnswer(
+    string DeviceId,
+    bool Running,
+    string State,
+    string? Fault,
+    DateTimeOffset? FaultSince,
+    string? LastError,
+    bool TruncationDetected,
+    long LiveEntries,
+    long AppliedTransactions,
+    long AppliedBytes,
+    long DeadLettered,
+    IReadOnlyDictionary<string, long> NextOffsets,
+    DeviceObjectStatus[] Objects);
+
+/// <summary>One storage object in <see cref="DeviceStatusAnswer"/>.</summary>
+/// <param name="Id">The object (<c>&lt;volume&gt;.&lt;device&gt;</c>).</param>
+/// <param name="BlockSize">Bytes per block.</param>
+/// <param name="ObjectBlocks">Blocks in its base range.</param>
+/// <param name="ExtensionBlocks">Blocks appended past the base range.</param>
+/// <param name="NeedsFullCopy">True while the device's log was truncated under it and no full copy covers that yet.</param>
+public sealed record DeviceObjectStatus(string Id, int BlockSize, long ObjectBlocks, long ExtensionBlocks, bool NeedsFullCopy);

@@ -1,0 +1,71 @@
+using Npgsql;
+
+namespace TaggedMirror.DeviceAgent.TagTable;
+
+/// <summary>
+/// The tables the device agents own (one row set per device; the controller only reads them). Created
+/// idempotently at every start, under an advisory lock so agents starting together do not race.
+/// </summary>
+internal static class DeviceSchema
+{
+    public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
+    {
+        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var cmd = new NpgsqlCommand($"""
+            SELECT pg_advisory_xact_lock(hashtext('tm-device-schema'));
+            CREATE SCHEMA IF NOT EXISTS {schema};
+            -- Where each device agent serves reads; agents register themselves at start.
+            CREATE TABLE IF NOT EXISTS {schema}.devices (
+                id text PRIMARY KEY,
+                read_url text NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now());
+            -- A device's next offset per partition, written in the same transaction as its tag-table events.
+            CREATE TABLE IF NOT EXISTS {schema}.device_offsets (
+                device_id text NOT NULL,
+                partition int NOT NULL,
+                next_offset bigint NOT NULL,
+                PRIMARY KEY (device_id, partition));
+            -- Storage objects a device holds (M6): geometry, extension length, and whether it needs a full copy (set
+            -- when the device's log was truncated under it; cleared by the device once the controller's full_copies
+            -- record a full copy that covers the truncation).
+            CREATE TABLE IF NOT EXISTS {schema}.device_objects (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                block_size int NOT NULL,
+                object_blocks bigint NOT NULL,
+                ext_blocks bigint NOT NULL DEFAULT 0,
+                needs_full_copy boolean NOT NULL DEFAULT false,
+                PRIMARY KEY (device_id, object_id));
+            -- The newest owner epoch a device has seen per object and partition (from a fence or a write): it
+            -- refuses that object's writes from older owners there. Written with the batch that raised it.
+            CREATE TABLE IF NOT EXISTS {schema}.device_owner_epochs (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                partition int NOT NULL,
+                owner_epoch bigint NOT NULL,
+                PRIMARY KEY (device_id, object_id, partition));
+            -- The live tag table (M3): entries still in flight, maintained inline with the tag-table events.
+            CREATE TABLE IF NOT EXISTS {schema}.tag_table (
+                device_id text NOT NULL,
+                token bigint NOT NULL,
+                controller_id int NOT NULL,
+                epoch int NOT NULL,
+                seq bigint NOT NULL,
+                kind smallint NOT NULL,
+                object_id text NOT NULL,
+                first_block bigint NOT NULL,
+                block_count int NOT NULL,
+                extension boolean NOT NULL,
+                partition int NOT NULL,
+                topic_offset bigint NOT NULL,
+                recorded_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (device_id, token));
+            CREATE INDEX IF NOT EXISTS tag_table_tag ON {schema}.tag_table (controller_id, epoch, seq);
+            """, conn, tx))
+        {
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+    }
+}
