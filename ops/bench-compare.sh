@@ -41,11 +41,11 @@ for ((round = 1; round <= rounds; round++)); do
     ((round % 2 == 0)) && order=(new old)
     for label in "${order[@]}"; do
       dir="$work/$label"
-      before=$(ls "$dir/bench-results" 2>/dev/null | sort | tail -n 1 || true)
+      before=$(ls -t "$dir/bench-results" 2>/dev/null | head -n 1 || true)
       # shellcheck disable=SC2086 # options are words on purpose
       env -u TM_RUN_DIR TM_SKIP_SETUP=1 TM_SKIP_BUILD=1 "$dir/ops/$script" $options >"$out/$label-$name-$round.log" 2>&1 ||
         die "$label $name round $round failed (see $out/$label-$name-$round.log)"
-      latest=$(ls "$dir/bench-results" | sort | tail -n 1)
+      latest=$(ls -t "$dir/bench-results" | head -n 1)
       [[ $latest != "$before" ]] || die "$label $name round $round wrote no results file"
       cp "$dir/bench-results/$latest" "$out/$label-$name-$round.json"
       log "$label $name round $round: $latest"

@@ -1,0 +1,121 @@
+using System.Text.Json;
+using FsCheck.Xunit;
+using Npgsql;
+using TaggedMirror.Controller.Reconciliation;
+
+namespace TaggedMirror.Controller.Tests.Reconciliation;
+
+/// <summary>
+/// The reconciliation's retire decision (M4, M5) as the projection's SQL makes it, on the real PostgreSQL, against
+/// its definition written here: a tag is matched when every mirror of its volume recorded it or had it repaired,
+/// and either its newest entry is older than the grace period (its tokens were lost) or it was repaired (the write
+/// path never returns a repaired tag's tokens); then each of its entries not yet retired is asked to retire, once.
+/// Tags whose entries are all retired are settled and forgotten. Each generated case runs in a schema of its own,
+/// created in a transaction that is rolled back.
+/// </summary>
+public sealed class RetireDecisionProperties
+{
+    private const string Volume = "vol";
+    private static readonly string[] Mirrors = ["d0", "d1", "d2"];
+
+    private static readonly string ConnectionString =
+        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
+
+    private static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(ConnectionString);
+
+    /// <summary>
+    /// One generated tag per element: which mirrors recorded it (bits 0–2 of <c>Recorded</c>), which of the others
+    /// had it repaired (bits 0–2 of <c>Repaired</c>), which entries are retired already (bits of <c>Retired</c>), and
+    /// whether its entries are older than the grace period. FsCheck shrinks a failure to the fewest tags.
+    /// </summary>
+    [Property(MaxTest = 150)]
+    public async Task<bool> every_live_entry_of_a_matched_tag_is_asked_to_retire_and_nothing_else(
+        (byte Recorded, byte Repaired, byte Retired, bool Old)[] generated)
+    {
+        var tags = generated.Take(12).Select((g, i) =>
+        {
+            var recorded = Mirrors.Where((_, m) => (g.Recorded & (1 << m)) != 0).ToArray();
+            if (recorded.Length == 0) recorded = [Mirrors[i % Mirrors.Length]];
+            var repaired = Mirrors.Where((d, m) => (g.Repaired & (1 << m)) != 0 && !recorded.Contains(d)).ToArray();
+            var retired = recorded.Where(d => (g.Retired & (1 << Array.IndexOf(Mirrors, d))) != 0).ToHashSet();
+            return new Case(Seq: i + 1, recorded, repaired, retired, g.Old);
+        }).ToList();
+
+        var expected = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var t in tags)
+        {
+            var everywhere = Mirrors.All(d => t.Recorded.Contains(d) || t.Repaired.Contains(d));
+            var matched = everywhere && (t.Old || t.Repaired.Length > 0);
+            if (!matched) continue;
+            foreach (var d in t.Recorded.Where(d => !t.Retired.Contains(d)))
+                expected.Add($"{d}/{Token(t, d)}");
+        }
+
+        var (asked, remainingSettled) = await DecideAsync(tags);
+        return expected.SetEquals(asked) && remainingSettled == 0;
+    }
+
+    private static long Token(Case t, string device) => t.Seq * 10 + Array.IndexOf(Mirrors, device);
+
+    private static async Task<(List<string> Asked, long RemainingSettled)> DecideAsync(List<Case> tags)
+    {
+        var schema = "t_" + Guid.NewGuid().ToString("N");
+        var projection = new ReconciliationProjection(schema, new ControllerOptions());
+        await using var c = await DataSource.OpenConnectionAsync();
+        await using var t = await c.BeginTransactionAsync();
+        await using (var create = new NpgsqlCommand($"CREATE SCHEMA {schema}", c, t))
+            await create.ExecuteNonQueryAsync();
+        await ReconciliationProjection.MigrateAsync(c, t, schema, CancellationToken.None);
+        await using (var batch = new NpgsqlBatch(c, t))
+        {
+            Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2)", Volume, Mirrors);
+            foreach (var tag in tags)
+            {
+                foreach (var d in tag.Recorded)
+                {
+                    Add(batch, $"""
+                        INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, retired)
+                        VALUES (1, 1, $1, $2, $3, $4, 0, 1, false, now() - $5::interval, $6)
+                        """, (long)tag.Seq, d, Volume, Token(tag, d), tag.Old ? "1 hour" : "0 seconds", tag.Retired.Contains(d));
+                }
+                foreach (var d in tag.Repaired)
+                    Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES (1, 1, $1, $2)", (long)tag.Seq, d);
+            }
+            await batch.ExecuteNonQueryAsync();
+        }
+
+        await projection.DecideAsync(c, t, CancellationToken.None);
+
+        var asked = new List<string>();
+        await using (var outbox = new NpgsqlCommand($"SELECT payload::text FROM {schema}.recon_outbox WHERE kind = 'retire'", c, t))
+        await using (var r = await outbox.ExecuteReaderAsync())
+        {
+            while (await r.ReadAsync())
+            {
+                using var doc = JsonDocument.Parse(r.GetString(0));
+                foreach (var e in doc.RootElement.GetProperty("entries").EnumerateArray())
+                    asked.Add($"{e.GetProperty("deviceId").GetString()}/{e.GetProperty("token").GetInt64()}");
+            }
+        }
+        long settled;
+        await using (var left = new NpgsqlCommand(
+            $"SELECT count(*) FROM (SELECT seq FROM {schema}.recon_entries GROUP BY seq HAVING bool_and(retired)) s", c, t))
+        {
+            settled = (long)(await left.ExecuteScalarAsync())!;
+        }
+
+        await t.RollbackAsync();
+        // Asked once each: a duplicate would show as a count mismatch against the set.
+        return (asked.Count == asked.Distinct(StringComparer.Ordinal).Count() ? asked : [.. asked, "duplicate"], settled);
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params object[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var v in values)
+            command.Parameters.Add(new NpgsqlParameter { Value = v });
+        batch.BatchCommands.Add(command);
+    }
+
+    private sealed record Case(int Seq, string[] Recorded, string[] Repaired, HashSet<string> Retired, bool Old);
+}
