@@ -61,7 +61,21 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
     public long LogEnd(string deviceId, int partition)
     {
         // librdkafka's watermark query is thread-safe: no lock, so a query stuck on a down broker blocks nobody else.
-        return _probe.Value.QueryWatermarkOffsets(new TopicPartition(Contracts.Topics.Device(deviceId), partition), TimeSpan.FromSeconds(5)).High.Value;
+        var topicPartition = new TopicPartition(Contracts.Topics.Device(deviceId), partition);
+        try
+        {
+            return _probe.Value.QueryWatermarkOffsets(topicPartition, TimeSpan.FromSeconds(5)).High.Value;
+        }
+        catch (KafkaException ex) when (ex.Error.Code is ErrorCode.Local_UnknownPartition or ErrorCode.Local_UnknownTopic or ErrorCode.UnknownTopicOrPart)
+        {
+            // librdkafka 2.x keeps what it first learnt of a topic nothing subscribes to: one whose leader was down
+            // when the controller first asked stayed "unknown partition" after the leader came back, and a resync
+            // waiting on that device's log waited for ever (seen with three mirrors, a controller started while one
+            // device's broker was down). Ask the brokers for the topic again, then once more for the offsets.
+            using var admin = new DependentAdminClientBuilder(_probe.Value.Handle).Build();
+            admin.GetMetadata(topicPartition.Topic, TimeSpan.FromSeconds(5));
+            return _probe.Value.QueryWatermarkOffsets(topicPartition, TimeSpan.FromSeconds(5)).High.Value;
+        }
     }
 
     /// <summary>
