@@ -22,11 +22,6 @@ public sealed class CoverageRuleProperties
     private const string Holder = "d-holder";
     private const string Lacking = "d-lacking";
 
-    private static readonly string ConnectionString =
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
-
-    private static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(ConnectionString);
-
     /// <summary>
     /// Small epochs and sequences, a few partitions and two controllers, so barriers just below, at and above the
     /// tag, missing partitions and other controllers' barriers all come up; FsCheck shrinks a failure to the
@@ -52,14 +47,9 @@ public sealed class CoverageRuleProperties
     /// <summary>Runs the projection's decisions over one case and reports whether it asked to resync the tag to the lacking mirror.</summary>
     private async Task<bool> ResyncRequestedAsync(Tag tag, List<(int Partition, int Controller, int Epoch, long UpToSeq)> barriers)
     {
-        var schema = "t_" + Guid.NewGuid().ToString("N");
-        var projection = new ReconciliationProjection(schema, new ControllerOptions());
-        await using var c = await DataSource.OpenConnectionAsync();
-        await using var t = await c.BeginTransactionAsync();
-        await using (var create = new NpgsqlCommand($"CREATE SCHEMA {schema}", c, t))
-            await create.ExecuteNonQueryAsync();
-        await ReconciliationProjection.MigrateAsync(c, t, schema, CancellationToken.None);
-        var batch = new NpgsqlBatch(c, t);
+        await using var scratch = await ScratchReconciliation.CreateAsync();
+        var schema = scratch.Schema;
+        var batch = scratch.Batch();
         Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2)", Volume, new[] { Holder, Lacking });
         Add(batch, $"""
             INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at)
@@ -70,24 +60,16 @@ public sealed class CoverageRuleProperties
         await batch.ExecuteNonQueryAsync();
         await batch.DisposeAsync();
 
-        await projection.DecideAsync(c, t, CancellationToken.None);
+        await scratch.DecideAsync();
 
-        await using var requested = new NpgsqlCommand(
-            $"SELECT count(*) FROM {schema}.recon_requested WHERE (controller_id, epoch, seq, device_id) = ($1, $2, $3, $4)", c, t);
+        await using var requested = scratch.Command(
+            $"SELECT count(*) FROM {schema}.recon_requested WHERE (controller_id, epoch, seq, device_id) = ($1, $2, $3, $4)");
         requested.Parameters.Add(new() { Value = tag.ControllerId });
         requested.Parameters.Add(new() { Value = tag.Epoch });
         requested.Parameters.Add(new() { Value = tag.Seq });
         requested.Parameters.Add(new() { Value = Lacking });
-        var asked = (long)(await requested.ExecuteScalarAsync())! > 0;
-        await t.RollbackAsync();
-        return asked;
+        return (long)(await requested.ExecuteScalarAsync())! > 0;
     }
 
-    private static void Add(NpgsqlBatch batch, string sql, params object[] values)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        foreach (var v in values)
-            command.Parameters.Add(new NpgsqlParameter { Value = v });
-        batch.BatchCommands.Add(command);
-    }
+    private static void Add(NpgsqlBatch batch, string sql, params object[] values) => ScratchReconciliation.Add(batch, sql, values);
 }

@@ -18,11 +18,6 @@ public sealed class RetireDecisionProperties
     private const string Volume = "vol";
     private static readonly string[] Mirrors = ["d0", "d1", "d2"];
 
-    private static readonly string ConnectionString =
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
-
-    private static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(ConnectionString);
-
     /// <summary>
     /// One generated tag per element: which mirrors recorded it (bits 0–2 of <c>Recorded</c>), which of the others
     /// had it repaired (bits 0–2 of <c>Repaired</c>), which entries are retired already (bits of <c>Retired</c>), and
@@ -59,14 +54,9 @@ public sealed class RetireDecisionProperties
 
     private static async Task<(List<string> Asked, long RemainingSettled)> DecideAsync(List<Case> tags)
     {
-        var schema = "t_" + Guid.NewGuid().ToString("N");
-        var projection = new ReconciliationProjection(schema, new ControllerOptions());
-        await using var c = await DataSource.OpenConnectionAsync();
-        await using var t = await c.BeginTransactionAsync();
-        await using (var create = new NpgsqlCommand($"CREATE SCHEMA {schema}", c, t))
-            await create.ExecuteNonQueryAsync();
-        await ReconciliationProjection.MigrateAsync(c, t, schema, CancellationToken.None);
-        await using (var batch = new NpgsqlBatch(c, t))
+        await using var scratch = await ScratchReconciliation.CreateAsync();
+        var schema = scratch.Schema;
+        await using (var batch = scratch.Batch())
         {
             Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES ($1, $2)", Volume, Mirrors);
             foreach (var tag in tags)
@@ -84,10 +74,10 @@ public sealed class RetireDecisionProperties
             await batch.ExecuteNonQueryAsync();
         }
 
-        await projection.DecideAsync(c, t, CancellationToken.None);
+        await scratch.DecideAsync();
 
         var asked = new List<string>();
-        await using (var outbox = new NpgsqlCommand($"SELECT payload::text FROM {schema}.recon_outbox WHERE kind = 'retire'", c, t))
+        await using (var outbox = scratch.Command($"SELECT payload::text FROM {schema}.recon_outbox WHERE kind = 'retire'"))
         await using (var r = await outbox.ExecuteReaderAsync())
         {
             while (await r.ReadAsync())
@@ -98,24 +88,17 @@ public sealed class RetireDecisionProperties
             }
         }
         long settled;
-        await using (var left = new NpgsqlCommand(
-            $"SELECT count(*) FROM (SELECT seq FROM {schema}.recon_entries GROUP BY seq HAVING bool_and(retired)) s", c, t))
+        await using (var left = scratch.Command(
+            $"SELECT count(*) FROM (SELECT seq FROM {schema}.recon_entries GROUP BY seq HAVING bool_and(retired)) s"))
         {
             settled = (long)(await left.ExecuteScalarAsync())!;
         }
 
-        await t.RollbackAsync();
         // Asked once each: a duplicate would show as a count mismatch against the set.
         return (asked.Count == asked.Distinct(StringComparer.Ordinal).Count() ? asked : [.. asked, "duplicate"], settled);
     }
 
-    private static void Add(NpgsqlBatch batch, string sql, params object[] values)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        foreach (var v in values)
-            command.Parameters.Add(new NpgsqlParameter { Value = v });
-        batch.BatchCommands.Add(command);
-    }
+    private static void Add(NpgsqlBatch batch, string sql, params object[] values) => ScratchReconciliation.Add(batch, sql, values);
 
     private sealed record Case(int Seq, string[] Recorded, string[] Repaired, HashSet<string> Retired, bool Old);
 }
