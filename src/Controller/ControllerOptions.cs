@@ -53,6 +53,13 @@ public sealed class ControllerOptions
     /// <summary>How often a barrier goes to every device topic (flow 4), tokens or not.</summary>
     public TimeSpan BarrierInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// The controller running reconciliation restarts Marten's daemon when the projection stays behind the newest
+    /// event this long without moving (a wedged poller after a database outage). Above the daemon's wait for a
+    /// sequence a transaction in flight reserved (3 s), which is no stall.
+    /// </summary>
+    public TimeSpan ReconciliationStallTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Entries matched on every mirror but still live this long are retired by reconciliation (their tokens were lost).</summary>
     public TimeSpan RetireMatchedAfter { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -91,6 +98,7 @@ public sealed class ControllerOptions
         // A larger write would make messages a Kafka broker with default limits refuses: every copy would fail.
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWriteBytes, KafkaSettings.MaxDataBytes(KafkaSettings.BrokerMessageMaxBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(FullCopyChunkBlocks, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ReconciliationStallTimeout, TimeSpan.FromSeconds(5));
     }
 }
 

@@ -66,7 +66,7 @@ catch (ControllerIdInUseException ex)
 builder.Services.AddSingleton(controller);
 builder.Services.AddSingleton(identity);
 // The volume catalog and the resync log follow their streams inline; reconciliation runs in Marten's async daemon,
-// on one controller at a time (hot/cold: another takes over when the holder of the daemon's lock goes away).
+// on one controller at a time, started and watched by ReconciliationRunner (not Marten's hot/cold coordinator).
 builder.Services.AddMarten(_ =>
 {
     var o = new StoreOptions();
@@ -79,7 +79,7 @@ builder.Services.AddMarten(_ =>
     o.Projections.Add(new ResyncLogProjection(options.Schema), ProjectionLifecycle.Inline);
     o.Projections.Add(reconciliation, ProjectionLifecycle.Async, ReconciliationProjection.Name);
     return o;
-}).AddAsyncDaemon(DaemonMode.HotCold);
+});
 builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
@@ -96,6 +96,8 @@ builder.Services.AddSingleton<FullCopyService>();
 builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
 builder.Services.AddHostedService<ReconciliationService>();
+builder.Services.AddHostedService(sp => new ReconciliationRunner(
+    sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
 builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
 builder.Services.AddHostedService<BarrierPublisher>();

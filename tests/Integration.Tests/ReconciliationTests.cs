@@ -159,6 +159,48 @@ public sealed class ReconciliationTests
         }
     }
 
+    [Fact]
+    public async Task reconciliation_follows_every_event_again_after_each_postgresql_outage_with_two_controllers()
+    {
+        // Reconciliation runs in Marten's daemon on one controller at a time; a PostgreSQL outage drops the daemon's
+        // lock and its agent. After each outage one of the controllers must run it again and catch up with the log.
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__LeaseDuration"] = "00:00:03" });
+        var second = cluster.NewController("controller-2", new() { ["Controller__Id"] = "2" });
+        await cluster.StartControllerAsync(second);
+        await cluster.CreateVolumeAsync("pgout", BlockSize, 64);
+        // One write at a time, so the last one answered is the newest (tags of two controllers do not order them).
+        var expected = new byte[64 * BlockSize];
+        var rng = new Random(11);
+        var n = 0;
+        // Writes go to the volume's owner as the lease table has it: the lease may move in an outage.
+        async Task WriteAsync()
+        {
+            n++;
+            var owner = await cluster.ScalarAsync("SELECT controller_id FROM {schema}.volume_leases WHERE volume = 'pgout'") == 2 ? second : cluster.Controller;
+            var first = rng.Next(0, 60);
+            var data = VolumeModel.Data(n, 4, BlockSize);
+            await cluster.WriteAsync("pgout", first, data, wait: "applied", via: owner);
+            data.CopyTo(expected, first * BlockSize);
+        }
+        for (var outage = 1; outage <= 8; outage++)
+        {
+            for (var i = 0; i < 5; i++) await WriteAsync();
+            await PostgresServer.StopAsync();
+            await Task.Delay(TimeSpan.FromMilliseconds(rng.Next(200, 8000)));
+            await PostgresServer.StartAsync();
+            cluster.DataSource.Clear();
+            await cluster.WaitApiHealthyAsync("pgout");
+            await Eventually.TrueAsync(async () => await cluster.ScalarAsync(
+                "SELECT count(*) FROM {schema}.volume_leases WHERE volume = 'pgout' AND expires_at > now()") == 1, TimeSpan.FromSeconds(30), () => "no controller holds the volume");
+            for (var i = 0; i < 5; i++) await WriteAsync();
+            await Eventually.TrueAsync(async () => await cluster.ScalarAsync(
+                    "SELECT (SELECT max(seq_id) FROM {schema}.mt_events) - coalesce((SELECT last_seq_id FROM {schema}.mt_event_progression WHERE name = 'reconciliation:All'), 0)") <= 0,
+                TimeSpan.FromSeconds(30), () => $"reconciliation stopped following the log after PostgreSQL outage {outage}\n" + cluster.Logs());
+        }
+        await cluster.WaitConvergedAsync("pgout");
+        Mirrors.AssertObjectFilesEqual(cluster, "pgout", expected);
+    }
+
     private static byte[] ExpectedAfter(VolumeModel first, VolumeModel second)
     {
         var image = first.Expected();

@@ -38,12 +38,10 @@ public static class EventStoreSetup
             errors.SkipUnknownEvents = false;
         }
 
-        // Reconciliation should follow writes closely (it decides repairs), and a controller taking over the daemon
-        // from one that died should not wait long.
+        // Reconciliation should follow writes closely (it decides repairs). Who runs the daemon, and restarting it
+        // when it stalls, is the controller's (ReconciliationRunner), not Marten's coordinator.
         o.Projections.FastPollingTime = TimeSpan.FromMilliseconds(100);
         o.Projections.SlowPollingTime = TimeSpan.FromMilliseconds(250);
-        o.Projections.LeadershipPollingTime = 1000;
-        o.Projections.AgentPauseTime = TimeSpan.FromSeconds(1);
         o.Events.MapEventType<TagRecorded>(TagTableEventTypes.Recorded);
         o.Events.MapEventType<TagRetired>(TagTableEventTypes.Retired);
         o.Events.MapEventType<LogTruncated>(TagTableEventTypes.Truncated);

@@ -9,7 +9,50 @@ internal static class Bus
 {
     public static Task StopAsync() => Shell.RunAsync(Environment.GetEnvironmentVariable("TM_RABBIT_STOP") ?? "rabbitmqctl -q stop_app");
 
-    public static Task StartAsync() => Shell.RunAsync(Environment.GetEnvironmentVariable("TM_RABBIT_START") ?? "rabbitmqctl -q start_app");
+    /// <summary>
+    /// Starts the broker's application again and returns once its AMQP listener accepts connections. Every test
+    /// after a stopped bus needs it back, so a failed <c>start_app</c> (a stop still finishing, a slow boot) is tried
+    /// again for two minutes, and a node that is gone altogether is started by the project's setup script.
+    /// </summary>
+    public static async Task StartAsync()
+    {
+        var command = Environment.GetEnvironmentVariable("TM_RABBIT_START") ?? "rabbitmqctl -q start_app";
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        var failures = new List<string>();
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await Shell.RunAsync(command);
+            }
+            catch (Xunit.Sdk.XunitException ex)
+            {
+                failures.Add(ex.Message);
+                // The node itself is down (start_app cannot reach it): the setup script starts it as CI does.
+                if (attempt == 3) await Shell.RunAsync(Path.Combine(Paths.RepositoryRoot, "ops", "setup.sh") + " >/dev/null");
+            }
+            if (await ListeningAsync()) return;
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"RabbitMQ did not start again in two minutes: {string.Join(" | ", failures)}");
+            await Task.Delay(TimeSpan.FromSeconds(2));
+        }
+    }
+
+    private static async Task<bool> ListeningAsync()
+    {
+        using var client = new System.Net.Sockets.TcpClient();
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await client.ConnectAsync(Environment.GetEnvironmentVariable("TaggedMirror__RabbitMqHost") ?? "127.0.0.1",
+                int.Parse(Environment.GetEnvironmentVariable("TaggedMirror__RabbitMqPort") ?? "5672", CultureInfo.InvariantCulture), timeout.Token);
+            return true;
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>
     /// Every queue and exchange named <c>tm.&lt;cluster&gt;.…</c> (the product's per-cluster prefix). The product

@@ -195,9 +195,9 @@ internal sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>Writes and returns the answer; fails the test on a refusal.</summary>
-    public async Task<WriteResult> WriteAsync(string volume, long firstBlock, byte[] data, string? wait = null)
+    public async Task<WriteResult> WriteAsync(string volume, long firstBlock, byte[] data, string? wait = null, ServiceProcess? via = null)
     {
-        using var r = await PutBlocksAsync(volume, firstBlock, data, wait);
+        using var r = await PutBlocksAsync(volume, firstBlock, data, wait, via);
         var body = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"write [{firstBlock}+{data.Length}B]: {(int)r.StatusCode} {body}");
         return JsonSerializer.Deserialize<WriteResult>(body, JsonSerializerOptions.Web)!;
