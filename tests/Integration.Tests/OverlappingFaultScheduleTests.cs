@@ -84,7 +84,7 @@ public sealed class OverlappingFaultScheduleTests
         if (Environment.GetEnvironmentVariable("TM_SEEDS") is { Length: > 0 } only)
             return only.Split(',').Select(x => new object[] { int.Parse(x, CultureInfo.InvariantCulture) });
         var count = int.TryParse(Environment.GetEnvironmentVariable("TM_RANDOM_SEEDS"), CultureInfo.InvariantCulture, out var n) ? n
-            : Environment.GetEnvironmentVariable("TM_SOAK") is null ? 25 : 150;
+            : Environment.GetEnvironmentVariable("TM_SOAK") is null ? 15 : 150;
         return Enumerable.Range(1, count).Select(s => new object[] { s });
     }
 
@@ -193,7 +193,7 @@ public sealed class OverlappingFaultScheduleTests
         {
             await cluster.CreateVolumeAsync(volume, BlockSize, Blocks);
             await WritesAsync(_rng.Next(3, 8));
-            // One episode per seed in the normal suite (it keeps 50 seeds inside the suite's time); one or two under
+            // One episode per seed in the normal suite (it keeps 30 seeds inside the suite's time); one or two under
             // TM_SOAK, where a later episode starts from a volume healed after an earlier one.
             var episodes = Soak ? _rng.Next(1, 3) : 1;
             for (var e = 0; e < episodes; e++)
