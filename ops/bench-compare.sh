@@ -6,6 +6,7 @@
 # Results: bench-results/compare-<utc>/<label>-<workload>-<round>.json (the files `tm bench` and
 # `tm bench-resync` write), where label is old or new. An old revision may need what its own ops/setup.sh
 # installs (revisions before librdkafka.redist need Debian's librdkafka1).
+# TM_BENCH_ONLY=<regex> runs only the workloads whose name matches (e.g. TM_BENCH_ONLY=resync).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -32,10 +33,12 @@ workloads=(
   "write-4k-c1|bench.sh|--writes 300 --size 4096 --concurrency 1"
   "write-64k-c16|bench.sh|--writes 500 --size 65536 --concurrency 16"
   "resync-256m-50|bench-resync.sh|--partial-writes 50 --volume-size 256MiB"
+  "resync-1g-200|bench-resync.sh|--partial-writes 200 --volume-size 1GiB"
 )
 for ((round = 1; round <= rounds; round++)); do
   for w in "${workloads[@]}"; do
     IFS='|' read -r name script options <<<"$w"
+    [[ $name =~ ${TM_BENCH_ONLY:-.} ]] || continue
     # Alternate which revision goes first, so neither always runs on a warmer machine.
     order=(old new)
     ((round % 2 == 0)) && order=(new old)

@@ -19,6 +19,7 @@ internal static class Program
             BenchResyncCommand.Create(),
             BenchGrowthCommand.Create(),
             StatusCommand.Create(),
+            VerifyCommand.Create(),
             OtlpSinkCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();

@@ -54,6 +54,22 @@ public sealed class ControllerOptions
     public TimeSpan BarrierInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
+    /// Most bytes per second resyncs and full copies copy, over all the controller's volumes (md's
+    /// <c>sync_speed_max</c>, DRBD's <c>c-max-rate</c>). 0: no limit.
+    /// </summary>
+    public long ResyncMaxBytesPerSecond { get; set; }
+
+    /// <summary>Most disjoint ranges of one volume and target copied at once by a resync.</summary>
+    public int ResyncParallelism { get; set; } = 16;
+
+    /// <summary>
+    /// Bytes of repairs (resync and full-copy copies) in flight to one device, over all volumes; one repair goes
+    /// whatever its size. With <see cref="MaxLagBytes"/> it bounds what the device's log holds unapplied, which
+    /// must stay inside the log's retention.
+    /// </summary>
+    public long RepairBytesInFlight { get; set; } = 1024 * 1024;
+
+    /// <summary>
     /// The controller running reconciliation restarts Marten's daemon when the projection stays behind the newest
     /// event this long without moving (a wedged poller after a database outage). Above the daemon's wait for a
     /// sequence a transaction in flight reserved (3 s), which is no stall.
@@ -99,6 +115,9 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWriteBytes, KafkaSettings.MaxDataBytes(KafkaSettings.BrokerMessageMaxBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(FullCopyChunkBlocks, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(ReconciliationStallTimeout, TimeSpan.FromSeconds(5));
+        ArgumentOutOfRangeException.ThrowIfNegative(ResyncMaxBytesPerSecond);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ResyncParallelism, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
     }
 }
 

@@ -14,6 +14,7 @@ using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Tagging;
+using TaggedMirror.Controller.Verify;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Bus;
@@ -74,6 +75,7 @@ builder.Services.AddMarten(_ =>
     o.Events.MapEventType<VolumeCreated>(VolumeEventTypes.Created);
     o.Events.MapEventType<MirrorStateChanged>(VolumeEventTypes.MirrorStateChanged);
     o.Events.MapEventType<ExtensionReserved>(VolumeEventTypes.ExtensionReserved);
+    o.Events.MapEventType<VerifyCompleted>(VolumeEventTypes.VerifyCompleted);
     o.Events.MapEventType<ResyncCompleted>(ResyncEventTypes.Completed);
     o.Projections.Add(new VolumeCatalogProjection(options.Schema), ProjectionLifecycle.Inline);
     o.Projections.Add(new ResyncLogProjection(options.Schema), ProjectionLifecycle.Inline);
@@ -92,7 +94,9 @@ builder.Services.AddSingleton<ControllerTelemetry>();
 builder.Services.AddHostedService<DeviceLagMonitor>();
 builder.Services.AddSingleton<LogProgress>();
 builder.Services.AddSingleton<ResyncService>();
+builder.Services.AddSingleton(new ByteRate(controller.ResyncMaxBytesPerSecond));
 builder.Services.AddSingleton<FullCopyService>();
+builder.Services.AddSingleton<VerifyService>();
 builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
 builder.Services.AddHostedService<ReconciliationService>();
@@ -107,16 +111,22 @@ builder.Services.AddTaggedMirrorBus(options,
     {
         x.AddConsumer<DeviceEventsConsumer>();
         x.AddConsumer<ReconciliationConsumer>();
+        x.AddConsumer<ResyncBatchConsumer>();
     },
     new Dictionary<string, Action<IReceiveEndpointConfigurator, IBusRegistrationContext>>
     {
         // Acknowledgements have a queue to themselves: nothing on it waits, so they are never stuck behind a resync.
         [$"controller-{controller.Id}"] = (e, context) => e.ConfigureConsumer<DeviceEventsConsumer>(context),
-        // Resyncs wait for acknowledgements, one volume at a time; a few run at once.
+        // Resyncs wait for acknowledgements; they come in batches, so a volume's missed writes are coalesced, and
+        // two batches run at once (one volume's at a time: its resync lock).
         [$"controller-{controller.Id}-reconciliation"] = (e, context) =>
         {
-            e.ConcurrentMessageLimit = 4;
+            e.PrefetchCount = 2 * ResyncBatchConsumer.MessageLimit;
+            e.ConcurrentMessageLimit = 2 * ResyncBatchConsumer.MessageLimit;
             e.ConfigureConsumer<ReconciliationConsumer>(context);
+            e.ConfigureConsumer<ResyncBatchConsumer>(context, c => c.Options<BatchOptions>(o => o
+                .SetMessageLimit(ResyncBatchConsumer.MessageLimit).SetTimeLimit(ResyncBatchConsumer.TimeLimit)
+                .SetTimeLimitStart(BatchTimeLimitStart.FromLast).SetConcurrencyLimit(2)));
         },
     });
 
@@ -127,6 +137,7 @@ catalog.Epoch = epoch;
 await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), CancellationToken.None);
 
 app.MapVolumeEndpoints();
+app.MapVerifyEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>

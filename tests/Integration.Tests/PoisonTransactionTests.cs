@@ -54,7 +54,7 @@ public sealed class PoisonTransactionTests
                 """) >= 1,
             TimeSpan.FromSeconds(30), () => "the controller did not mark d0's copy failed\n" + cluster.Logs());
         await cluster.WaitConvergedAsync("ov");
-        Assert.Contains(await cluster.ResyncsAsync("ov"), r => r.Tag == answer.Tag && r.Target == "d0");
+        Assert.Contains(await cluster.ResyncsAsync("ov"), r => r.CompletedTags.Contains(answer.Tag) && r.Target == "d0");
 
         var expected = model.Expected();
         Mirrors.AssertObjectFilesEqual(cluster, "ov", expected);
@@ -98,9 +98,9 @@ public sealed class PoisonTransactionTests
         Assert.Equal(5, reasons.Count);
         Assert.Equal(3, reasons.Count(r => r.Contains("object id", StringComparison.Ordinal)));
         Assert.Equal(2, reasons.Count(r => r.Contains("overflow", StringComparison.Ordinal)));
-        // Nothing was created for them: the data directory holds the volume's object and nothing else, and no
-        // object was recorded for them.
-        Assert.Equal(["pv.d0.obj"], System.IO.Directory.EnumerateFileSystemEntries(cluster.DataDirectory("d0")).Select(Path.GetFileName).Order());
+        // Nothing was created for them: the data directory holds the volume's object and its checksums and nothing
+        // else, and no object was recorded for them.
+        Assert.Equal(["pv.d0.obj", "pv.d0.sum"], System.IO.Directory.EnumerateFileSystemEntries(cluster.DataDirectory("d0")).Select(Path.GetFileName).Order());
         Assert.Empty(System.IO.Directory.EnumerateFileSystemEntries(cluster.Directory, "escaped*", SearchOption.AllDirectories));
         Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.device_objects WHERE object_id NOT LIKE 'pv.%'"));
         Assert.InRange(cluster.ObjectFile("d0", "pv").Length, 1, blocks * BlockSize);

@@ -234,8 +234,12 @@ public sealed class RandomScheduleTests(RandomScheduleCluster fixture) : IClassF
             foreach (var r in resyncs)
             {
                 var onTarget = await cluster.RecordedTagsAsync(r.Target, volume);
-                Assert.DoesNotContain(r.Tag!, onTarget);
-                Assert.Contains(r.Tag!, await cluster.RecordedTagsAsync(r.Source, volume));
+                var onSource = await cluster.RecordedTagsAsync(r.Source, volume);
+                foreach (var tag in r.CompletedTags)
+                {
+                    Assert.DoesNotContain(tag, onTarget);
+                    Assert.Contains(tag, onSource);
+                }
             }
             Schedule.AppendLine(CultureInfo.InvariantCulture, $"=> {resyncs.Count} resyncs, {resyncs.Sum(r => r.BlockCount)} blocks copied");
         }

@@ -57,12 +57,13 @@ public sealed class TelemetryTests
 
         var resyncs = await cluster.ResyncsAsync("traced");
         Assert.NotEmpty(resyncs);
-        Assert.All(resyncs, r => Assert.NotNull(r.Tag)); // each repairs one write; no full copy here
-        foreach (var r in resyncs)
+        Assert.All(resyncs, r => Assert.NotNull(r.Tag)); // each repairs missed writes; no full copy here
+        Assert.Equal(missed.Select(w => w.Tag).Order(), resyncs.SelectMany(r => r.CompletedTags).Order());
+        foreach (var w in missed)
         {
-            await Eventually.TrueAsync(() => Task.FromResult(RepairReceive(otlp, r.Tag!) is not null), TimeSpan.FromSeconds(30),
-                () => $"resync of {r.Tag}: no repair received on d1 in the trace; have {DescribeResync(otlp, r.Tag!)}");
-            AssertResyncTrace(otlp, r.Tag!);
+            await Eventually.TrueAsync(() => Task.FromResult(RepairReceive(otlp, w) is not null), TimeSpan.FromSeconds(30),
+                () => $"resync of {w.Tag}: no repair received on d1 in the trace; have {DescribeResync(otlp, w.Tag)}");
+            AssertResyncTrace(otlp, w);
         }
         await Eventually.TrueAsync(() => Task.FromResult(Latest(otlp, "tm.mirrors.degraded", "tm.volume", "traced") == 0), TimeSpan.FromSeconds(30),
             () => $"tm.mirrors.degraded for traced: {Latest(otlp, "tm.mirrors.degraded", "tm.volume", "traced")}, expected 0");
@@ -161,29 +162,45 @@ public sealed class TelemetryTests
     }
 
     /// <summary>reconcile (linked to the write) → bus → resync (linked to the write) → copy range → repair produce → receive on the target.</summary>
-    private static void AssertResyncTrace(OtlpReceiver otlp, string tag)
+    /// <summary>
+    /// The resync that repaired <paramref name="w"/> (one span per volume and target, coalescing what that mirror
+    /// missed) links to the write; a copy of a range holding the write's blocks is its child, the repair it sent a
+    /// child of that, and d1 received the repair.
+    /// </summary>
+    private static void AssertResyncTrace(OtlpReceiver otlp, WriteResult w)
     {
         var spans = otlp.Spans;
-        var write = Assert.Single(Produces(spans, tag), p => (string)p.Attributes["messaging.destination.name"]! == "tm.device.d0");
-        var resync = Assert.Single(spans, s => s.Name == "resync" && Equals(s.Attributes.GetValueOrDefault("tm.tag"), tag));
-        Assert.True(LinksTo(resync, write), $"the resync of {tag} links to the write's trace {write.TraceId}");
+        var write = Assert.Single(Produces(spans, w.Tag), p => (string)p.Attributes["messaging.destination.name"]! == "tm.device.d0");
+        var resync = Assert.Single(spans, s => s.Name == "resync" && ResyncCovers(s, w.Tag));
+        Assert.True(LinksTo(resync, write), $"the resync of {w.Tag} links to the write's trace {write.TraceId}");
         Assert.NotEqual(write.TraceId, resync.TraceId);
-        var decision = Assert.Single(spans, s => s.Name == "reconcile resync-requested" && Equals(s.Attributes.GetValueOrDefault("tm.tag"), tag));
+        var decision = Assert.Single(spans, s => s.Name == "reconcile resync-requested" && Equals(s.Attributes.GetValueOrDefault("tm.tag"), w.Tag));
         Assert.True(LinksTo(decision, write), "reconciliation's decision links to the write");
-        Assert.Equal(decision.TraceId, resync.TraceId); // carried over the bus by MassTransit
-        var copy = Assert.Single(spans, s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId);
+        // The batch of requests is consumed in the trace of one of its decisions (carried over the bus by MassTransit).
+        Assert.Contains(spans, s => s.Name == "reconcile resync-requested" && s.TraceId == resync.TraceId && ResyncCovers(resync, (string)s.Attributes["tm.tag"]!));
+        var copy = Assert.Single(spans, s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId && Holds(s, w));
         Assert.Equal(("d0", "d1"), ((string)copy.Attributes["tm.resync.source"]!, (string)copy.Attributes["tm.resync.target"]!));
         var repair = Assert.Single(spans, s => s.ParentSpanId == copy.SpanId && s.Kind == ProducerKind);
         Assert.Equal(("tm.device.d1", "repair"), ((string)repair.Attributes["messaging.destination.name"]!, (string)repair.Attributes["tm.kind"]!));
-        Assert.NotNull(RepairReceive(otlp, tag));
+        Assert.NotNull(RepairReceive(otlp, w));
     }
 
-    private static ReceivedSpan? RepairReceive(OtlpReceiver otlp, string tag)
+    private static bool ResyncCovers(ReceivedSpan resync, string tag) =>
+        resync.Attributes.GetValueOrDefault("tm.resync.tags") is string tags && tags.Split(',').Contains(tag);
+
+    private static bool Holds(ReceivedSpan copy, WriteResult w)
+    {
+        var first = Convert.ToInt64(copy.Attributes["tm.first_block"], System.Globalization.CultureInfo.InvariantCulture);
+        var blocks = Convert.ToInt64(copy.Attributes["tm.blocks"], System.Globalization.CultureInfo.InvariantCulture);
+        return first <= w.FirstBlock && w.FirstBlock + w.Blocks <= first + blocks;
+    }
+
+    private static ReceivedSpan? RepairReceive(OtlpReceiver otlp, WriteResult w)
     {
         var spans = otlp.Spans;
-        var resync = spans.FirstOrDefault(s => s.Name == "resync" && Equals(s.Attributes.GetValueOrDefault("tm.tag"), tag));
+        var resync = spans.FirstOrDefault(s => s.Name == "resync" && ResyncCovers(s, w.Tag));
         if (resync is null) return null;
-        var copy = spans.FirstOrDefault(s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId);
+        var copy = spans.FirstOrDefault(s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId && Holds(s, w));
         var repair = copy is null ? null : spans.FirstOrDefault(s => s.ParentSpanId == copy.SpanId && s.Kind == ProducerKind);
         return repair is null ? null : spans.FirstOrDefault(s => s.ParentSpanId == repair.SpanId && s.ServiceName == "tm-it-agent-d1");
     }
@@ -207,7 +224,7 @@ public sealed class TelemetryTests
         + string.Join(", ", otlp.Spans.GroupBy(s => $"{s.ServiceName}/{s.ScopeName}/{s.Name}").Select(g => $"{g.Key}×{g.Count()}"));
 
     private static string DescribeResync(OtlpReceiver otlp, string tag) =>
-        string.Join("; ", otlp.Spans.Where(s => Equals(s.Attributes.GetValueOrDefault("tm.tag"), tag)).Select(s => $"{s.ServiceName}/{s.Name} {s.TraceId}/{s.SpanId}<-{s.ParentSpanId}"));
+        string.Join("; ", otlp.Spans.Where(s => Equals(s.Attributes.GetValueOrDefault("tm.tag"), tag) || ResyncCovers(s, tag)).Select(s => $"{s.ServiceName}/{s.Name} {s.TraceId}/{s.SpanId}<-{s.ParentSpanId}"));
 
     private static ReceivedMetricPoint? LatestPoint(OtlpReceiver otlp, string metric, string key, string value) =>
         otlp.MetricPoints.Where(p => p.MetricName == metric && Equals(p.Attributes.GetValueOrDefault(key), value)).MaxBy(p => p.TimeUnixNano);

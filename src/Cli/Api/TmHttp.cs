@@ -96,6 +96,18 @@ internal sealed class TmHttp : IDisposable
         return await response.Content.ReadAsByteArrayAsync(ct);
     }
 
+    /// <summary>Starts a verify (scrub) of the volume; the controller's refusal (unknown volume, one running) is a <see cref="CliException"/>.</summary>
+    public async Task<VerifyReport> StartVerifyAsync(Uri controller, string volume, bool repair, int rangeBlocks, long maxBytesPerSecond, CancellationToken ct)
+    {
+        var uri = new Uri(controller, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"volumes/{Uri.EscapeDataString(volume)}/verify?repair={(repair ? "true" : "false")}&rangeBlocks={rangeBlocks}&maxBytesPerSecond={maxBytesPerSecond}"));
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Post, uri), ct);
+        return await ReadJsonAsync<VerifyReport>(response, ct);
+    }
+
+    public Task<VerifyReport> GetVerifyAsync(Uri controller, string volume, CancellationToken ct) =>
+        GetJsonAsync<VerifyReport>(new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}/verify"), ct);
+
     public Task<DeviceStatusAnswer> GetAgentStatusAsync(Uri agent, CancellationToken ct) =>
         GetJsonAsync<DeviceStatusAnswer>(new Uri(agent, "status"), ct);
 

@@ -427,8 +427,8 @@ internal static class BenchResyncCommand
             : throw new CliException($"{Path.GetFullPath(file)} holds '{text}', not a port");
     }
 
-    /// <summary>Bytes, or a number with K/KiB, M/MiB, G/GiB (powers of 1024).</summary>
-    internal static long ParseSize(string text)
+    /// <summary>Bytes, or a number with K/KiB, M/MiB, G/GiB (powers of 1024); <paramref name="option"/> names it in the error.</summary>
+    internal static long ParseSize(string text, string option = "--volume-size", bool allowZero = false)
     {
         var t = text.Trim();
         var unit = 1L;
@@ -441,8 +441,8 @@ internal static class BenchResyncCommand
                 break;
             }
         }
-        if (!long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n <= 0 || n > long.MaxValue / unit)
-            throw new CliException($"--volume-size '{text}' is not a size: use bytes, or a whole number with KiB, MiB or GiB");
+        if (!long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < (allowZero ? 0 : 1) || n > long.MaxValue / unit)
+            throw new CliException($"{option} '{text}' is not a size: use bytes, or a whole number with KiB, MiB or GiB");
         return n * unit;
     }
 

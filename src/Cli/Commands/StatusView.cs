@@ -22,7 +22,9 @@ internal static class StatusView
     {
         ArgumentNullException.ThrowIfNull(volumes);
         if (volumes.Count == 0) return new Markup("[grey]no volumes[/]");
-        return new Rows(VolumesTable(volumes), MirrorsTable(volumes), ResyncsTable(volumes));
+        return volumes.Any(v => v.Verify is not null)
+            ? new Rows(VolumesTable(volumes), MirrorsTable(volumes), ResyncsTable(volumes), VerifyTable(volumes))
+            : new Rows(VolumesTable(volumes), MirrorsTable(volumes), ResyncsTable(volumes));
     }
 
     /// <summary><see cref="Render"/> written without colours or ANSI codes at a fixed width.</summary>
@@ -145,6 +147,27 @@ internal static class StatusView
         var copied = volumes.Sum(v => v.Resyncs?.BytesCopied ?? 0);
         table.Caption(string.Create(CultureInfo.InvariantCulture, $"{count} resyncs in all, {FormatBytes(copied)} copied"));
         if (table.Rows.Count == 0) table.AddRow(Cell("(none)"), Cell(""), Cell(""), Cell(""), Cell(""), Cell(""), Cell(""));
+        return table;
+    }
+
+    /// <summary>The newest verify of each volume that had one since its controller started.</summary>
+    private static Table VerifyTable(IReadOnlyList<VolumeStatus> volumes)
+    {
+        var table = new Table().Title("Verify").AddColumns("volume", "state", "progress", "blocks checked", "wrong runs", "repaired", "bytes repaired", "started (UTC)");
+        RightAlign(table, 3, 4, 5, 6);
+        foreach (var v in volumes)
+        {
+            if (v.Verify is not { } r) continue;
+            table.AddRow(
+                Cell(v.Name),
+                Cell(r.State),
+                Cell(string.Create(CultureInfo.InvariantCulture, $"{r.RangesDone}/{r.RangesTotal} ranges")),
+                Cell(r.BlocksChecked.ToString(CultureInfo.InvariantCulture)),
+                Cell(r.Mismatches.Count.ToString(CultureInfo.InvariantCulture)),
+                Cell(r.Mismatches.Count(m => m.Repaired).ToString(CultureInfo.InvariantCulture)),
+                Cell(FormatBytes(r.BytesRepaired)),
+                Cell(r.StartedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)));
+        }
         return table;
     }
 

@@ -50,3 +50,24 @@ public sealed record DeviceStatusAnswer(
 /// <param name="ExtensionBlocks">Blocks appended past the base range.</param>
 /// <param name="NeedsFullCopy">True while the device's log was truncated under it and no full copy covers that yet.</param>
 public sealed record DeviceObjectStatus(string Id, int BlockSize, long ObjectBlocks, long ExtensionBlocks, bool NeedsFullCopy);
+
+/// <summary>
+/// A device's answer to <c>GET /objects/{id}/checksums</c>: per block from <paramref name="FirstBlock"/>, the
+/// checksum (XxHash64) of the bytes it holds now and the one it recorded when it wrote them (0: none recorded, a
+/// block never written or written before checksums existed). A block whose two differ changed behind the product.
+/// </summary>
+public sealed record BlockChecksums(int BlockSize, long FirstBlock, ulong[] Actual, ulong[] Recorded)
+{
+    /// <summary>Most blocks one request may ask about.</summary>
+    public const int MaxBlocks = 4096;
+
+    /// <summary>A block's checksum as devices record it: XxHash64 of its bytes, never 0 (0 is "none recorded").</summary>
+    public static ulong Of(ReadOnlySpan<byte> block)
+    {
+        var h = System.IO.Hashing.XxHash64.HashToUInt64(block);
+        return h == 0 ? 1 : h;
+    }
+
+    /// <summary>The checksum of a block of zeros (a block never written reads as zeros).</summary>
+    public static ulong OfZeros(int blockSize) => Of(new byte[blockSize]);
+}

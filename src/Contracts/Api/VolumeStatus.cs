@@ -17,6 +17,7 @@ namespace TaggedMirror.Contracts.Api;
 /// <param name="InflightWrites">Writes not yet applied on every mirror.</param>
 /// <param name="Mirrors">One entry per mirror.</param>
 /// <param name="Resyncs">Resync totals and the most recent; null from a controller that does not report them.</param>
+/// <param name="Verify">The newest verify (scrub) since the controller started, running or done; null when none.</param>
 public sealed record VolumeStatus(
     string Name,
     int BlockSize,
@@ -28,7 +29,8 @@ public sealed record VolumeStatus(
     long BytesAccepted,
     int InflightWrites,
     MirrorStatus[] Mirrors,
-    ResyncSummary? Resyncs = null)
+    ResyncSummary? Resyncs = null,
+    VerifyReport? Verify = null)
 {
     /// <summary>Base range and extension together.</summary>
     [JsonIgnore]
@@ -89,3 +91,21 @@ public sealed record ResyncRecord(
 /// <param name="Mirrors">Mirrors of the volume.</param>
 /// <param name="Applied">True when every mirror applied it before the answer (<c>?wait=applied</c>).</param>
 public sealed record WriteResult(string Tag, long FirstBlock, int Blocks, int MirrorsHolding, int Mirrors, bool Applied);
+
+/// <summary>
+/// A scrub of a volume (<c>tm verify</c>, <c>POST /volumes/{name}/verify</c>), as it goes and when done.
+/// <paramref name="State"/>: running, done or failed. Blocks are checked range by range on every in-sync mirror;
+/// <paramref name="Mismatches"/> lists each run of blocks a mirror held wrong, and whether it was repaired.
+/// </summary>
+public sealed record VerifyReport(
+    string Id, string Volume, string State, bool Repair, int RangeBlocks, long RangesTotal, long RangesDone, long BlocksChecked,
+    long RangesSkipped, List<VerifyMismatch> Mismatches, long BytesRepaired, DateTimeOffset StartedAt, DateTimeOffset? FinishedAt, string? Error);
+
+/// <summary>
+/// Blocks [<paramref name="FirstBlock"/>, +<paramref name="Blocks"/>) of <paramref name="Device"/> were wrong:
+/// <paramref name="Kind"/> "corrupt" (the bytes no longer match the checksum the device recorded when it wrote
+/// them) or "divergent" (no checksum recorded, and the bytes differ from the mirrors that hold verified ones).
+/// <paramref name="Source"/> is the mirror the right bytes came from; <paramref name="Repaired"/> whether the
+/// device holds them now; <paramref name="Note"/> why not, when not.
+/// </summary>
+public sealed record VerifyMismatch(string Device, long FirstBlock, int Blocks, string Kind, string? Source, bool Repaired, string? Note);

@@ -7,7 +7,7 @@ namespace TaggedMirror.Controller.Fanout;
 /// The controller's view of one device's log: tokens waiting to ride on the next transaction to it (M5),
 /// and how many bytes it has been sent but not applied (flow control against the log's retention).
 /// </summary>
-internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent.Kafka.IProducer<byte[]?, byte[]?> producer)
+internal sealed class DeviceChannel(string deviceId, long maxLagBytes, long repairBytesInFlight, Confluent.Kafka.IProducer<byte[]?, byte[]?> producer)
 {
     /// <summary>This device's own producer.</summary>
     public Confluent.Kafka.IProducer<byte[]?, byte[]?> Producer { get; } = producer;
@@ -33,13 +33,8 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, Confluent
     /// <summary>The topic's partitions, once known.</summary>
     public int[]? Partitions { get; set; }
 
-    /// <summary>
-    /// One repair in flight to this device at a time, whichever volume it is for. Writes are bounded by the lag
-    /// bound; repairs are bounded by this: after a truncation every volume on the device needs a full copy, and
-    /// their steps sent all at once outran the log's retention, fell off before the device applied them, and
-    /// truncated it again, over and over.
-    /// </summary>
-    public SemaphoreSlim RepairSlot { get; } = new(1, 1);
+    /// <summary>Repairs in flight to this device, bounded in bytes (<see cref="Fanout.RepairBudget"/>).</summary>
+    public RepairBudget Repairs { get; } = new(repairBytesInFlight);
 
     /// <summary>The barrier being sent to this device, if any: one at a time.</summary>
     public Task? BarrierInFlight { get; set; }

@@ -31,7 +31,7 @@ internal sealed class DeviceLog : IDisposable
     {
         var config = KafkaSettings.Producer(_bootstrap, $"tm-controller-{_options.Id}-{id}", _options.DeliveryTimeout);
         config.MessageMaxBytes = _options.MaxWriteBytes + 256 * 1024;
-        return new DeviceChannel(id, _options.MaxLagBytes, new ProducerBuilder<byte[]?, byte[]?>(config).Build());
+        return new DeviceChannel(id, _options.MaxLagBytes, _options.RepairBytesInFlight, new ProducerBuilder<byte[]?, byte[]?>(config).Build());
     });
 
     public IEnumerable<DeviceChannel> Channels => _channels.Values;

@@ -134,9 +134,7 @@ internal sealed class WritePipeline(
     /// </summary>
     public async Task<Tag> RepairAsync(Volume v, Mirror target, long firstBlock, byte[] data, CancellationToken ct)
     {
-        var slot = log.Channel(target.DeviceId).RepairSlot;
-        await slot.WaitAsync(ct);
-        try
+        using (await log.Channel(target.DeviceId).Repairs.EnterAsync(data.Length, ct))
         {
             var sends = new Send[v.Mirrors.Length];
             var write = Enqueue(v, TransactionKind.Repair, firstBlock, data.Length / v.BlockSize, data, sends, 1 << target.Index, out _, bypassFences: true)!;
@@ -144,10 +142,6 @@ internal sealed class WritePipeline(
                 throw new MirrorUnavailableException(target.DeviceId);
             await write.AppliedOnAsync(target.Index).WaitAsync(options.AppliedWaitTimeout, ct);
             return write.Tag;
-        }
-        finally
-        {
-            slot.Release();
         }
     }
 

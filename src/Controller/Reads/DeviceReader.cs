@@ -29,6 +29,24 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         return await response.Content.ReadAsByteArrayAsync(ct);
     }
 
+    /// <summary>The device's checksums of blocks [<paramref name="firstBlock"/>, +<paramref name="count"/>) of an object; null when it has no such object.</summary>
+    public async Task<Contracts.Api.BlockChecksums?> ChecksumsAsync(string deviceId, string objectId, long firstBlock, int count, CancellationToken ct)
+    {
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        var uri = new Uri(string.Create(CultureInfo.InvariantCulture,
+            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/checksums?firstBlock={firstBlock}&count={count}"));
+        using var response = await client.GetAsync(uri, ct);
+        if (response.StatusCode == HttpStatusCode.NotFound) return null;
+        if (!response.IsSuccessStatusCode)
+        {
+            _urls.TryRemove(deviceId, out _);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+        return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.BlockChecksums>(response.Content, ct)
+            ?? throw new HttpRequestException($"device {deviceId} answered checksums without a body");
+    }
+
     public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
 
     private async ValueTask<string> UrlOfAsync(string deviceId, CancellationToken ct)

@@ -5,24 +5,10 @@ using TaggedMirror.Controller.Volumes;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
-/// <summary>Reconciliation's requests, for the volumes this controller owns.</summary>
-internal sealed class ReconciliationConsumer(
-    ResyncService resyncs, VolumeCatalog catalog, DeviceLog log, WritePipeline pipeline, ILogger<ReconciliationConsumer> logger)
-    : IConsumer<ResyncRequested>, IConsumer<RetireEntries>
+/// <summary>Reconciliation's requests to retire entries, for the volumes this controller owns (resyncs: <see cref="ResyncBatchConsumer"/>).</summary>
+internal sealed class ReconciliationConsumer(VolumeCatalog catalog, DeviceLog log, WritePipeline pipeline)
+    : IConsumer<RetireEntries>
 {
-    public async Task Consume(ConsumeContext<ResyncRequested> context)
-    {
-        try
-        {
-            await resyncs.ResyncAsync(context.Message, context.CancellationToken);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Reconciliation asks again for a request that was not carried out.
-            logger.LogWarning("Resync of {Tag} to {Target} not done now: {Reason}", context.Message.Tag, context.Message.TargetDevice, ex.Message);
-        }
-    }
-
     public Task Consume(ConsumeContext<RetireEntries> context)
     {
         if (catalog.Find(context.Message.Volume) is not { Owned: true }) return Task.CompletedTask;

@@ -135,8 +135,11 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 }
             case ResyncCompleted r:
                 {
-                    if (r.Tag is null || !Tag.TryParse(r.Tag, out var tag)) break;
-                    Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES (^, ^, ^, ^) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
+                    foreach (var completed in r.Completed())
+                    {
+                        if (!Tag.TryParse(completed, out var tag)) continue;
+                        Add(batch, $"INSERT INTO {schema}.recon_repaired VALUES (^, ^, ^, ^) ON CONFLICT DO NOTHING", tag.ControllerId, tag.Epoch, tag.Seq, r.Target);
+                    }
                     break;
                 }
         }

@@ -14,6 +14,9 @@ internal sealed class ResyncLogProjection(string schema) : IProjection
             first_block bigint NOT NULL, block_count int NOT NULL, extension boolean NOT NULL, bytes bigint NOT NULL,
             duration_ms double precision NOT NULL, repair_tag text NOT NULL, completed_at timestamptz NOT NULL);
         CREATE INDEX IF NOT EXISTS resyncs_tag ON {schema}.resyncs (volume, tag, target);
+        -- The missed writes each copy completed (coalesced resyncs complete several); null before coalescing: the tag.
+        ALTER TABLE {schema}.resyncs ADD COLUMN IF NOT EXISTS tags text[];
+        CREATE INDEX IF NOT EXISTS resyncs_tags ON {schema}.resyncs USING gin (tags);
         """;
 
     public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
@@ -23,11 +26,11 @@ internal sealed class ResyncLogProjection(string schema) : IProjection
             if (e.Data is not ResyncCompleted r) continue;
             // In insertion order (an identity): quick appends draw the event's sequence in the database, after this.
             operations.QueueSqlCommand('^', $"""
-                INSERT INTO {schema}.resyncs (volume, tag, target, source, first_block, block_count, extension, bytes, duration_ms, repair_tag, completed_at)
-                VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^)
+                INSERT INTO {schema}.resyncs (volume, tag, target, source, first_block, block_count, extension, bytes, duration_ms, repair_tag, completed_at, tags)
+                VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^)
                 """,
                 e.StreamKey!["resync-".Length..], (object?)r.Tag ?? DBNull.Value, r.Target, r.Source, r.FirstBlock, r.BlockCount,
-                r.Extension, r.BytesCopied, r.DurationMs, r.RepairTag, e.Timestamp);
+                r.Extension, r.BytesCopied, r.DurationMs, r.RepairTag, e.Timestamp, r.Completed().ToArray());
         }
         return Task.CompletedTask;
     }

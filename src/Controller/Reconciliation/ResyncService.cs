@@ -18,6 +18,12 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// wait until the target applied it, release the fence, record the resync. The source is chosen under the fence,
 /// for every range anew (<see cref="CopySources"/>): a mirror that itself missed writes could copy a stale range
 /// over a newer one.
+/// <para>
+/// Reconciliation's requests arrive in batches (<see cref="ResyncBatchConsumer"/>); per volume and target the
+/// missed writes are coalesced (<see cref="ResyncPlan"/>: overlapping and touching ranges merged, never a block
+/// more), the disjoint runs copied in parallel (<see cref="ControllerOptions.ResyncParallelism"/>), every byte
+/// copied paced by the controller's <see cref="ByteRate"/> (full copies too).
+/// </para>
 /// </summary>
 internal sealed class ResyncService(
     VolumeCatalog catalog,
@@ -26,30 +32,137 @@ internal sealed class ResyncService(
     CopySources sources,
     TagGenerator tags,
     EventStreams store,
+    ByteRate throttle,
+    ControllerOptions options,
     ControllerTelemetry telemetry,
     ILogger<ResyncService> logger)
 {
-    /// <summary>Carries out a request from reconciliation. Repeating a request for a resolved tag does nothing.</summary>
-    public async Task ResyncAsync(ResyncRequested r, CancellationToken ct)
+    /// <summary>
+    /// Carries out a batch of reconciliation's requests, the volumes at once. Requests for volumes another controller
+    /// owns, for mirrors the volume does not have, and for writes already repaired do nothing. A run that fails is
+    /// logged and left: reconciliation asks again for what is not recorded as repaired.
+    /// </summary>
+    public Task ResyncAsync(IReadOnlyList<ResyncRequested> requests, CancellationToken ct) =>
+        Task.WhenAll(requests.GroupBy(r => r.Volume, StringComparer.Ordinal).Select(g => ResyncVolumeAsync(g.Key, [.. g], ct)));
+
+    private async Task ResyncVolumeAsync(string volume, List<ResyncRequested> requests, CancellationToken ct)
     {
-        if (catalog.Find(r.Volume) is not { Owned: true } v) return;   // another controller's volume
-        if (v.MirrorOn(r.TargetDevice) is not { } target) return;
-        if (await AlreadyResyncedAsync(v.Name, r.Tag, r.TargetDevice, ct))
+        if (catalog.Find(volume) is not { Owned: true } v) return;   // another controller's volume
+        await v.ResyncLock.WaitAsync(ct);
+        try
         {
-            logger.LogDebug("Resync of {Tag} to {Target} already done", r.Tag, r.TargetDevice);
-            return;
+            var done = await AlreadyResyncedAsync(v.Name, requests, ct);
+            foreach (var group in requests.GroupBy(r => r.TargetDevice, StringComparer.Ordinal))
+            {
+                if (v.MirrorOn(group.Key) is not { } target) continue;
+                var missed = new List<MissedWrite>();
+                foreach (var r in group)
+                {
+                    if (done.Contains((r.Tag, r.TargetDevice))) continue;
+                    if (r.FirstBlock < 0 || r.BlockCount < 1 || r.FirstBlock > long.MaxValue - r.BlockCount)
+                    {
+                        logger.LogWarning("Volume {Volume}: resync request for {Tag} with range [{First}+{Blocks}] ignored", v.Name, r.Tag, r.FirstBlock, r.BlockCount);
+                        continue;
+                    }
+                    missed.Add(new MissedWrite(r.Tag, r.FirstBlock, r.BlockCount, r.Extension, r.SourceDevice));
+                }
+                if (missed.Count > 0) await ResyncTargetAsync(v, target, missed, [.. group.Select(r => r.TraceParent)], ct);
+            }
         }
-        // Linked to the write it repairs (its trace id survives the trip through the tag table).
-        var links = KafkaTracing.TryParse(r.TraceParent, out var write) ? new[] { new ActivityLink(write) } : null;
-        using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, parentContext: default, links: links); // parent: the bus consume span
-        span?.SetTag(TelemetryAttributes.Tag, r.Tag);
-        await CopyAsync(v, v.MirrorOn(r.SourceDevice), target, r.FirstBlock, r.BlockCount, r.Extension, r.Tag, ct);
+        finally
+        {
+            v.ResyncLock.Release();
+        }
     }
 
-    /// <summary>Copies one range under its fence; the source is chosen and checked only once the fence is up. Returns the source's device.</summary>
+    private async Task ResyncTargetAsync(Volume v, Mirror target, List<MissedWrite> missed, string?[] traceParents, CancellationToken ct)
+    {
+        var (pieces, covered) = ResyncPlan.SubtractRepaired(missed, await AppliedRepairsAsync(v, target, missed, ct));
+        var plan = ResyncPlan.Coalesce(pieces, options.FullCopyStepBlocks(v.BlockSize));
+        var runs = plan.Runs;
+        var chunkBlocks = runs.Sum(run => run.Sum(c => (long)c.Blocks));
+        // Linked to the writes it repairs (their trace ids survive the trip through the tag table).
+        var links = traceParents.Select(p => KafkaTracing.TryParse(p, out var write) ? new ActivityLink(write) : default).Where(l => l.Context != default).ToList();
+        using var span = telemetry.Source.StartActivity("resync", ActivityKind.Internal, parentContext: default, links: links); // parent: the bus consume span
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(TelemetryAttributes.Volume, v.Name).SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
+            span.SetTag(TelemetryAttributes.Tag, missed[0].Tag).SetTag("tm.resync.runs", runs.Count);
+            span.SetTag(TelemetryAttributes.ResyncTags, string.Join(",", missed.Select(m => m.Tag)));
+            span.SetTag(TelemetryAttributes.Blocks, chunkBlocks);
+        }
+        if (missed.Count > 1)
+        {
+            logger.LogInformation("Volume {Volume}: resyncing {Writes} missed writes to {Target} as {Runs} ranges of {Blocks} blocks in all ({Covered} carried by earlier copies)",
+                v.Name, missed.Count, target.DeviceId, runs.Count, chunkBlocks, covered.Count);
+        }
+        var failures = 0;
+        await Parallel.ForEachAsync(runs, new ParallelOptions { MaxDegreeOfParallelism = options.ResyncParallelism, CancellationToken = ct }, async (run, c) =>
+        {
+            try
+            {
+                foreach (var chunk in run)
+                    await CopyFencedAsync(v, v.MirrorOn(chunk.PreferredSource ?? ""), target, chunk.FirstBlock, chunk.Blocks, chunk.Extension, chunk.Label, chunk.Completes, c);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !c.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref failures);
+                logger.LogWarning("Volume {Volume}: resync of [{First}, {End}) to {Target} not done now ({Tag}): {Reason}",
+                    v.Name, run[0].FirstBlock, run[^1].End, target.DeviceId, run[0].Label, ex.Message);
+            }
+        });
+        if (failures > 0) span?.SetStatus(ActivityStatusCode.Error, $"{failures} of {runs.Count} ranges not copied");
+        // Writes nothing was left to copy for, and (when every run was copied) writes whose pieces spanned runs.
+        var done = failures == 0 ? [.. covered, .. plan.CompleteAfterAll] : covered;
+        if (done.Count > 0)
+        {
+            await RecordAsync(v, new ResyncCompleted(done[0], target.DeviceId, target.DeviceId, missed[0].FirstBlock, 0, missed[0].Extension, 0, 0,
+                RepairTag: "", Tags: done), ct);
+        }
+    }
+
+    /// <summary>Repairs this controller's copies applied on <paramref name="target"/> over the span of <paramref name="missed"/>.</summary>
+    private async Task<List<AppliedRepair>> AppliedRepairsAsync(Volume v, Mirror target, List<MissedWrite> missed, CancellationToken ct)
+    {
+        var repairs = new List<AppliedRepair>();
+        await using var cmd = store.DataSource.CreateCommand($"""
+            SELECT first_block, block_count, repair_tag FROM {store.Schema}.resyncs
+            WHERE volume = @v AND target = @t AND block_count > 0 AND repair_tag <> ''
+              AND first_block < @end AND first_block + block_count > @start
+            """);
+        cmd.Parameters.AddWithValue("v", v.Name);
+        cmd.Parameters.AddWithValue("t", target.DeviceId);
+        cmd.Parameters.AddWithValue("start", missed.Min(m => m.FirstBlock));
+        cmd.Parameters.AddWithValue("end", missed.Max(m => m.FirstBlock + m.Blocks));
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+        {
+            if (Contracts.Tag.TryParse(r.GetString(2), out var tag)) repairs.Add(new AppliedRepair(r.GetInt64(0), r.GetInt32(1), tag));
+        }
+        return repairs;
+    }
+
+    /// <summary>Copies one range under its fence (a full copy's step); the source is chosen and checked only once the fence is up. Returns the sources' devices.</summary>
     public async Task<string> CopyAsync(Volume v, Mirror? preferred, Mirror target, long firstBlock, int blocks, bool extension, string? tag, CancellationToken ct)
     {
         await v.ResyncLock.WaitAsync(ct);
+        try
+        {
+            return await CopyFencedAsync(v, preferred, target, firstBlock, blocks, extension, tag, tag is null ? [] : [tag], ct);
+        }
+        finally
+        {
+            v.ResyncLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Copies [<paramref name="firstBlock"/>, +<paramref name="blocks"/>) under its own fence; the caller holds the
+    /// volume's resync lock. <paramref name="completes"/> go on the record of the last part copied.
+    /// </summary>
+    private async Task<string> CopyFencedAsync(
+        Volume v, Mirror? preferred, Mirror target, long firstBlock, int blocks, bool extension, string? tag, IReadOnlyList<string> completes, CancellationToken ct)
+    {
         var started = Stopwatch.GetTimestamp();
         // One span per copied range: fence, choose and wait for the source, read, repair (its produce span is a child).
         using var span = telemetry.Source.StartActivity("copy range");
@@ -65,67 +178,79 @@ internal sealed class ResyncService(
         try
         {
             lock (v.WriteLock) v.Fences.Add(fence);
-            try
+            long fenceSeq;
+            lock (v.WriteLock) fenceSeq = tags.Issued; // every write up to here was enqueued before the fence
+            // A resync of missed writes may fall back to copying block by block from the holders of the newest writes.
+            var parts = await sources.PlanAsync(v, target, preferred, firstBlock, blocks, perBlockFallback: tag is not null, fenceSeq, ct);
+            span?.SetTag(TelemetryAttributes.ResyncSource, string.Join(",", parts.Select(p => p.Source.DeviceId).Distinct()));
+            if (parts.Count == 0)
             {
-                long fenceSeq;
-                lock (v.WriteLock) fenceSeq = tags.Issued; // every write up to here was enqueued before the fence
-                // A per-tag resync may fall back to copying block by block from the holders of the newest writes.
-                var parts = await sources.PlanAsync(v, target, preferred, firstBlock, blocks, perBlockFallback: tag is not null, fenceSeq, ct);
-                span?.SetTag(TelemetryAttributes.ResyncSource, string.Join(",", parts.Select(p => p.Source.DeviceId).Distinct()));
-                var used = new List<string>();
-                if (parts.Count == 0)
-                {
-                    // The target holds the newest write to every block of the range: nothing to copy, but the
-                    // tag counts as repaired there.
-                    await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, target.DeviceId, firstBlock, 0, extension, 0,
-                        Stopwatch.GetElapsedTime(started).TotalMilliseconds, RepairTag: ""), ct);
-                    logger.LogInformation("Volume {Volume}: {Target} holds newer writes to every block of [{First}, {End}) than {Tag}: nothing to copy",
-                        v.Name, target.DeviceId, firstBlock, firstBlock + blocks, tag);
-                    return target.DeviceId;
-                }
-                foreach (var part in parts)
-                {
-                    var source = part.Source;
-                    var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, part.FirstBlock * v.BlockSize, part.Blocks * v.BlockSize, ct)
-                        ?? new byte[part.Blocks * v.BlockSize];
-                    var repairTag = await pipeline.RepairAsync(v, target, part.FirstBlock, data, ct);
-                    var elapsed = Stopwatch.GetElapsedTime(started);
-                    span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
-                    var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
-                    var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
-                    telemetry.Resyncs.Add(1, volume, device);
-                    telemetry.ResyncBytes.Add(data.Length, volume, device);
-                    await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, source.DeviceId, part.FirstBlock, part.Blocks, extension, data.Length,
-                        elapsed.TotalMilliseconds, repairTag.ToString()), ct);
-                    logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
-                        v.Name, part.FirstBlock, part.FirstBlock + part.Blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
-                    used.Add(source.DeviceId);
-                }
-                return string.Join(",", used.Distinct(StringComparer.Ordinal));
+                // The target holds the newest write to every block of the range: nothing to copy, but the
+                // writes count as repaired there.
+                await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, target.DeviceId, firstBlock, 0, extension, 0,
+                    Stopwatch.GetElapsedTime(started).TotalMilliseconds, RepairTag: "", Tags: completes), ct);
+                logger.LogInformation("Volume {Volume}: {Target} holds newer writes to every block of [{First}, {End}) than {Tag}: nothing to copy",
+                    v.Name, target.DeviceId, firstBlock, firstBlock + blocks, tag);
+                return target.DeviceId;
             }
-            finally
+            var used = new List<string>();
+            for (var i = 0; i < parts.Count; i++)
             {
-                lock (v.WriteLock) v.Fences.Remove(fence);
-                fence.Released.TrySetResult();
+                var part = parts[i];
+                var source = part.Source;
+                await throttle.WaitAsync((long)part.Blocks * v.BlockSize, ct);
+                var data = await devices.ReadAsync(source.DeviceId, source.ObjectId, part.FirstBlock * v.BlockSize, part.Blocks * v.BlockSize, ct)
+                    ?? new byte[part.Blocks * v.BlockSize];
+                var repairTag = await pipeline.RepairAsync(v, target, part.FirstBlock, data, ct);
+                var elapsed = Stopwatch.GetElapsedTime(started);
+                span?.SetTag("tm.repair_tag", repairTag.ToString()).SetTag("tm.bytes_copied", data.Length);
+                var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
+                var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
+                telemetry.Resyncs.Add(1, volume, device);
+                telemetry.ResyncBytes.Add(data.Length, volume, device);
+                await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, source.DeviceId, part.FirstBlock, part.Blocks, extension, data.Length,
+                    elapsed.TotalMilliseconds, repairTag.ToString(), Tags: i == parts.Count - 1 ? completes : []), ct);
+                logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
+                    v.Name, part.FirstBlock, part.FirstBlock + part.Blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
+                used.Add(source.DeviceId);
             }
+            return string.Join(",", used.Distinct(StringComparer.Ordinal));
         }
         finally
         {
-            v.ResyncLock.Release();
+            lock (v.WriteLock) v.Fences.Remove(fence);
+            fence.Released.TrySetResult();
         }
     }
 
-    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) =>
-        await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any,
-            [done], ct);
-
-    private async Task<bool> AlreadyResyncedAsync(string volume, string tag, string target, CancellationToken ct)
+    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct)
     {
-        await using var cmd = store.DataSource.CreateCommand(
-            $"SELECT EXISTS (SELECT 1 FROM {store.Schema}.resyncs WHERE volume = @v AND tag = @t AND target = @d)");
+        // Runs copied in parallel record one at a time (see Volume.StreamLock).
+        await v.StreamLock.WaitAsync(ct);
+        try
+        {
+            await store.AppendAsync(ResyncEventTypes.Stream(v.Name), ExpectedVersion.Any, [done], ct);
+        }
+        finally
+        {
+            v.StreamLock.Release();
+        }
+    }
+
+    /// <summary>The (tag, target) pairs among <paramref name="requests"/> already repaired.</summary>
+    private async Task<HashSet<(string Tag, string Target)>> AlreadyResyncedAsync(string volume, List<ResyncRequested> requests, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand($"""
+            SELECT q.tag, q.target FROM unnest(@tags, @targets) AS q(tag, target)
+            WHERE EXISTS (SELECT 1 FROM {store.Schema}.resyncs r WHERE r.volume = @v AND r.target = q.target
+                          AND (r.tags @> ARRAY[q.tag] OR (r.tags IS NULL AND r.tag = q.tag)))
+            """);
         cmd.Parameters.AddWithValue("v", volume);
-        cmd.Parameters.AddWithValue("t", tag);
-        cmd.Parameters.AddWithValue("d", target);
-        return (bool)(await cmd.ExecuteScalarAsync(ct))!;
+        cmd.Parameters.AddWithValue("tags", requests.Select(r => r.Tag).ToArray());
+        cmd.Parameters.AddWithValue("targets", requests.Select(r => r.TargetDevice).ToArray());
+        var done = new HashSet<(string, string)>();
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct)) done.Add((reader.GetString(0), reader.GetString(1)));
+        return done;
     }
 }

@@ -12,7 +12,7 @@ namespace TaggedMirror.Controller.Status;
 /// Builds volume status: mirror states, live tag-table entries per device (from PostgreSQL), device lag
 /// (log end minus the offset the device has recorded as applied), full-copy progress and resyncs.
 /// </summary>
-internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgress progress)
+internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgress progress, Verify.VerifyService verify)
 {
     public async Task<VolumeStatus> GetAsync(Volume v, CancellationToken ct)
     {
@@ -38,7 +38,7 @@ internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgre
                 channel.UnappliedBytes, channel.Tokens.Count, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal));
         }
         return new VolumeStatus(v.Name, v.BlockSize, v.Blocks, v.ExtensionBlocks, v.MinMirrors, v.Owned,
-            Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, [.. mirrors], await ResyncsAsync(v, ct));
+            Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, [.. mirrors], await ResyncsAsync(v, ct), verify.Latest(v.Name));
     }
 
     private async Task<ResyncSummary> ResyncsAsync(Volume v, CancellationToken ct)

@@ -41,6 +41,13 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     /// <summary>One resync or full-copy step at a time per volume.</summary>
     public SemaphoreSlim ResyncLock { get; } = new(1, 1);
 
+    /// <summary>
+    /// This controller's appends to the volume's streams (<c>volume-</c>, <c>resync-</c>), one at a time: two appends
+    /// from one process at once raced on the version the volume stream expects (and Marten's quick append raced
+    /// on creating the resync stream, 23505), and a conflict reads as a takeover.
+    /// </summary>
+    public SemaphoreSlim StreamLock { get; } = new(1, 1);
+
     private bool _owned;
 
     /// <summary>True while this controller holds the volume's lease.</summary>

@@ -108,6 +108,19 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
     /// </summary>
     private async Task AppendToVolumeAsync(Volume v, object e, CancellationToken ct)
     {
+        await v.StreamLock.WaitAsync(ct);
+        try
+        {
+            await AppendLockedAsync(v, e, ct);
+        }
+        finally
+        {
+            v.StreamLock.Release();
+        }
+    }
+
+    private async Task AppendLockedAsync(Volume v, object e, CancellationToken ct)
+    {
         await using var session = await store.BeginAsync(ct);
         await using (var lease = new NpgsqlCommand($"""
             SELECT 1 FROM {store.Schema}.volume_leases
@@ -205,6 +218,9 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         v.LeaseDeadline = started + (long)(options.LeaseDuration.TotalSeconds * 2 / 3 * System.Diagnostics.Stopwatch.Frequency);
         return true;
     }
+
+    /// <summary>Records a verify's summary in the volume's stream (as the owner, at the version it last saw).</summary>
+    public Task RecordVerifyAsync(Volume v, VerifyCompleted e, CancellationToken ct) => AppendToVolumeAsync(v, e, ct);
 
     /// <summary>
     /// Gives the next <paramref name="blocks"/> blocks of the extension to an append and records that before

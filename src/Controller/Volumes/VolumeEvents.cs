@@ -6,6 +6,7 @@ internal static class VolumeEventTypes
     public const string Created = "volume_created";
     public const string MirrorStateChanged = "mirror_state_changed";
     public const string ExtensionReserved = "extension_reserved";
+    public const string VerifyCompleted = "verify_completed";
 
     public static string Stream(string volume) => "volume-" + volume;
 }
@@ -21,6 +22,10 @@ internal sealed record MirrorStateChanged(string DeviceId, MirrorState State, st
 /// next append starts past every range ever handed out, even one still in flight in a device's log.
 /// </summary>
 internal sealed record ExtensionReserved(long FirstBlock, int Blocks);
+
+/// <summary>A verify (scrub) of the volume ended: what it checked, what it found wrong and what it repaired.</summary>
+internal sealed record VerifyCompleted(
+    string Id, string State, long BlocksChecked, long RangesSkipped, IReadOnlyList<Contracts.Api.VerifyMismatch> Mismatches, long BytesRepaired, string? Error);
 
 /// <summary>A mirror's state within a volume.</summary>
 internal enum MirrorState

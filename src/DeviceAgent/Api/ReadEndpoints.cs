@@ -35,5 +35,17 @@ internal static class ReadEndpoints
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         });
+
+        // For tm verify: the checksum of each block as it is now and as it was written (BlockStore/ObjectFiles).
+        app.MapGet("/objects/{objectId}/checksums", (string objectId, long firstBlock, int count, DeviceStatus status, ObjectFiles files) =>
+        {
+            var obj = status.Object(objectId);
+            if (obj is null)
+                return Results.Problem($"object {objectId} is not on device {deviceId}", statusCode: 404);
+            if (firstBlock < 0 || count <= 0 || count > Contracts.Api.BlockChecksums.MaxBlocks || firstBlock > long.MaxValue / obj.BlockSize - count)
+                return Results.Problem($"blocks [{firstBlock}, +{count}) of {objectId}: the first must be at least 0 and the count 1 to {Contracts.Api.BlockChecksums.MaxBlocks}", statusCode: 400);
+            var (actual, recorded) = files.Checksums(objectId, firstBlock, count, obj.BlockSize);
+            return Results.Json(new Contracts.Api.BlockChecksums(obj.BlockSize, firstBlock, actual, recorded));
+        });
     }
 }

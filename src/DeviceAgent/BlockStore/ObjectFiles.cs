@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
 
@@ -6,12 +8,20 @@ namespace TaggedMirror.DeviceAgent.BlockStore;
 /// <summary>
 /// The device's block store: one file per storage object, positional I/O only (no stream, no seek),
 /// so concurrent reads never contend with the consumer's writes. Only the apply loop writes and creates files.
+/// <para>
+/// Beside each object file, <c>&lt;object&gt;.sum</c> holds a checksum per block (XxHash64, 8 bytes, little-endian,
+/// at block × 8), written with the block and made durable with it, as ZFS keeps a block's checksum apart from the
+/// block: a scrub (<c>tm verify</c>) then tells which mirror's bytes changed behind the product's back, even with two
+/// mirrors. 0 means no checksum recorded (a block never written, or written before checksums existed).
+/// </para>
 /// </summary>
 internal sealed class ObjectFiles : IDisposable
 {
     private readonly string _directory;
     private readonly ConcurrentDictionary<string, SafeFileHandle> _handles = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, SafeFileHandle> _readHandles = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, SafeFileHandle> _sumHandles = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, SafeFileHandle> _sumReadHandles = new(StringComparer.Ordinal);
     private readonly HashSet<SafeFileHandle> _unflushed = [];
     private bool _directoryUnsynced;
 
@@ -43,11 +53,63 @@ internal sealed class ObjectFiles : IDisposable
         return Path.Combine(_directory, objectId + ".obj");
     }
 
-    public void Write(string objectId, long byteOffset, ReadOnlySpan<byte> data)
+    /// <summary>The checksums file beside an object's file.</summary>
+    public string SumsPathOf(string objectId) => Path.ChangeExtension(PathOf(objectId), ".sum");
+
+    /// <summary>
+    /// Writes whole blocks and their checksums. Both become durable at the next <see cref="FlushWritten"/>, before
+    /// the batch is recorded; a crash in between leaves them unrecorded, and the transaction is applied again.
+    /// </summary>
+    public void Write(string objectId, long byteOffset, ReadOnlySpan<byte> data, int blockSize)
     {
+        if (blockSize <= 0 || byteOffset % blockSize != 0 || data.Length % blockSize != 0)
+            throw new ArgumentException($"a write of {data.Length} bytes at {byteOffset} is not whole blocks of {blockSize}");
         var handle = _handles.GetOrAdd(objectId, OpenForWrite);
         RandomAccess.Write(handle, data, byteOffset);
         _unflushed.Add(handle);
+        var blocks = data.Length / blockSize;
+        var sums = ArrayPool<byte>.Shared.Rent(blocks * 8);
+        try
+        {
+            for (var b = 0; b < blocks; b++)
+                BinaryPrimitives.WriteUInt64LittleEndian(sums.AsSpan(b * 8), BlockSum(data.Slice(b * blockSize, blockSize)));
+            var sumHandle = _sumHandles.GetOrAdd(objectId, id => OpenForWriteAt(SumsPathOf(id)));
+            RandomAccess.Write(sumHandle, sums.AsSpan(0, blocks * 8), byteOffset / blockSize * 8);
+            _unflushed.Add(sumHandle);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(sums);
+        }
+    }
+
+    private static ulong BlockSum(ReadOnlySpan<byte> block) => Contracts.Api.BlockChecksums.Of(block);
+
+    /// <summary>
+    /// Per block of [<paramref name="firstBlock"/>, +<paramref name="count"/>): the checksum of the bytes the file
+    /// holds now, and the one recorded when they were written (0: none recorded).
+    /// </summary>
+    public (ulong[] Actual, ulong[] Recorded) Checksums(string objectId, long firstBlock, int count, int blockSize)
+    {
+        var actual = new ulong[count];
+        var recorded = new ulong[count];
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(blockSize, count * 8));
+        try
+        {
+            for (var b = 0; b < count; b++)
+            {
+                Read(objectId, (firstBlock + b) * blockSize, buffer.AsSpan(0, blockSize));
+                actual[b] = BlockSum(buffer.AsSpan(0, blockSize));
+            }
+            ReadFile(_sumReadHandles, objectId, SumsPathOf, firstBlock * 8, buffer.AsSpan(0, count * 8));
+            for (var b = 0; b < count; b++)
+                recorded[b] = BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(b * 8));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return (actual, recorded);
     }
 
     /// <summary>
@@ -67,15 +129,19 @@ internal sealed class ObjectFiles : IDisposable
     }
 
     /// <summary>Reads a range; bytes never written (or an object with no file yet) read as zeros.</summary>
-    public void Read(string objectId, long byteOffset, Span<byte> destination)
+    public void Read(string objectId, long byteOffset, Span<byte> destination) =>
+        ReadFile(_readHandles, objectId, PathOf, byteOffset, destination);
+
+    private static void ReadFile(
+        ConcurrentDictionary<string, SafeFileHandle> handles, string objectId, Func<string, string> path, long byteOffset, Span<byte> destination)
     {
         // Reads have handles of their own: a read never creates a file, and the writer's first open of each file
         // is what marks the directory for a sync.
-        if (!_readHandles.TryGetValue(objectId, out var handle))
+        if (!handles.TryGetValue(objectId, out var handle))
         {
             try
             {
-                handle = _readHandles.GetOrAdd(objectId, id => File.OpenHandle(PathOf(id), FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
+                handle = handles.GetOrAdd(objectId, id => File.OpenHandle(path(id), FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
             }
             catch (FileNotFoundException)
             {
@@ -96,20 +162,24 @@ internal sealed class ObjectFiles : IDisposable
         }
     }
 
-    private SafeFileHandle OpenForWrite(string objectId)
+    private SafeFileHandle OpenForWrite(string objectId) => OpenForWriteAt(PathOf(objectId));
+
+    private SafeFileHandle OpenForWriteAt(string path)
     {
         // The directory is synced once per file per process, not only when this call created the file: a file
         // created by a run that crashed before its sync exists now, yet its entry may still not be on disk.
-        var handle = File.OpenHandle(PathOf(objectId), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
         _directoryUnsynced = true;
         return handle;
     }
 
     public void Dispose()
     {
-        foreach (var h in _handles.Values.Concat(_readHandles.Values))
+        foreach (var h in _handles.Values.Concat(_readHandles.Values).Concat(_sumHandles.Values).Concat(_sumReadHandles.Values))
             h.Dispose();
         _handles.Clear();
         _readHandles.Clear();
+        _sumHandles.Clear();
+        _sumReadHandles.Clear();
     }
 }

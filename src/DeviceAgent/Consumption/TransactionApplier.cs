@@ -134,7 +134,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
 
         try
         {
-            files.Write(objectId, byteOffset, data);
+            files.Write(objectId, byteOffset, data, h.BlockSize);
         }
         catch (IOException ex) when (StoreErrors.IsTransactionSpecific(ex))
         {

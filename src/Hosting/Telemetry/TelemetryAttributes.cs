@@ -29,4 +29,7 @@ public static class TelemetryAttributes
 
     /// <summary><c>tm.resync.target</c>: the device a resync copies to.</summary>
     public const string ResyncTarget = "tm.resync.target";
+
+    /// <summary>The missed writes (tags, comma-separated) one resync of a volume's mirror coalesces.</summary>
+    public const string ResyncTags = "tm.resync.tags";
 }

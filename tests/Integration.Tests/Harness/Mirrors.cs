@@ -33,6 +33,35 @@ internal static class Mirrors
         }
     }
 
+    /// <summary>
+    /// Every mirror holds the same bytes, and each block holds its last acknowledged write (<paramref name="expected"/>)
+    /// or the bytes of a write cut off by a kill (<paramref name="uncertain"/>: it may have reached the mirrors or
+    /// not). Returns the image the mirrors hold, for a read comparison.
+    /// </summary>
+    public static byte[] AssertIdenticalAndAcknowledged(
+        TestCluster cluster, string volume, byte[] expected, IReadOnlyList<(long First, byte[] Data)> uncertain, int blockSize)
+    {
+        byte[] Image(string device)
+        {
+            var image = new byte[expected.Length];
+            var file = cluster.ObjectFile(device, volume);
+            file.AsSpan(0, Math.Min(file.Length, image.Length)).CopyTo(image);
+            return image;
+        }
+        var first = Image(cluster.Devices[0]);
+        foreach (var d in cluster.Devices.Skip(1))
+            Assert.True(FirstDifference(first, Image(d)) < 0, $"mirrors {cluster.Devices[0]} and {d} of {volume} differ");
+        for (var b = 0; b < expected.Length / blockSize; b++)
+        {
+            var actual = first.AsSpan(b * blockSize, blockSize).ToArray();
+            if (actual.AsSpan().SequenceEqual(expected.AsSpan(b * blockSize, blockSize))) continue;
+            Assert.True(uncertain.Any(u => b >= u.First && b < u.First + u.Data.Length / blockSize
+                    && actual.AsSpan().SequenceEqual(u.Data.AsSpan((int)(b - u.First) * blockSize, blockSize))),
+                $"block {b} of {volume} holds neither its last acknowledged write nor a write cut off by a kill");
+        }
+        return first;
+    }
+
     /// <summary>Reading the whole volume through the API returns <paramref name="expected"/>.</summary>
     public static async Task AssertReadsEqualAsync(TestCluster cluster, string volume, byte[] expected, int blockSize, int chunkBlocks = 256)
     {

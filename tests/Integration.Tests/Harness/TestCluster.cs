@@ -296,11 +296,11 @@ internal sealed class TestCluster : IAsyncDisposable
     {
         var list = new List<Resync>();
         await using var cmd = DataSource.CreateCommand(
-            $"SELECT tag, source, target, first_block, block_count, extension FROM {Schema}.resyncs WHERE volume = @v ORDER BY id");
+            $"SELECT tag, source, target, first_block, block_count, extension, coalesce(array_to_string(tags, ','), tag, '') FROM {Schema}.resyncs WHERE volume = @v ORDER BY id");
         cmd.Parameters.AddWithValue("v", volume);
         await using var r = await cmd.ExecuteReaderAsync();
         while (await r.ReadAsync())
-            list.Add(new Resync(r.IsDBNull(0) ? null : r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt32(4), r.GetBoolean(5)));
+            list.Add(new Resync(r.IsDBNull(0) ? null : r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt32(4), r.GetBoolean(5), r.GetString(6)));
         return list;
     }
 
@@ -392,7 +392,14 @@ internal sealed class TestCluster : IAsyncDisposable
         "SELECT coalesce(max(next_offset), 0) FROM {schema}.device_offsets WHERE device_id = @d AND partition = @p", ("d", device), ("p", partition));
 }
 
-internal sealed record Resync(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension);
+/// <summary>
+/// One copy as the resync log has it: <see cref="Tag"/> null for a full copy's step; <see cref="Tags"/> the missed
+/// writes it completed, comma-separated (a coalesced range completes several, a part before the last of a range none).
+/// </summary>
+internal sealed record Resync(string? Tag, string Source, string Target, long FirstBlock, int BlockCount, bool Extension, string Tags)
+{
+    public IReadOnlyList<string> CompletedTags => Tags.Length == 0 ? [] : Tags.Split(',');
+}
 
 /// <summary>The write's tag, read from the answer the controller gives (<see cref="WriteResult"/>, defined once in Contracts).</summary>
 internal static class WriteResultTag
