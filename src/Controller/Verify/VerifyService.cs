@@ -50,6 +50,7 @@ internal sealed class VerifyService(
     public VerifyReport? Start(Volume v, bool repair, int rangeBlocks, long maxBytesPerSecond)
     {
         var run = new VerifyRun(Guid.NewGuid().ToString("N")[..12], v.Name, repair, rangeBlocks, maxBytesPerSecond);
+        run.Begin((v.TotalBlocks + rangeBlocks - 1) / rangeBlocks);
         while (true)
         {
             if (_runs.TryGetValue(v.Name, out var current))
