@@ -60,7 +60,7 @@ public sealed class ControllerOptions
     public long ResyncMaxBytesPerSecond { get; set; }
 
     /// <summary>Most disjoint ranges of one volume and target copied at once by a resync.</summary>
-    public int ResyncParallelism { get; set; } = 16;
+    public int ResyncParallelism { get; set; } = 32;
 
     /// <summary>
     /// Bytes of repairs (resync and full-copy copies) in flight to one device, over all volumes; one repair goes

@@ -234,27 +234,8 @@ public sealed class ReconciliationTests
 
         // Writes go on through the kill and after it, to blocks [400, 512). One cut off by the kill is uncertain: it
         // may be on the mirrors or not, so there a block may hold its bytes instead of the model's.
-        var uncertain = new List<(long First, byte[] Data)>();
-        var writes = Task.Run(async () =>
-        {
-            var rng = new Random(33);
-            for (var i = 0; i < 30; i++)
-            {
-                var n = rng.Next(1, 5);
-                var first = rng.NextInt64(400, blocks - n + 1);
-                var seed = 900_000 + i;
-                var data = VolumeModel.Data(seed, n, BlockSize);
-                try
-                {
-                    model.Record(await cluster.WriteAsync("ck", first, data), seed);
-                }
-                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException)
-                {
-                    lock (uncertain) uncertain.Add((first, data));
-                }
-                await Task.Delay(100);
-            }
-        });
+        var writes = WritesThroughFault.RunAsync(cluster, "ck", model, from: 400, to: blocks, writes: 30, seed: 33);
+        Assert.Equal("Resyncing", await cluster.MirrorStateAsync("ck", "d1")); // the kill lands in the middle of the resync
         if (killed == "controller")
         {
             await cluster.RestartControllerAsync(kill: true);
@@ -265,7 +246,7 @@ public sealed class ReconciliationTests
             await Task.Delay(500);
             await cluster.StartAgentAsync("d1");
         }
-        await writes;
+        var uncertain = await writes;
 
         await cluster.WaitConvergedAsync("ck", TimeSpan.FromSeconds(120));
         var image = Mirrors.AssertIdenticalAndAcknowledged(cluster, "ck", model.Expected(), uncertain, BlockSize);

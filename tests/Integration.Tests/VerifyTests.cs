@@ -126,27 +126,7 @@ public sealed class VerifyTests
         // Slow (256 KiB a second, ranges of 16 blocks on two mirrors: half a second a range), killed a few ranges in.
         using (var r = await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/volumes/vk/verify?maxBytesPerSecond=262144&rangeBlocks=16"), null))
             Assert.Equal(HttpStatusCode.Accepted, r.StatusCode);
-        var uncertain = new List<(long First, byte[] Data)>();
-        var writes = Task.Run(async () =>
-        {
-            var rng = new Random(9);
-            for (var i = 0; i < 40; i++)
-            {
-                var n = rng.Next(1, 5);
-                var first = rng.NextInt64(200, 300 - n);
-                var seed = 700_000 + i;
-                var data = VolumeModel.Data(seed, n, BlockSize);
-                try
-                {
-                    model.Record(await cluster.WriteAsync("vk", first, data), seed);
-                }
-                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException)
-                {
-                    lock (uncertain) uncertain.Add((first, data));
-                }
-                await Task.Delay(100);
-            }
-        });
+        var writes = WritesThroughFault.RunAsync(cluster, "vk", model, from: 200, to: 300, writes: 40, seed: 9);
         await Task.Delay(TimeSpan.FromSeconds(3));
         if (killed == "controller")
         {
@@ -164,7 +144,7 @@ public sealed class VerifyTests
                     new Uri($"{cluster.Controller.Url}/volumes/vk/verify"), JsonSerializerOptions.Web))!.State != "running",
                 TimeSpan.FromSeconds(90), () => "the verify running through the agent's kill did not end\n" + cluster.Logs());
         }
-        await writes;
+        var uncertain = await writes;
         await cluster.WaitConvergedAsync("vk");
 
         // Whatever the first verify did before the kill, the next one leaves nothing wrong, and a third finds nothing.

@@ -15,36 +15,39 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     /// <summary>The bytes, or null when the device has never been written this object (it reads as zeros).</summary>
     public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
     {
-        var baseUrl = await UrlOfAsync(deviceId, ct);
-        var client = http.CreateClient("devices");
-        var uri = new Uri(string.Create(CultureInfo.InvariantCulture,
-            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/data?offset={offset}&length={length}"));
-        using var response = await client.GetAsync(uri, ct);
-        if (response.StatusCode == HttpStatusCode.NotFound) return null;
-        if (!response.IsSuccessStatusCode)
-        {
-            _urls.TryRemove(deviceId, out _);
-            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-        }
-        return await response.Content.ReadAsByteArrayAsync(ct);
+        using var response = await GetAsync(deviceId, objectId, string.Create(CultureInfo.InvariantCulture, $"data?offset={offset}&length={length}"), ct);
+        return response is null ? null : await response.Content.ReadAsByteArrayAsync(ct);
     }
 
     /// <summary>The device's checksums of blocks [<paramref name="firstBlock"/>, +<paramref name="count"/>) of an object; null when it has no such object.</summary>
     public async Task<Contracts.Api.BlockChecksums?> ChecksumsAsync(string deviceId, string objectId, long firstBlock, int count, CancellationToken ct)
     {
+        using var response = await GetAsync(deviceId, objectId, string.Create(CultureInfo.InvariantCulture, $"checksums?firstBlock={firstBlock}&count={count}"), ct);
+        if (response is null) return null;
+        return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.BlockChecksums>(response.Content, ct)
+            ?? throw new HttpRequestException($"device {deviceId} answered checksums without a body");
+    }
+
+    /// <summary>GET <c>/objects/{objectId}/{what}</c> on the device: the response, null for 404 (no such object), or an error.</summary>
+    private async Task<HttpResponseMessage?> GetAsync(string deviceId, string objectId, string what, CancellationToken ct)
+    {
         var baseUrl = await UrlOfAsync(deviceId, ct);
         var client = http.CreateClient("devices");
-        var uri = new Uri(string.Create(CultureInfo.InvariantCulture,
-            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/checksums?firstBlock={firstBlock}&count={count}"));
-        using var response = await client.GetAsync(uri, ct);
-        if (response.StatusCode == HttpStatusCode.NotFound) return null;
+        var response = await client.GetAsync(new Uri($"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/{what}"), ct);
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            response.Dispose();
+            return null;
+        }
         if (!response.IsSuccessStatusCode)
         {
             _urls.TryRemove(deviceId, out _);
-            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+            using (response)
+            {
+                throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+            }
         }
-        return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.BlockChecksums>(response.Content, ct)
-            ?? throw new HttpRequestException($"device {deviceId} answered checksums without a body");
+        return response;
     }
 
     public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
