@@ -160,8 +160,12 @@ public sealed class PoisonTransactionTests
             Assert.True(file.Length >= (first + count) * BlockSize, $"{tag} is recorded but its blocks [{first}, {first + count}) are not in the file");
             Assert.True(file.AsSpan((int)first * BlockSize, count * BlockSize).SequenceEqual(want), $"{tag} is recorded but its data is not on the disk");
         }
-        Assert.True(await cluster.AgentNextOffsetAsync("d0") <= DeviceTopic.OffsetOfCopy(cluster, "d0", NextTag(recorded, seedOf), 0),
-            "d0 recorded an offset past a write it did not apply");
+        var nextTag = NextTag(recorded, seedOf);
+        var nextOffset = await cluster.AgentNextOffsetAsync("d0");
+        var copyAt = DeviceTopic.OffsetOfCopy(cluster, "d0", nextTag, 0);
+        Assert.True(nextOffset <= copyAt,
+            $"d0 recorded offset {nextOffset}, past write {nextTag} (seed {seedOf[nextTag]}) at offset {copyAt}, which it did not apply; recorded: "
+            + string.Join(" ", recorded.Select(r => $"{r.Tag}[{r.First}+{r.Count}]")) + "\n" + cluster.Logs());
 
         // Space comes back: the device resumes by itself, says so, and the volume converges.
         await disk.ResizeAsync(16 * 1024 * 1024);
