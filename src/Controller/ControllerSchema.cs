@@ -39,6 +39,18 @@ internal static class ControllerSchema
                 covers_truncation bigint NOT NULL,
                 completed_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, object_id));
+            -- Rebuilds of a device from its log (tm rebuild) as the controller drives them: the volumes whose mirrors
+            -- it rebuilds, the phase (replaying, catching-up, verifying, done, failed) and the verifies that ended it.
+            CREATE TABLE IF NOT EXISTS {schema}.rebuilds (
+                rebuild_id text PRIMARY KEY,
+                device_id text NOT NULL,
+                volumes text[] NOT NULL,
+                phase text NOT NULL,
+                error text,
+                verifies jsonb NOT NULL DEFAULT '[]',
+                requested_at timestamptz NOT NULL DEFAULT now(),
+                completed_at timestamptz);
+            CREATE INDEX IF NOT EXISTS rebuilds_device ON {schema}.rebuilds (device_id, requested_at);
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
             """, conn, tx))

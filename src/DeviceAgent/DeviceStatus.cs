@@ -10,6 +10,7 @@ internal sealed class DeviceStatus
     private readonly Lock _lock = new();
     private Dictionary<int, long> _offsets = [];
     private Dictionary<string, DeviceObjectStatus> _objects = [];
+    private DeviceRebuildProgress? _rebuild;
 
     public bool Running { get; set; }
 
@@ -51,6 +52,7 @@ internal sealed class DeviceStatus
             LiveEntries = state.Live.Count;
             _offsets = new(state.NextOffsets);
             _objects = state.Objects.Values.ToDictionary(o => o.Id, o => new DeviceObjectStatus(o.Id, o.BlockSize, o.ObjectBlocks, o.ExtensionBlocks, o.NeedsFullCopy));
+            _rebuild = state.Rebuild?.Progress(state.NextOffsets);
         }
     }
 
@@ -68,6 +70,15 @@ internal sealed class DeviceStatus
         Update(state);
     }
 
+    /// <summary>The newest rebuild's progress as last recorded.</summary>
+    public DeviceRebuildProgress? Rebuild
+    {
+        get
+        {
+            lock (_lock) return _rebuild;
+        }
+    }
+
     public DeviceObjectStatus? Object(string id)
     {
         lock (_lock) return _objects.GetValueOrDefault(id);
@@ -81,7 +92,8 @@ internal sealed class DeviceStatus
                 deviceId, Running, State, Fault, FaultSince, LastError, TruncationDetected, LiveEntries, AppliedTransactions,
                 AppliedBytes, DeadLettered,
                 _offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value),
-                [.. _objects.Values.OrderBy(o => o.Id, StringComparer.Ordinal)]);
+                [.. _objects.Values.OrderBy(o => o.Id, StringComparer.Ordinal)],
+                _rebuild);
         }
     }
 }

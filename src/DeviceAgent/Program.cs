@@ -18,6 +18,7 @@ agent.Validate();
 builder.Services.Configure<AgentOptions>(builder.Configuration.GetSection(AgentOptions.Section));
 builder.Services.AddSingleton(new ObjectFiles(agent.DataDirectory));
 builder.Services.AddSingleton<DeviceStatus>();
+builder.Services.AddSingleton<RebuildRequests>();
 builder.Services.AddSingleton<AgentTelemetry>();
 // The live tag table follows the device's stream inline, in the transaction that records each batch.
 builder.Services.AddMarten(sp =>
@@ -39,8 +40,11 @@ await DeviceSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.A
 await EventStoreSetup.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 
 app.MapReadEndpoints(agent.DeviceId);
+app.MapRebuildEndpoints(agent.DeviceId);
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
+// Checksums still waiting for their periodic sync are made durable once the apply loop has stopped.
+app.Lifetime.ApplicationStopped.Register(() => app.Services.GetRequiredService<ObjectFiles>().Dispose());
 await app.StartAsync();
 var url = string.IsNullOrEmpty(agent.PublicUrl) ? app.Urls.First() : agent.PublicUrl;
 await new DeviceRepository(store, agent.DeviceId).RegisterAsync(url, app.Lifetime.ApplicationStopping);

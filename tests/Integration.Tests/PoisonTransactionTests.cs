@@ -151,6 +151,10 @@ public sealed class PoisonTransactionTests
         await Mirrors.AssertReadsEqualAsync(cluster, "full", model.Expected(), BlockSize);
 
         // Nothing is recorded as applied that is not on the disk, and the device did not skip past the failure.
+        // The offset is read before the recorded writes: a faulted device may still record a shorter batch whose
+        // blocks were allocated by the attempt that failed, and it records the offset with the writes in one
+        // transaction, so every write before the offset read here is among the writes read after it.
+        var nextOffset = await cluster.AgentNextOffsetAsync("d0");
         var recorded = await RecordedRangesAsync(cluster, "d0", "full.d0");
         Assert.InRange(recorded.Count, 1, 59);
         var file = File.ReadAllBytes(Path.Combine(mountPoint, "full.d0.obj"));
@@ -161,7 +165,6 @@ public sealed class PoisonTransactionTests
             Assert.True(file.AsSpan((int)first * BlockSize, count * BlockSize).SequenceEqual(want), $"{tag} is recorded but its data is not on the disk");
         }
         var nextTag = NextTag(recorded, seedOf);
-        var nextOffset = await cluster.AgentNextOffsetAsync("d0");
         var copyAt = DeviceTopic.OffsetOfCopy(cluster, "d0", nextTag, 0);
         Assert.True(nextOffset <= copyAt,
             $"d0 recorded offset {nextOffset}, past write {nextTag} (seed {seedOf[nextTag]}) at offset {copyAt}, which it did not apply; recorded: "

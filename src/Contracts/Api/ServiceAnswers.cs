@@ -28,6 +28,7 @@ public sealed record ProcessDiagnostics(int Pid, long PeakWorkingSetBytes, long 
 /// <param name="DeadLettered">Transactions refused and dead-lettered since start.</param>
 /// <param name="NextOffsets">The next offset to apply, per partition.</param>
 /// <param name="Objects">The storage objects it holds.</param>
+/// <param name="Rebuild">The device's newest rebuild from its log (<c>tm rebuild</c>), running or done; null if none.</param>
 public sealed record DeviceStatusAnswer(
     string DeviceId,
     bool Running,
@@ -41,7 +42,37 @@ public sealed record DeviceStatusAnswer(
     long AppliedBytes,
     long DeadLettered,
     IReadOnlyDictionary<string, long> NextOffsets,
-    DeviceObjectStatus[] Objects);
+    DeviceObjectStatus[] Objects,
+    DeviceRebuildProgress? Rebuild = null);
+
+/// <summary>
+/// A device's rebuild from its log as the device records it: its objects were wiped and the log is replayed from
+/// <paramref name="LogStart"/> up to <paramref name="ReplayUntil"/> (the device's next offsets when it began) without
+/// recording anything in the tag table; from there on the device applies its log as always.
+/// </summary>
+/// <param name="Id">The rebuild's id (given by the controller).</param>
+/// <param name="Phase"><c>wiping</c>, <c>replaying</c> or <c>done</c>.</param>
+/// <param name="LogStart">Per partition: the oldest offset the log held when the rebuild began.</param>
+/// <param name="ReplayUntil">Per partition: where the replay ends.</param>
+/// <param name="Replayed">Per partition: the next offset the replay needs (equal to <paramref name="ReplayUntil"/> when done).</param>
+/// <param name="LogTruncated">The log no longer held its start (retention): what fell off comes from a full copy.</param>
+/// <param name="Transactions">Writes, appends and repairs replayed.</param>
+/// <param name="Bytes">Their data bytes.</param>
+/// <param name="Refused">Transactions the replay refused (as when they first came: each was refused then too).</param>
+/// <param name="StartedAt">When the device began it.</param>
+/// <param name="CompletedAt">When the replay reached <paramref name="ReplayUntil"/>.</param>
+public sealed record DeviceRebuildProgress(
+    string Id,
+    string Phase,
+    IReadOnlyDictionary<string, long> LogStart,
+    IReadOnlyDictionary<string, long> ReplayUntil,
+    IReadOnlyDictionary<string, long> Replayed,
+    bool LogTruncated,
+    long Transactions,
+    long Bytes,
+    long Refused,
+    DateTimeOffset StartedAt,
+    DateTimeOffset? CompletedAt);
 
 /// <summary>One storage object in <see cref="DeviceStatusAnswer"/>.</summary>
 /// <param name="Id">The object (<c>&lt;volume&gt;.&lt;device&gt;</c>).</param>

@@ -104,7 +104,9 @@ public sealed record VerifyReport(
 /// <summary>
 /// Blocks [<paramref name="FirstBlock"/>, +<paramref name="Blocks"/>) of <paramref name="Device"/> were wrong:
 /// <paramref name="Kind"/> "corrupt" (the bytes no longer match the checksum the device recorded when it wrote
-/// them) or "divergent" (no checksum recorded, and the bytes differ from the mirrors that hold verified ones).
+/// them), "divergent" (no checksum recorded, and the bytes differ from the mirrors that hold verified ones) or
+/// "stale-checksum" (the bytes are right, equal to the verified copy's or to every mirror's, but the checksum recorded
+/// is older than them: a crash came before it was durable; the repair rewrites block and checksum).
 /// <paramref name="Source"/> is the mirror the right bytes came from; <paramref name="Repaired"/> whether the
 /// device holds them now; <paramref name="Note"/> why not, when not.
 /// </summary>

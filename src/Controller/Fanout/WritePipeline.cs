@@ -83,10 +83,11 @@ internal sealed class WritePipeline(
         if (!v.Writable) throw NotWritable(v);
         if (kind == TransactionKind.Append)
             firstBlock = await catalog.ReserveExtensionAsync(v, blocks, ct);
-        // Flow control before the tag is taken: a lagging device holds writes back, but not forever.
+        // Flow control before the tag is taken: a lagging device holds writes back, but not forever. A device being
+        // rebuilt applies nothing new until its replay is done: its log holds what it is sent meanwhile.
         foreach (var m in v.Mirrors)
         {
-            if (!m.ReceivesWrites) continue;
+            if (!m.ReceivesWrites || m.State == MirrorState.Rebuilding) continue;
             if (!await log.Channel(m.DeviceId).WaitForRoomAsync(data.Length, options.LagTimeout, ct))
                 await DegradeAsync(v, m, $"device lagged more than {options.MaxLagBytes} bytes behind for {options.LagTimeout.TotalSeconds:0.#}s");
         }

@@ -196,12 +196,29 @@ internal sealed class VerifyService(
             // The right bytes: what the verified copies hold (all of them agree, or nobody can be trusted here).
             var verified = answers.Where(a => a.Sums.Recorded[b] != 0 && a.Sums.Actual[b] == a.Sums.Recorded[b]).ToList();
             var values = verified.Select(a => a.Sums.Actual[b]).Distinct().ToList();
-            Mirror? source = values.Count == 1 ? verified[0].Mirror : null;
+            // Every mirror holds the same bytes: a checksum that disagrees is older than its block (a crash came
+            // before it was made durable, see DeviceAgent/BlockStore/ObjectFiles), not a block that changed.
+            var allAgree = answers.Count > 1 && answers.All(a => a.Sums.Actual[b] == answers[0].Sums.Actual[b]);
             foreach (var (m, sums) in answers)
             {
+                var source = values.Count == 1 ? verified[0].Mirror : null;
                 string? kind = null;
-                if (sums.Recorded[b] != 0 && sums.Actual[b] != sums.Recorded[b]) kind = "corrupt";
-                else if (sums.Recorded[b] == 0 && values.Count == 1 && sums.Actual[b] != values[0]) kind = "divergent";
+                if (sums.Recorded[b] != 0 && sums.Actual[b] != sums.Recorded[b])
+                {
+                    if ((values.Count == 1 && sums.Actual[b] == values[0]) || (values.Count == 0 && allAgree))
+                    {
+                        kind = "stale-checksum";
+                        source ??= answers.First(a => a.Mirror != m).Mirror;
+                    }
+                    else
+                    {
+                        kind = "corrupt";
+                    }
+                }
+                else if (sums.Recorded[b] == 0 && values.Count == 1 && sums.Actual[b] != values[0])
+                {
+                    kind = "divergent";
+                }
                 var key = (m, kind ?? "");
                 if (kind is null)
                 {

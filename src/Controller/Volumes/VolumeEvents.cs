@@ -41,4 +41,11 @@ internal enum MirrorState
 
     /// <summary>It missed writes the log no longer holds: it still receives writes but needs a full copy. Not read from.</summary>
     NeedsFullCopy,
+
+    /// <summary>
+    /// Its device is being rebuilt from its log (<c>tm rebuild</c>): it receives writes (applied once the replay
+    /// reaches them, so a lag never holds writes back nor degrades it), is not read from and not a copy source.
+    /// When the replay is done it resyncs like any mirror that was away (<see cref="Resyncing"/>).
+    /// </summary>
+    Rebuilding,
 }

@@ -28,5 +28,12 @@ internal sealed class AppliedBatch
 
     public long DataBytes { get; set; }
 
+    /// <summary>Writes, appends and repairs a rebuild replayed (applied, nothing recorded), their bytes, and its refusals.</summary>
+    public long Replayed { get; set; }
+
+    public long ReplayedBytes { get; set; }
+
+    public long ReplayRefused { get; set; }
+
     public int Retired { get; set; }
 }

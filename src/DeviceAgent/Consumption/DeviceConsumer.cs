@@ -29,6 +29,7 @@ internal sealed class DeviceConsumer(
     DeviceStatus status,
     IBus bus,
     AgentTelemetry telemetry,
+    RebuildRequests rebuilds,
     ILogger<DeviceConsumer> logger) : BackgroundService
 {
     private readonly AgentOptions _agent = agentOptions.Value;
@@ -78,6 +79,7 @@ internal sealed class DeviceConsumer(
     {
         var bootstrap = options.ResolveKafkaBootstrap();
         var state = await _repository.LoadAsync(ct);
+        await ContinueRebuildAsync(state, ct);
         status.Update(state);
         await AcknowledgeLiveAsync(state, TimeSpan.Zero, ct);
         await SendTruncationNoticesAsync(state, ct);
@@ -100,6 +102,8 @@ internal sealed class DeviceConsumer(
         while (!ct.IsCancellationRequested)
         {
             batch.Clear();
+            if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct))
+                return; // reload the state the rebuild recorded and consume from the log's start
             try
             {
                 Collect(consumer, batch, ct);
@@ -160,11 +164,13 @@ internal sealed class DeviceConsumer(
             spans.Refused(messages.IndexOf(m), reason);
         if (batch.Refused.Count > 0)
             await QuarantineAsync(deadLetters, batch, state, topic, ct);
+        var rebuild = RebuildProgressed(state, batch);
         using (var record = spans.StartPhase(telemetry.Source, "record"))
         {
             record?.SetTag("tm.events", batch.Events.Count);
-            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct);
+            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild);
         }
+        if (rebuild?.Completed == true) LogRebuildDone(rebuild);
         status.Record(state, batch);
         telemetry.CountBatch(batch.Acknowledgements.Count, batch.DataBytes, batch.Refused.Count);
         if (batch.Acknowledgements.Count > 0)
@@ -297,6 +303,92 @@ internal sealed class DeviceConsumer(
         // then forgets, and one lost on the bus is sent again from the same record.
         await SendTruncationNoticesAsync(state, ct);
     }
+
+    /// <summary>
+    /// Takes a rebuild request between two batches: the log's start and the device's next offsets (where the replay
+    /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>). True
+    /// when a rebuild began: the caller reloads and consumes again from the log's start.
+    /// </summary>
+    private async Task<bool> BeginRebuildAsync(
+        IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, RebuildRequests.Request request, CancellationToken ct)
+    {
+        if (state.Rebuild is { } current && (current.Id == request.Id || !current.Completed))
+        {
+            request.Answer.TrySetResult(current.Id == request.Id
+                ? new RebuildAnswer(current.Progress(state.NextOffsets), null)
+                : new RebuildAnswer(null, $"rebuild {current.Id} of {_agent.DeviceId} is still replaying"));
+            return false;
+        }
+        try
+        {
+            var logStart = new Dictionary<int, long>();
+            var until = new Dictionary<int, long>();
+            foreach (var p in partitions)
+            {
+                var wm = consumer.QueryWatermarkOffsets(new TopicPartition(topic, p), TimeSpan.FromSeconds(10));
+                logStart[p] = wm.Low.Value;
+                until[p] = state.NextOffsets.GetValueOrDefault(p, 0);
+            }
+            var rebuild = new RebuildState(request.Id, logStart, until, DateTimeOffset.UtcNow);
+            await _repository.BeginRebuildAsync(state, rebuild, ct);
+            logger.LogWarning("Device {Device}: rebuild {Id} begins: every object file is deleted and {Topic} replayed from {From} up to {Until}{Truncated}",
+                _agent.DeviceId, rebuild.Id, topic, Offsets(logStart), Offsets(until),
+                rebuild.LogTruncated ? "; the log no longer holds its start, so every object is marked for a full copy" : "");
+            request.Answer.TrySetResult(new RebuildAnswer(rebuild.Progress(logStart), null));
+            return true;
+        }
+        catch (Exception ex)
+        {
+            request.Answer.TrySetResult(new RebuildAnswer(null, $"the rebuild could not begin: {ex.Message}"));
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// After a (re)load: a rebuild whose object files may still exist deletes them (again, after a crash before the
+    /// deletion was recorded); one with nothing left to replay is recorded as done at once.
+    /// </summary>
+    private async Task ContinueRebuildAsync(DeviceState state, CancellationToken ct)
+    {
+        if (state.Rebuild is not { Completed: false } rebuild) return;
+        if (!rebuild.Wiped)
+        {
+            try
+            {
+                var deleted = files.DeleteAll();
+                logger.LogWarning("Device {Device}: rebuild {Id} deleted {Files} object and checksum files", _agent.DeviceId, rebuild.Id, deleted);
+            }
+            catch (IOException ex)
+            {
+                throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
+            }
+            await _repository.MarkWipedAsync(rebuild, ct);
+        }
+        if (rebuild.ReachedEnd(state.NextOffsets))
+        {
+            rebuild.CompletedAt = DateTimeOffset.UtcNow;
+            await _repository.CommitBatchAsync(state.StreamVersion, [], [], new Dictionary<int, long>(), new Dictionary<(string, int), long>(), ct, rebuild);
+            LogRebuildDone(rebuild);
+        }
+    }
+
+    /// <summary>Counts a batch into the running rebuild and marks it done once the replay reached its end.</summary>
+    private static RebuildState? RebuildProgressed(DeviceState state, AppliedBatch batch)
+    {
+        if (state.Rebuild is not { Completed: false } rebuild) return null;
+        rebuild.Transactions += batch.Replayed;
+        rebuild.Bytes += batch.ReplayedBytes;
+        rebuild.Refused += batch.ReplayRefused;
+        if (rebuild.ReachedEnd(state.NextOffsets)) rebuild.CompletedAt = DateTimeOffset.UtcNow;
+        return rebuild;
+    }
+
+    private void LogRebuildDone(RebuildState rebuild) =>
+        logger.LogWarning("Device {Device}: rebuild {Id} replayed {Transactions} transactions ({Bytes} bytes, {Refused} refused as the first time) up to {Until} in {Seconds:0.0} s",
+            _agent.DeviceId, rebuild.Id, rebuild.Transactions, rebuild.Bytes, rebuild.Refused, Offsets(rebuild.ReplayUntil),
+            ((rebuild.CompletedAt ?? DateTimeOffset.UtcNow) - rebuild.StartedAt).TotalSeconds);
+
+    private static string Offsets(Dictionary<int, long> offsets) => string.Join(",", offsets.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}@{kv.Value}"));
 
     private List<int> DiscoverPartitions(string bootstrap, string topic)
     {

@@ -24,9 +24,13 @@ internal sealed class TransactionApplier(ObjectFiles files)
         foreach (var m in messages)
         {
             batch.NextOffsets[m.Partition.Value] = m.Offset.Value + 1;
-            var reason = ApplyOne(m, state, batch, now, out var tag);
-            if (reason is not null)
-                batch.Refused.Add((m, reason, tag));
+            // A rebuild replays what the device had applied before it began: the same bytes to the same places,
+            // nothing recorded, nothing acknowledged, a refusal not quarantined again (it was the first time).
+            var replay = state.Rebuild?.Replays(m.Partition.Value, m.Offset.Value) == true;
+            var reason = ApplyOne(m, state, batch, now, replay, out var tag);
+            if (reason is null) continue;
+            if (replay) batch.ReplayRefused++;
+            else batch.Refused.Add((m, reason, tag));
         }
         // Barriers are coalesced: only the latest per partition and controller matters, and only when it covers
         // more than the last one recorded (an idle controller sends the same barrier several times a second).
@@ -50,7 +54,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
     /// created or extended, and a write the file system refuses for this transaction alone (its offset) is
     /// refused too. A failure of the device itself (disk full) is thrown: the batch is retried, never skipped.
     /// </summary>
-    private string? ApplyOne(ConsumeResult<byte[]?, byte[]?> m, DeviceState state, AppliedBatch batch, DateTimeOffset now, out string? tag)
+    private string? ApplyOne(ConsumeResult<byte[]?, byte[]?> m, DeviceState state, AppliedBatch batch, DateTimeOffset now, bool replay, out string? tag)
     {
         tag = null;
         var headers = m.Message.Headers;
@@ -65,8 +69,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
         if (!read)
             return error;
 
-        // Tokens first: they retire entries of earlier writes whatever this transaction turns out to be.
-        for (var i = 0; i < tokenBytes.Length / 8; i++)
+        // Tokens first: they retire entries of earlier writes whatever this transaction turns out to be. A replayed
+        // transaction's tokens were taken the first time (and token numbers are never given twice).
+        for (var i = 0; !replay && i < tokenBytes.Length / 8; i++)
         {
             var token = TransactionCodec.ReadToken(tokenBytes, i);
             if (state.Live.Remove(token, out var entry))
@@ -77,6 +82,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         }
         if (h.Kind == TransactionKind.Barrier)
         {
+            if (replay) return null; // passed and recorded the first time
             batch.Barriers[(m.Partition.Value, h.Tag.ControllerId)] =
                 new BarrierPassed(h.Tag.ControllerId, h.Tag.Epoch, h.Tag.Seq, m.Partition.Value, m.Offset.Value);
             return null;
@@ -94,6 +100,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         if (h.Kind == TransactionKind.Fence)
         {
             RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
+            if (replay) return null;
             batch.Fences[fenceKey] = new FencePassed(
                 objectId, h.OwnerEpoch, h.Tag.ControllerId, h.Tag.Epoch, m.Partition.Value, m.Offset.Value);
             return null;
@@ -152,6 +159,12 @@ internal sealed class TransactionApplier(ObjectFiles files)
             batch.ChangedObjects[objectId] = obj;
         }
         RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
+        if (replay)
+        {
+            batch.Replayed++;
+            batch.ReplayedBytes += data.Length;
+            return null;
+        }
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
         Append(state, batch, new TagRecorded(

@@ -68,7 +68,79 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
                     r.GetFieldValue<DateTimeOffset>(7));
             }
         }
+        state.Rebuild = await LoadRebuildAsync(conn, ct);
         return state;
+    }
+
+    /// <summary>The device's newest rebuild, running or done.</summary>
+    private async Task<RebuildState?> LoadRebuildAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand($"""
+            SELECT rebuild_id, log_start::text, replay_until::text, wiped, transactions, bytes, refused, started_at, completed_at
+            FROM {_schema}.device_rebuilds WHERE device_id = @d ORDER BY (completed_at IS NULL) DESC, started_at DESC LIMIT 1
+            """, conn);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        if (!await r.ReadAsync(ct)) return null;
+        return new RebuildState(r.GetString(0), Offsets(r.GetString(1)), Offsets(r.GetString(2)), r.GetFieldValue<DateTimeOffset>(7))
+        {
+            Wiped = r.GetBoolean(3),
+            Transactions = r.GetInt64(4),
+            Bytes = r.GetInt64(5),
+            Refused = r.GetInt64(6),
+            CompletedAt = r.IsDBNull(8) ? null : r.GetFieldValue<DateTimeOffset>(8),
+        };
+    }
+
+    private static Dictionary<int, long> Offsets(string json) =>
+        JsonSerializer.Deserialize<Dictionary<string, long>>(json)!.ToDictionary(kv => int.Parse(kv.Key, System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value);
+
+    private static string Json(Dictionary<int, long> offsets) =>
+        JsonSerializer.Serialize(offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value));
+
+    /// <summary>
+    /// Begins a rebuild, in one transaction: its record; every object's extension forgotten (the replay finds it
+    /// again) and, when the log no longer holds its start, every object marked as needing a full copy with a
+    /// <c>log_truncated</c> per partition so the controller's full copy covers it; the owner epochs forgotten (the
+    /// replay raises them again in log order, so an old owner's write is applied where it was applied the first
+    /// time); and the next offsets moved back to the log's start. The live tag table is kept: those entries'
+    /// writes are replayed, and their tokens are still to come. The object files are deleted after this commits.
+    /// </summary>
+    public async Task BeginRebuildAsync(DeviceState state, RebuildState rebuild, CancellationToken ct)
+    {
+        await using var session = await store.BeginAsync(ct);
+        var truncations = rebuild.LogStart.Where(kv => kv.Value > 0)
+            .Select(kv => (object)new LogTruncated(kv.Key, state.NextOffsets.GetValueOrDefault(kv.Key), kv.Value)).ToList();
+        if (truncations.Count > 0)
+            session.Append(_stream, state.StreamVersion == 0 ? ExpectedVersion.NoStream : state.StreamVersion, truncations);
+        await using (var cmd = new NpgsqlCommand($"""
+            INSERT INTO {_schema}.device_rebuilds (device_id, rebuild_id, log_start, replay_until, started_at)
+            VALUES (@d, @id, @start::jsonb, @until::jsonb, @at);
+            UPDATE {_schema}.device_objects SET ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
+            DELETE FROM {_schema}.device_owner_epochs WHERE device_id = @d;
+            """, session.Connection, session.Transaction))
+        {
+            cmd.Parameters.AddWithValue("d", deviceId);
+            cmd.Parameters.AddWithValue("id", rebuild.Id);
+            cmd.Parameters.AddWithValue("start", Json(rebuild.LogStart));
+            cmd.Parameters.AddWithValue("until", Json(rebuild.ReplayUntil));
+            cmd.Parameters.AddWithValue("at", rebuild.StartedAt);
+            cmd.Parameters.AddWithValue("truncated", rebuild.LogTruncated);
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        await UpsertOffsetsAsync(session, rebuild.LogStart, ct);
+        await session.CommitAsync(ct);
+    }
+
+    /// <summary>Records that the rebuild's object files are gone.</summary>
+    public async Task MarkWipedAsync(RebuildState rebuild, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand(
+            $"UPDATE {_schema}.device_rebuilds SET wiped = true WHERE device_id = @d AND rebuild_id = @id");
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("id", rebuild.Id);
+        await cmd.ExecuteNonQueryAsync(ct);
+        rebuild.Wiped = true;
     }
 
     /// <summary>
@@ -82,7 +154,8 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         IEnumerable<StorageObject> changedObjects,
         IReadOnlyDictionary<int, long> nextOffsets,
         IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
-        CancellationToken ct)
+        CancellationToken ct,
+        RebuildState? rebuild = null)
     {
         await using var session = await store.BeginAsync(ct);
         if (events.Count > 0)
@@ -90,6 +163,21 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         await UpsertObjectsAsync(session, changedObjects, ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
         await UpsertOwnerEpochsAsync(session, ownerEpochs, ct);
+        if (rebuild is not null)
+        {
+            await using var cmd = new NpgsqlCommand($"""
+                UPDATE {_schema}.device_rebuilds SET transactions = @t, bytes = @b, refused = @r, completed_at = @c
+                WHERE device_id = @d AND rebuild_id = @id
+                """, session.Connection, session.Transaction);
+            cmd.Parameters.AddWithValue("d", deviceId);
+            cmd.Parameters.AddWithValue("id", rebuild.Id);
+            cmd.Parameters.AddWithValue("t", rebuild.Transactions);
+            cmd.Parameters.AddWithValue("b", rebuild.Bytes);
+            cmd.Parameters.AddWithValue("r", rebuild.Refused);
+            cmd.Parameters.AddWithValue("c", rebuild.CompletedAt is { } at ? at : DBNull.Value);
+            cmd.Parameters["c"].NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz;
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
         await session.CommitAsync(ct);
     }
 

@@ -62,6 +62,21 @@ internal static class DeviceSchema
                 recorded_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, token));
             CREATE INDEX IF NOT EXISTS tag_table_tag ON {schema}.tag_table (controller_id, epoch, seq);
+            -- Rebuilds of a device from its log (tm rebuild), one row each: the log's start and where the replay
+            -- ends (per partition, JSON), whether the object files were deleted yet, what was replayed; the row
+            -- without completed_at is the one running. Progress is written with each replayed batch.
+            CREATE TABLE IF NOT EXISTS {schema}.device_rebuilds (
+                device_id text NOT NULL,
+                rebuild_id text NOT NULL,
+                log_start jsonb NOT NULL,
+                replay_until jsonb NOT NULL,
+                wiped boolean NOT NULL DEFAULT false,
+                transactions bigint NOT NULL DEFAULT 0,
+                bytes bigint NOT NULL DEFAULT 0,
+                refused bigint NOT NULL DEFAULT 0,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                completed_at timestamptz,
+                PRIMARY KEY (device_id, rebuild_id));
             """, conn, tx))
         {
             await cmd.ExecuteNonQueryAsync(ct);

@@ -23,6 +23,9 @@ internal sealed class DeviceState
     /// <summary>Newest owner epoch seen per (object, partition): writes from older owners are refused there.</summary>
     public Dictionary<(string ObjectId, int Partition), long> OwnerEpochs { get; } = [];
 
+    /// <summary>The device's newest rebuild from its log, running or done (null: never rebuilt).</summary>
+    public RebuildState? Rebuild { get; set; }
+
     /// <summary>Version of the device's tag-table stream; the next entry's token is this plus one.</summary>
     public long StreamVersion { get; set; }
 }
