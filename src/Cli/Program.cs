@@ -20,6 +20,7 @@ internal static class Program
             BenchGrowthCommand.Create(),
             StatusCommand.Create(),
             VerifyCommand.Create(),
+            RebuildCommand.Create(),
             OtlpSinkCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();

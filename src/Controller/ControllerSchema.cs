@@ -16,7 +16,9 @@ internal static class ControllerSchema
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var cmd = new NpgsqlCommand($"""
-            SELECT pg_advisory_xact_lock(hashtext('tm-controller-schema'));
+            -- The same lock as the device agents' tables and Marten's (EventStoreSetup): each creates the schema if
+            -- missing, and two CREATE SCHEMA IF NOT EXISTS at once fail on pg_namespace's unique index (23505).
+            SELECT pg_advisory_xact_lock(hashtextextended('TaggedMirror.EventStoreSetup:{schema}', 0));
             CREATE SCHEMA IF NOT EXISTS {schema};
             -- Each controller start is a new epoch (M2): the counter behind it never goes back.
             CREATE TABLE IF NOT EXISTS {schema}.controller_epochs (

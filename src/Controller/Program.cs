@@ -11,6 +11,7 @@ using TaggedMirror.Controller.Api;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.FullCopy;
 using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Rebuild;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Tagging;
@@ -97,6 +98,8 @@ builder.Services.AddSingleton<ResyncService>();
 builder.Services.AddSingleton(new ByteRate(controller.ResyncMaxBytesPerSecond));
 builder.Services.AddSingleton<FullCopyService>();
 builder.Services.AddSingleton<VerifyService>();
+builder.Services.AddSingleton<RebuildService>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<RebuildService>());
 builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
 builder.Services.AddHostedService<ReconciliationService>();
@@ -138,6 +141,7 @@ await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), Cancel
 
 app.MapVolumeEndpoints();
 app.MapVerifyEndpoints();
+app.MapRebuildEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>

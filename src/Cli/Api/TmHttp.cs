@@ -108,6 +108,16 @@ internal sealed class TmHttp : IDisposable
     public Task<VerifyReport> GetVerifyAsync(Uri controller, string volume, CancellationToken ct) =>
         GetJsonAsync<VerifyReport>(new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}/verify"), ct);
 
+    /// <summary>Begins a rebuild of the device from its log; the controller's refusal is a <see cref="CliException"/>.</summary>
+    public async Task<DeviceRebuildReport> StartRebuildAsync(Uri controller, string device, CancellationToken ct)
+    {
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Post, new Uri(controller, $"devices/{Uri.EscapeDataString(device)}/rebuild")), ct);
+        return await ReadJsonAsync<DeviceRebuildReport>(response, ct);
+    }
+
+    public Task<DeviceRebuildReport> GetRebuildAsync(Uri controller, string device, CancellationToken ct) =>
+        GetJsonAsync<DeviceRebuildReport>(new Uri(controller, $"devices/{Uri.EscapeDataString(device)}/rebuild"), ct);
+
     public Task<DeviceStatusAnswer> GetAgentStatusAsync(Uri agent, CancellationToken ct) =>
         GetJsonAsync<DeviceStatusAnswer>(new Uri(agent, "status"), ct);
 

@@ -50,6 +50,21 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         return response;
     }
 
+    /// <summary>Asks the device to begin rebuild <paramref name="rebuildId"/> (or report it, if it began it already).</summary>
+    public async Task<Contracts.Api.DeviceRebuildProgress> RequestRebuildAsync(string deviceId, string rebuildId, CancellationToken ct)
+    {
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        using var response = await client.PostAsync(new Uri($"{baseUrl.TrimEnd('/')}/rebuild?id={Uri.EscapeDataString(rebuildId)}"), null, ct);
+        if (!response.IsSuccessStatusCode)
+        {
+            _urls.TryRemove(deviceId, out _);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+        return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.DeviceRebuildProgress>(response.Content, ct)
+            ?? throw new HttpRequestException($"device {deviceId} answered a rebuild without a body");
+    }
+
     public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
 
     private async ValueTask<string> UrlOfAsync(string deviceId, CancellationToken ct)

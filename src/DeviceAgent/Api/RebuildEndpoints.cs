@@ -9,7 +9,7 @@ namespace TaggedMirror.DeviceAgent.Api;
 /// </summary>
 internal static class RebuildEndpoints
 {
-    private static readonly TimeSpan TakeTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan TakeTimeout = TimeSpan.FromSeconds(8); // under the controller's 10-second client timeout
 
     public static void MapRebuildEndpoints(this IEndpointRouteBuilder app, string deviceId)
     {

@@ -13,7 +13,9 @@ internal static class DeviceSchema
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var cmd = new NpgsqlCommand($"""
-            SELECT pg_advisory_xact_lock(hashtext('tm-device-schema'));
+            -- The same lock as the controller's tables and Marten's (EventStoreSetup): each creates the schema if
+            -- missing, and two CREATE SCHEMA IF NOT EXISTS at once fail on pg_namespace's unique index (23505).
+            SELECT pg_advisory_xact_lock(hashtextextended('TaggedMirror.EventStoreSetup:{schema}', 0));
             CREATE SCHEMA IF NOT EXISTS {schema};
             -- Where each device agent serves reads; agents register themselves at start.
             CREATE TABLE IF NOT EXISTS {schema}.devices (
