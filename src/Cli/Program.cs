@@ -18,6 +18,7 @@ internal static class Program
             BenchCommand.Create(),
             BenchResyncCommand.Create(),
             BenchGrowthCommand.Create(),
+            BenchRebuildCommand.Create(),
             StatusCommand.Create(),
             VerifyCommand.Create(),
             RebuildCommand.Create(),

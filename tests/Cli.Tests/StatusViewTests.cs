@@ -93,6 +93,7 @@ public sealed class StatusViewTests
     {
         Assert.Equal("green", StatusView.StateColour("InSync"));
         Assert.Equal("yellow", StatusView.StateColour("Resyncing"));
+        Assert.Equal("yellow", StatusView.StateColour("Rebuilding"));
         Assert.Equal("red", StatusView.StateColour("Degraded"));
         Assert.Equal("red", StatusView.StateColour("NeedsFullCopy"));
     }

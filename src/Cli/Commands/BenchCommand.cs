@@ -192,7 +192,7 @@ internal static class BenchCommand
         return 0;
     }
 
-    private static string ResolveBootstrap(string? option)
+    internal static string ResolveBootstrap(string? option)
     {
         if (!string.IsNullOrWhiteSpace(option)) return option;
         var env = Environment.GetEnvironmentVariable("TaggedMirror__Kafka");

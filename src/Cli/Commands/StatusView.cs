@@ -49,11 +49,11 @@ internal static class StatusView
     public static VolumeStatus[] FromJson(string json) =>
         JsonSerializer.Deserialize<VolumeStatus[]>(json, Json) ?? throw new JsonException("the JSON is null, not an array of volumes");
 
-    /// <summary>The markup colour of a mirror state: InSync green, Resyncing yellow, anything else red.</summary>
+    /// <summary>The markup colour of a mirror state: InSync green, Resyncing and Rebuilding (on their way back) yellow, anything else red.</summary>
     public static string StateColour(string state) => state switch
     {
         "InSync" => "green",
-        "Resyncing" => "yellow",
+        "Resyncing" or "Rebuilding" => "yellow",
         _ => "red",
     };
 

@@ -40,7 +40,7 @@ public sealed record VolumeStatus(
 /// <summary>One mirror in <see cref="VolumeStatus"/>.</summary>
 /// <param name="DeviceId">The device holding it.</param>
 /// <param name="ObjectId">Its storage object there.</param>
-/// <param name="State"><c>InSync</c>, <c>Degraded</c>, <c>Resyncing</c> or <c>NeedsFullCopy</c>.</param>
+/// <param name="State"><c>InSync</c>, <c>Degraded</c>, <c>Resyncing</c>, <c>NeedsFullCopy</c> or <c>Rebuilding</c>.</param>
 /// <param name="Reason">Why it is in that state, when not in sync.</param>
 /// <param name="LiveTagEntries">Live tag-table entries on the device (all its objects).</param>
 /// <param name="UnappliedBytes">Bytes sent to the device and not applied yet (flow control).</param>

@@ -15,7 +15,7 @@ namespace TaggedMirror.DeviceAgent.BlockStore;
 /// mirrors. 0 means no checksum recorded (a block never written, or written before checksums existed).
 /// </para>
 /// <para>
-/// Checksums are written with their blocks but made durable apart from them, about once a second and at a clean
+/// Checksums are written with their blocks but made durable apart from them, every five seconds (as the kernel's own writeback) and at a clean
 /// stop, off the apply loop (a second fsync per batch cost a quarter of the writes per second at 16 in flight). A
 /// crash may then leave a block durable with the checksum of what it held before: <c>tm verify</c> tells that from a
 /// corruption because the block's bytes equal the verified copy's, and rewrites it (docs/design.md, "Verify").
@@ -35,7 +35,7 @@ internal sealed class ObjectFiles : IDisposable
     private bool _directoryUnsynced;
 
     /// <summary>How often written checksums are made durable.</summary>
-    public static readonly TimeSpan SumsSyncInterval = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan SumsSyncInterval = TimeSpan.FromSeconds(5);
 
     public ObjectFiles(string directory)
     {

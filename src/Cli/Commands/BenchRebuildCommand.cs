@@ -1,0 +1,214 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Confluent.Kafka;
+using Spectre.Console;
+using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts.Api;
+
+namespace TaggedMirror.Cli.Commands;
+
+/// <summary>
+/// <c>tm bench-rebuild</c>: how fast a device is rebuilt from its log and a volume verified, each against its
+/// baseline in the same run. Writes a fresh volume, then (1) consumes the device's topic from its start with a plain
+/// Confluent.Kafka consumer, timing it, (2) rebuilds the device (<c>tm rebuild</c>) and times the device's replay of
+/// the same offsets as it records it, (3) verifies the volume and times it against <c>cat</c> of the mirrors' object
+/// files. Results in a JSON file; the ratios are what to compare (the machines are noisy).
+/// </summary>
+internal static class BenchRebuildCommand
+{
+    private static readonly string[] Mirrors = ["d0", "d1"];
+    private static readonly JsonSerializerOptions OutputJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static Command Create()
+    {
+        var controller = CommonOptions.Controller();
+        var kafka = new Option<string?>("--kafka") { Description = "Bootstrap servers for the raw consume (default: TaggedMirror__Kafka, else .run/kafka.bootstrap)" };
+        var device = new Option<string>("--device") { Description = "The device to rebuild", DefaultValueFactory = _ => "d1" };
+        var writes = new Option<int>("--writes") { Description = "Writes before the rebuild (the development broker keeps 5 MiB per partition: keep writes × size under it)", DefaultValueFactory = _ => 1000 };
+        var size = new Option<int>("--size") { Description = "Bytes per write (a multiple of 4096)", DefaultValueFactory = _ => 4096 };
+        var concurrency = new Option<int>("--concurrency") { Description = "Writes in flight", DefaultValueFactory = _ => 16 };
+        var volumeSize = new Option<string>("--volume-size") { Description = "Size of the fresh volume: bytes, or with KiB/MiB/GiB", DefaultValueFactory = _ => "64MiB" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Where the devices keep their files, for the cat baseline (default: $TM_RUN_DIR/data, else .run/data)" };
+        var output = new Option<string?>("--output") { Description = "Result file (default bench-results/rebuild-<UTC timestamp>.json)" };
+        var command = new Command("bench-rebuild", "Measure a rebuild from the log against a raw consume of it, and a verify against cat of the object files")
+        {
+            controller, kafka, device, writes, size, concurrency, volumeSize, dataDir, output,
+        };
+        command.SetAction((parse, ct) => Program.RunAsync(() =>
+        {
+            var now = DateTime.UtcNow;
+            var runDir = Environment.GetEnvironmentVariable("TM_RUN_DIR") is { Length: > 0 } d ? d : ".run";
+            return RunAsync(new Settings(
+                TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"),
+                BenchCommand.ResolveBootstrap(parse.GetValue(kafka)),
+                parse.GetValue(device)!,
+                "rebuild-" + now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture),
+                parse.GetValue(writes),
+                parse.GetValue(size),
+                parse.GetValue(concurrency),
+                BenchResyncCommand.ParseSize(parse.GetValue(volumeSize)!),
+                parse.GetValue(dataDir) ?? Path.Combine(runDir, "data"),
+                parse.GetValue(output) ?? Path.Combine("bench-results", $"rebuild-{now.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.json")), ct);
+        }));
+        return command;
+    }
+
+    private sealed record Settings(
+        Uri Controller, string Bootstrap, string Device, string Volume, int Writes, int Size, int Concurrency, long VolumeBytes, string DataDir, string Output);
+
+    private const int BlockSize = 4096;
+
+    private static async Task<int> RunAsync(Settings s, CancellationToken ct)
+    {
+        if (!Mirrors.Contains(s.Device)) throw new CliException($"--device must be one of {string.Join(", ", Mirrors)}");
+        if (s.Writes < 1 || s.Concurrency < 1) throw new CliException("--writes and --concurrency must be at least 1");
+        if (s.Size < BlockSize || s.Size % BlockSize != 0) throw new CliException($"--size must be a positive multiple of {BlockSize}");
+        if (s.VolumeBytes < s.Size || s.VolumeBytes % BlockSize != 0) throw new CliException($"--volume-size must be a multiple of {BlockSize} and hold one write");
+        var blocks = s.VolumeBytes / BlockSize;
+        var writeBlocks = s.Size / BlockSize;
+        using var http = new TmHttp(s.Concurrency + 2, TimeSpan.FromSeconds(60));
+        if (!await http.CreateVolumeAsync(s.Controller, s.Volume, BlockSize, blocks, Mirrors, ct))
+            throw new CliException($"volume {s.Volume} exists already; run again in a second");
+        AnsiConsole.MarkupLine($"bench-rebuild: volume [bold]{s.Volume}[/] ({blocks} blocks of {BlockSize} B on d0, d1), {s.Writes} writes of {s.Size} B at {s.Concurrency} in flight, then a rebuild of {s.Device}");
+        var rng = new Random(7);
+        var payload = new byte[s.Size];
+        rng.NextBytes(payload);
+        await ClosedLoop.RunAsync(s.Writes, s.Concurrency, new long[s.Writes],
+            (i, token) => http.WriteAsync(s.Controller, s.Volume, (long)i * writeBlocks % (blocks - writeBlocks + 1), payload, false, token), ct);
+        await WaitInSyncAsync(http, s, ct);
+
+        // 1. The baseline: a plain consumer reads the device's topic from its start to its end now.
+        var raw = ConsumeAll(s.Bootstrap, "tm.device." + s.Device, ct);
+        AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+            $"raw consume: {raw.Messages} messages, {raw.Bytes / 1048576.0:0.00} MiB of values in {raw.Seconds:0.000} s ({raw.Bytes / 1048576.0 / raw.Seconds:0.0} MiB/s)"));
+
+        // 2. The rebuild, timed by the device's own record of its replay.
+        var clock = Stopwatch.StartNew();
+        var report = await http.StartRebuildAsync(s.Controller, s.Device, ct);
+        while (report.Phase is not ("done" or "failed"))
+        {
+            await Task.Delay(100, ct);
+            report = await http.GetRebuildAsync(s.Controller, s.Device, ct);
+        }
+        var endToEnd = clock.Elapsed.TotalSeconds;
+        if (report.Phase == "failed" || report.Replay is not { CompletedAt: { } replayDone } replay)
+            throw new CliException($"the rebuild of {s.Device} failed: {report.Error ?? "no replay recorded"}");
+        if (replay.LogTruncated)
+            AnsiConsole.MarkupLine("[yellow]the log no longer held its start (the development broker's window): the replay covered only part of it; use fewer or smaller writes[/]");
+        var replaySeconds = (replayDone - replay.StartedAt).TotalSeconds;
+        var replayMiBs = replay.Bytes / 1048576.0 / replaySeconds;
+        var rawMiBs = raw.Bytes / 1048576.0 / raw.Seconds;
+        var verifyOk = report.Verifies.All(v => v.State == "done" && v.Mismatches.Count == 0);
+
+        // 3. A verify of the volume against cat of both mirrors' object files.
+        var verify = await http.StartVerifyAsync(s.Controller, s.Volume, repair: false, rangeBlocks: 256, maxBytesPerSecond: 0, ct);
+        while (verify.State == "running")
+        {
+            await Task.Delay(100, ct);
+            verify = await http.GetVerifyAsync(s.Controller, s.Volume, ct);
+        }
+        var verifySeconds = ((verify.FinishedAt ?? DateTimeOffset.UtcNow) - verify.StartedAt).TotalSeconds;
+        var verifyBytes = verify.BlocksChecked * BlockSize * Mirrors.Length;
+        var files = Mirrors.Select(d => Path.Combine(s.DataDir, d, $"{s.Volume}.{d}.obj")).ToArray();
+        var cat = await CatAsync(files, ct);
+
+        var result = new
+        {
+            kind = "rebuild",
+            startedAt = DateTimeOffset.UtcNow,
+            settings = new { device = s.Device, volume = s.Volume, writes = s.Writes, size = s.Size, concurrency = s.Concurrency, volumeBytes = s.VolumeBytes },
+            rawConsume = new { raw.Messages, raw.Bytes, raw.Seconds, mibPerSecond = rawMiBs },
+            rebuild = new
+            {
+                id = report.Id,
+                replay.Transactions,
+                replay.Bytes,
+                replay.Refused,
+                replay.LogTruncated,
+                replaySeconds,
+                mibPerSecond = replayMiBs,
+                endToEndSeconds = endToEnd,
+                ratioToRawConsume = replayMiBs / rawMiBs,
+                verifiedIdentical = verifyOk,
+            },
+            verify = new { verify.Id, verify.BlocksChecked, bytesRead = verifyBytes, seconds = verifySeconds, mibPerSecond = verifyBytes / 1048576.0 / verifySeconds, mismatches = verify.Mismatches.Count },
+            cat = new { files, cat.Bytes, cat.Seconds, mibPerSecond = cat.Bytes / 1048576.0 / cat.Seconds },
+            verifyRatioToCat = verifyBytes / verifySeconds / (cat.Bytes / cat.Seconds),
+        };
+        var outputPath = Path.GetFullPath(s.Output);
+        Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
+        await File.WriteAllTextAsync(outputPath, JsonSerializer.Serialize(result, OutputJson) + "\n", ct);
+
+        var table = new Table().Border(TableBorder.Rounded).Title($"tm bench-rebuild — {s.Writes} writes of {s.Size} B, rebuild of {s.Device}");
+        table.AddColumns("what", "MiB", "seconds", "MiB/s", "× baseline");
+        table.AddRow("raw consume of the topic", Mb(raw.Bytes), Sec(raw.Seconds), Rate(rawMiBs), "1.00");
+        table.AddRow("rebuild: the device's replay", Mb(replay.Bytes), Sec(replaySeconds), Rate(replayMiBs), Rate(replayMiBs / rawMiBs, "0.00"));
+        table.AddRow("cat of both object files", Mb(cat.Bytes), Sec(cat.Seconds), Rate(cat.Bytes / 1048576.0 / cat.Seconds), "1.00");
+        table.AddRow("verify of the volume", Mb(verifyBytes), Sec(verifySeconds), Rate(verifyBytes / 1048576.0 / verifySeconds), Rate(result.verifyRatioToCat, "0.00"));
+        table.Caption(string.Create(CultureInfo.InvariantCulture,
+            $"rebuild end to end (replay, catch-up, verify) {endToEnd:0.00} s; {replay.Transactions} transactions replayed; verified identical: {(verifyOk ? "yes" : "no")}"));
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"results: {Markup.Escape(outputPath)}");
+        return verifyOk ? 0 : 1;
+    }
+
+    private static string Mb(long bytes) => (bytes / 1048576.0).ToString("0.00", CultureInfo.InvariantCulture);
+
+    private static string Sec(double s) => s.ToString("0.000", CultureInfo.InvariantCulture);
+
+    private static string Rate(double r, string format = "0.0") => r.ToString(format, CultureInfo.InvariantCulture);
+
+    private static async Task WaitInSyncAsync(TmHttp http, Settings s, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var v = await http.GetVolumeAsync(s.Controller, s.Volume, ct) ?? throw new CliException($"volume {s.Volume} vanished");
+            if (v.Mirrors.All(m => m.State == "InSync" && m.LagMessages == 0 && m.UnappliedBytes == 0)) return;
+            if (clock.Elapsed > TimeSpan.FromSeconds(120)) throw new CliException($"volume {s.Volume} did not settle within 120 s");
+            await Task.Delay(100, ct);
+        }
+    }
+
+    /// <summary>Reads partition 0 of the topic from its start to its end as it is now.</summary>
+    private static (long Messages, long Bytes, double Seconds) ConsumeAll(string bootstrap, string topic, CancellationToken ct)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrap,
+            GroupId = "tm-bench-rebuild-" + Guid.NewGuid().ToString("N"),
+            EnableAutoCommit = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).SetLogHandler((_, _) => { }).Build();
+        var tp = new TopicPartition(topic, 0);
+        var wm = consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10));
+        var clock = Stopwatch.StartNew();
+        consumer.Assign(new TopicPartitionOffset(tp, wm.Low));
+        long messages = 0, bytes = 0;
+        while (wm.High.Value > 0 && !ct.IsCancellationRequested)
+        {
+            var r = consumer.Consume(TimeSpan.FromSeconds(10)) ?? throw new CliException($"{topic}: nothing more to consume before offset {wm.High.Value}");
+            messages++;
+            bytes += r.Message.Value?.Length ?? 0;
+            if (r.Offset.Value + 1 >= wm.High.Value) break;
+        }
+        return (messages, bytes, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary><c>cat</c> of the files to /dev/null, as an operator would read them.</summary>
+    private static async Task<(long Bytes, double Seconds)> CatAsync(string[] files, CancellationToken ct)
+    {
+        foreach (var f in files)
+        {
+            if (!File.Exists(f)) throw new CliException($"{f} does not exist: pass --data-dir where the devices keep their files");
+        }
+        var clock = Stopwatch.StartNew();
+        using var cat = Process.Start(new ProcessStartInfo("sh", ["-c", "cat \"$@\" > /dev/null", "cat", .. files]) { UseShellExecute = false })
+            ?? throw new CliException("could not start cat");
+        await cat.WaitForExitAsync(ct);
+        if (cat.ExitCode != 0) throw new CliException($"cat of {string.Join(" ", files)} failed ({cat.ExitCode})");
+        return (files.Sum(f => new FileInfo(f).Length), clock.Elapsed.TotalSeconds);
+    }
+}
