@@ -29,7 +29,7 @@ internal static class BenchRebuildCommand
         var writes = new Option<int>("--writes") { Description = "Writes before the rebuild (the development broker keeps 5 MiB per partition: keep writes × size under it)", DefaultValueFactory = _ => 1000 };
         var size = new Option<int>("--size") { Description = "Bytes per write (a multiple of 4096)", DefaultValueFactory = _ => 4096 };
         var concurrency = new Option<int>("--concurrency") { Description = "Writes in flight", DefaultValueFactory = _ => 16 };
-        var volumeSize = new Option<string>("--volume-size") { Description = "Size of the fresh volume: bytes, or with KiB/MiB/GiB", DefaultValueFactory = _ => "64MiB" };
+        var volumeSize = new Option<string?>("--volume-size") { Description = "Size of the fresh volume: bytes, or with KiB/MiB/GiB (default: writes × size, so every block is written once and cat reads what verify reads)" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Where the devices keep their files, for the cat baseline (default: $TM_RUN_DIR/data, else .run/data)" };
         var output = new Option<string?>("--output") { Description = "Result file (default bench-results/rebuild-<UTC timestamp>.json)" };
         var command = new Command("bench-rebuild", "Measure a rebuild from the log against a raw consume of it, and a verify against cat of the object files")
@@ -48,7 +48,7 @@ internal static class BenchRebuildCommand
                 parse.GetValue(writes),
                 parse.GetValue(size),
                 parse.GetValue(concurrency),
-                BenchResyncCommand.ParseSize(parse.GetValue(volumeSize)!),
+                parse.GetValue(volumeSize) is { } vs ? BenchResyncCommand.ParseSize(vs) : (long)parse.GetValue(writes) * parse.GetValue(size),
                 parse.GetValue(dataDir) ?? Path.Combine(runDir, "data"),
                 parse.GetValue(output) ?? Path.Combine("bench-results", $"rebuild-{now.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.json")), ct);
         }));

@@ -123,7 +123,7 @@ internal static class RebuildCommand
         AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
             $"rebuild {Markup.Escape(r.Id)} of [bold]{Markup.Escape(r.DeviceId)}[/]: {Markup.Escape(r.Phase)} after {took.TotalSeconds:0.0} s"));
         if (r.Error is not null) AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(r.Error)}");
-        foreach (var s in r.Sources) AnsiConsole.MarkupLine($"  from {Markup.Escape(s)}");
+        foreach (var s in r.Sources) AnsiConsole.MarkupLine($"  - {Markup.Escape(s)}");
         var mirrors = new Table().AddColumns("volume", "mirror state", "reason");
         foreach (var m in r.Mirrors) mirrors.AddRow(Markup.Escape(m.Volume), Markup.Escape(m.State), Markup.Escape(m.Reason ?? ""));
         if (r.Mirrors.Length > 0) AnsiConsole.Write(mirrors);

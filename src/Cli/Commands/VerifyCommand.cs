@@ -82,7 +82,7 @@ internal static class VerifyCommand
         var table = new Table().AddColumns("mirror", "blocks", "kind", "right copy from", "repaired", "note");
         foreach (var m in r.Mismatches)
         {
-            table.AddRow(Markup.Escape(m.Device), string.Create(CultureInfo.InvariantCulture, $"[{m.FirstBlock}, {m.FirstBlock + m.Blocks})"),
+            table.AddRow(Markup.Escape(m.Device), Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"[{m.FirstBlock}, {m.FirstBlock + m.Blocks})")),
                 Markup.Escape(m.Kind), Markup.Escape(m.Source ?? "-"), m.Repaired ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(m.Note ?? ""));
         }
         AnsiConsole.Write(table);

@@ -177,7 +177,7 @@ internal sealed class VerifyService(
             return [];
         }
         run.RangeDone(blocks);
-        return Compare(v, first, blocks, answers, run);
+        return Compare(first, blocks, answers);
     }
 
     private static BlockChecksums NothingWritten(int blockSize, long first, int blocks)
@@ -187,7 +187,7 @@ internal sealed class VerifyService(
     }
 
     /// <summary>Per block: which mirrors hold it wrong, and which verified mirror holds it right.</summary>
-    private static List<WrongRun> Compare(Volume v, long first, int blocks, List<(Mirror Mirror, BlockChecksums Sums)> answers, VerifyRun run)
+    internal static List<WrongRun> Compare(long first, int blocks, List<(Mirror Mirror, BlockChecksums Sums)> answers)
     {
         var wrong = new List<WrongRun>();
         var open = new Dictionary<(Mirror, string), WrongRun>();
@@ -213,6 +213,10 @@ internal sealed class VerifyService(
                     else
                     {
                         kind = "corrupt";
+                        // No verified copy: a mirror holding exactly what this one recorded holds the right bytes
+                        // (a block that peer never wrote reads as zeros, and zeros may be what was written here).
+                        var recorded = sums.Recorded[b];
+                        source ??= answers.Where(a => a.Mirror != m && a.Sums.Actual[b] == recorded).Select(a => a.Mirror).FirstOrDefault();
                     }
                 }
                 else if (sums.Recorded[b] == 0 && values.Count == 1 && sums.Actual[b] != values[0])
@@ -283,7 +287,7 @@ internal sealed class VerifyService(
         }
     }
 
-    private sealed class WrongRun(Mirror mirror, long firstBlock, int blocks, string kind, Mirror? source)
+    internal sealed class WrongRun(Mirror mirror, long firstBlock, int blocks, string kind, Mirror? source)
     {
         public Mirror Mirror { get; } = mirror;
 

@@ -103,7 +103,14 @@ internal sealed class DeviceConsumer(
         {
             batch.Clear();
             if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct))
-                return; // reload the state the rebuild recorded and consume from the log's start
+            {
+                // The state the rebuild recorded, and the log from its start, with the same consumer.
+                state = await _repository.LoadAsync(ct);
+                await ContinueRebuildAsync(state, ct);
+                status.Update(state);
+                consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
+                continue;
+            }
             try
             {
                 Collect(consumer, batch, ct);
@@ -307,7 +314,7 @@ internal sealed class DeviceConsumer(
     /// <summary>
     /// Takes a rebuild request between two batches: the log's start and the device's next offsets (where the replay
     /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>). True
-    /// when a rebuild began: the caller reloads and consumes again from the log's start.
+    /// when a rebuild began: the caller reloads its state and consumes again from the log's start.
     /// </summary>
     private async Task<bool> BeginRebuildAsync(
         IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, RebuildRequests.Request request, CancellationToken ct)
