@@ -59,6 +59,11 @@ public sealed class RebuildTests
         await AssertRefusedAsync(cluster, "d0", HttpStatusCode.Conflict, "rebuild " + started.Id);
         await AssertRefusedAsync(cluster, "d1", HttpStatusCode.Conflict, "no in-sync mirror but the one on d1");
         Assert.Equal(("InSync", "InSync"), (await cluster.MirrorStateAsync("ra", "d1"), await cluster.MirrorStateAsync("rb", "d1")));
+        using (var create = await cluster.Http.PostAsJsonAsync(new Uri(cluster.Controller.Url + "/volumes"), new { name = "rc", blockSize = BlockSize, blocks = 8, mirrors = cluster.Devices }))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, create.StatusCode);
+            Assert.Contains("device d0 is being rebuilt", await create.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
         var report = await WaitDoneAsync(cluster, "d0");
         await stop.CancelAsync();
         await writer;

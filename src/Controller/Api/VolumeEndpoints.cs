@@ -48,7 +48,8 @@ internal static class VolumeEndpoints
         app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync);
     }
 
-    private static async Task<IResult> CreateAsync(HttpRequest request, VolumeCatalog catalog, StatusService status, CancellationToken ct)
+    private static async Task<IResult> CreateAsync(
+        HttpRequest request, VolumeCatalog catalog, StatusService status, Rebuild.RebuildService rebuilds, CancellationToken ct)
     {
         // The body is read here, not bound by the framework, whose refusals of malformed JSON, numbers out of
         // range or a missing content type are an empty 400 or 415.
@@ -87,6 +88,12 @@ internal static class VolumeEndpoints
         var min = body.MinMirrors ?? 1;
         if (min < 1 || min > mirrors.Length)
             return ApiErrors.BadRequest($"minMirrors must be from 1 to {mirrors.Length}");
+        // A device being rebuilt would replay nothing of the new volume's writes before it began, yet hold its mirror as in sync.
+        foreach (var d in mirrors)
+        {
+            if (await rebuilds.RunningAsync(d, ct) is { } running)
+                return ApiErrors.Conflict($"device {d} is being rebuilt (rebuild {running}); create the volume once it is done");
+        }
         try
         {
             var v = await catalog.CreateAsync(new VolumeCreated(

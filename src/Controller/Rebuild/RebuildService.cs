@@ -75,6 +75,10 @@ internal sealed class RebuildService(
         }
     }
 
+    /// <summary>The id of the device's rebuild still running, or null.</summary>
+    public async Task<string?> RunningAsync(string deviceId, CancellationToken ct) =>
+        await LatestAsync(deviceId, ct) is { Phase: not (Done or "failed") } row ? row.Id : null;
+
     /// <summary>The device's newest rebuild, as an operator sees it; null if it never had one.</summary>
     public async Task<DeviceRebuildReport?> ReportAsync(string deviceId, CancellationToken ct)
     {

@@ -150,7 +150,8 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         async Task<bool> UsableAsync(Mirror m)
         {
             if (usable.TryGetValue(m.DeviceId, out var known)) return known;
-            var ok = m.State != MirrorState.Degraded && m.PendingDegrade is null;
+            // A device being rebuilt may have recorded the write before it deleted its files: never a source until it is back.
+            var ok = m.State is not (MirrorState.Degraded or MirrorState.Rebuilding) && m.PendingDegrade is null;
             if (ok)
             {
                 try

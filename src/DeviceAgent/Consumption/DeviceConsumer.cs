@@ -386,14 +386,17 @@ internal sealed class DeviceConsumer(
         rebuild.Transactions += batch.Replayed;
         rebuild.Bytes += batch.ReplayedBytes;
         rebuild.Refused += batch.ReplayRefused;
+        rebuild.Batches++;
+        rebuild.FirstBatchAt ??= DateTimeOffset.UtcNow;
         if (rebuild.ReachedEnd(state.NextOffsets)) rebuild.CompletedAt = DateTimeOffset.UtcNow;
         return rebuild;
     }
 
     private void LogRebuildDone(RebuildState rebuild) =>
-        logger.LogWarning("Device {Device}: rebuild {Id} replayed {Transactions} transactions ({Bytes} bytes, {Refused} refused as the first time) up to {Until} in {Seconds:0.0} s",
+        logger.LogWarning("Device {Device}: rebuild {Id} replayed {Transactions} transactions ({Bytes} bytes, {Refused} refused as the first time) up to {Until} in {Seconds:0.000} s ({Batches} batches, the first done {First:0.000} s after the rebuild began)",
             _agent.DeviceId, rebuild.Id, rebuild.Transactions, rebuild.Bytes, rebuild.Refused, Offsets(rebuild.ReplayUntil),
-            ((rebuild.CompletedAt ?? DateTimeOffset.UtcNow) - rebuild.StartedAt).TotalSeconds);
+            ((rebuild.CompletedAt ?? DateTimeOffset.UtcNow) - rebuild.StartedAt).TotalSeconds, rebuild.Batches,
+            ((rebuild.FirstBatchAt ?? DateTimeOffset.UtcNow) - rebuild.StartedAt).TotalSeconds);
 
     private static string Offsets(Dictionary<int, long> offsets) => string.Join(",", offsets.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}@{kv.Value}"));
 

@@ -31,6 +31,11 @@ internal sealed class RebuildState(
 
     public DateTimeOffset? CompletedAt { get; set; }
 
+    /// <summary>Replayed batches since this process loaded the rebuild, and when the first ended (for the log line that closes it).</summary>
+    public int Batches { get; set; }
+
+    public DateTimeOffset? FirstBatchAt { get; set; }
+
     public bool Completed => CompletedAt is not null;
 
     /// <summary>The log no longer held offset 0 of some partition: what fell off is not replayed but copied.</summary>
