@@ -76,6 +76,16 @@ public sealed class ControllerOptions
     /// </summary>
     public TimeSpan ReconciliationStallTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Every volume this controller owns is verified (scrubbed, with repair) when its newest verify ended this long
+    /// ago, as ZFS's scheduled scrubs or md's monthly <c>check</c>; zero (the default) never starts one by itself.
+    /// A restart counts as a verify that just ended. At least one second.
+    /// </summary>
+    public TimeSpan VerifyInterval { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Most bytes per second a scheduled verify reads from each volume's mirrors (0: no limit).</summary>
+    public long VerifyMaxBytesPerSecond { get; set; }
+
     /// <summary>Entries matched on every mirror but still live this long are retired by reconciliation (their tokens were lost).</summary>
     public TimeSpan RetireMatchedAfter { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -118,6 +128,8 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(ResyncMaxBytesPerSecond);
         ArgumentOutOfRangeException.ThrowIfLessThan(ResyncParallelism, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
+        if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
+        ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
     }
 }
 

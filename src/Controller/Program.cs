@@ -98,6 +98,7 @@ builder.Services.AddSingleton<ResyncService>();
 builder.Services.AddSingleton(new ByteRate(controller.ResyncMaxBytesPerSecond));
 builder.Services.AddSingleton<FullCopyService>();
 builder.Services.AddSingleton<VerifyService>();
+builder.Services.AddHostedService<VerifySchedule>();
 builder.Services.AddSingleton<RebuildService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<RebuildService>());
 builder.Services.AddSingleton<CopySources>();

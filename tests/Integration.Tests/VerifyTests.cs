@@ -181,6 +181,32 @@ public sealed class VerifyTests
         Mirrors.AssertObjectFilesEqual(cluster, "stale", model.Expected());
     }
 
+    [Fact]
+    public async Task with_a_verify_interval_the_controller_scrubs_by_itself_and_repairs_what_it_finds()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__VerifyInterval"] = "00:00:02" });
+        await cluster.CreateVolumeAsync("cron", BlockSize, 128);
+        var model = new VolumeModel(BlockSize, 128);
+        model.Record(await cluster.WriteAsync("cron", 0, VolumeModel.Data(1, 128, BlockSize)), 1);
+        await cluster.WaitConvergedAsync("cron");
+        Corrupt(cluster, "d1", "cron", 77, 2);
+
+        // Nobody asks: a scheduled verify finds the damage and repairs it, and later ones find nothing.
+        await Eventually.TrueAsync(async () => await cluster.ScalarAsync("""
+                SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-cron' AND type = 'verify_completed'
+                  AND (data->>'bytesRepaired')::bigint = 8192
+                """) == 1,
+            TimeSpan.FromSeconds(60), () => "no scheduled verify repaired the damage\n" + cluster.Logs());
+        await Eventually.TrueAsync(async () => await cluster.ScalarAsync("""
+                SELECT count(*) FROM {schema}.mt_events e WHERE stream_id = 'volume-cron' AND type = 'verify_completed'
+                  AND jsonb_array_length(data->'mismatches') = 0
+                  AND version > (SELECT version FROM {schema}.mt_events WHERE stream_id = 'volume-cron' AND type = 'verify_completed'
+                                 AND (data->>'bytesRepaired')::bigint = 8192)
+                """) >= 1,
+            TimeSpan.FromSeconds(60), () => "no clean scheduled verify followed\n" + cluster.Logs());
+        Mirrors.AssertObjectFilesEqual(cluster, "cron", model.Expected());
+    }
+
     /// <summary>Overwrites the checksum recorded for one block with another (nonzero) value, behind the product's back.</summary>
     private static void StaleChecksum(TestCluster cluster, string device, string volume, long block)
     {
