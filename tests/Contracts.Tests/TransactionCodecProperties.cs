@@ -16,7 +16,7 @@ public sealed class TransactionCodecProperties
     private const long MaxReadAllocation = 2048;
 
     private static readonly TransactionKind[] Kinds =
-        [TransactionKind.Write, TransactionKind.Append, TransactionKind.Repair, TransactionKind.Barrier, TransactionKind.Fence];
+        [TransactionKind.Write, TransactionKind.Append, TransactionKind.Repair, TransactionKind.Barrier, TransactionKind.Fence, TransactionKind.Delete];
 
     [Property(MaxTest = 500)]
     public bool any_valid_transaction_round_trips_every_field(
@@ -126,7 +126,7 @@ public sealed class TransactionCodecProperties
         return read.Kind switch
         {
             TransactionKind.Barrier => data.Length == 0,
-            TransactionKind.Fence => objectId.Length > 0 && data.Length == 0 && read.BlockCount == 0 && read.OwnerEpoch > 0,
+            TransactionKind.Fence or TransactionKind.Delete => objectId.Length > 0 && data.Length == 0 && read.BlockCount == 0 && read.OwnerEpoch > 0,
             TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair => SafeDataTransaction(read, objectId.Length, data.Length),
             _ => false,
         };
@@ -153,8 +153,8 @@ public sealed class TransactionCodecProperties
     private sealed record ValidTransaction(TransactionHeader Fields, byte[][] Parts);
 
     /// <summary>
-    /// A transaction the codec must accept, of kind <c>kind % 5</c>, with data under 64 KiB. Barriers keep whatever
-    /// block fields they were given (nothing reads them); fences have no blocks and a positive owner epoch.
+    /// A transaction the codec must accept, of kind <c>kind % 6</c>, with data under 64 KiB. Barriers keep whatever
+    /// block fields they were given (nothing reads them); fences and deletes have no blocks and a positive owner epoch.
     /// </summary>
     private static ValidTransaction Valid(
         byte kind, Tag tag, long firstBlock, byte blockShift, int blockCount, long objectBlocks, long ownerEpoch, ushort flags,
@@ -166,11 +166,11 @@ public sealed class TransactionCodecProperties
         var fields = k switch
         {
             TransactionKind.Barrier => new TransactionHeader(k, tag, firstBlock, blockCount, blockSize, objectBlocks, (TransactionFlags)flags, ownerEpoch),
-            TransactionKind.Fence => new TransactionHeader(k, tag, firstBlock, 0, blockSize, objectBlocks, (TransactionFlags)flags, 1 + (ownerEpoch & long.MaxValue) % long.MaxValue),
+            TransactionKind.Fence or TransactionKind.Delete => new TransactionHeader(k, tag, firstBlock, 0, blockSize, objectBlocks, (TransactionFlags)flags, 1 + (ownerEpoch & long.MaxValue) % long.MaxValue),
             _ => DataFields(k, tag, firstBlock, blockSize, blockCount, objectBlocks, ownerEpoch, (TransactionFlags)flags),
         };
         byte[] id = k == TransactionKind.Barrier ? objectId : nonEmptyId;
-        var data = new byte[(int)(k is TransactionKind.Barrier or TransactionKind.Fence ? 0 : fields.DataLength)];
+        var data = new byte[(int)(k is TransactionKind.Barrier or TransactionKind.Fence or TransactionKind.Delete ? 0 : fields.DataLength)];
         new Random(dataSeed).NextBytes(data);
         var tokenBytes = new byte[tokens.Length * 8];
         TransactionCodec.WriteTokens(tokens, tokenBytes);

@@ -209,6 +209,54 @@ public sealed class TransactionCodecTests
         Assert.Equal("missing object id", RejectedWith(fields, [], [], []));
     }
 
+    [Fact]
+    public void a_delete_round_trips_with_its_tag_owner_epoch_and_tokens()
+    {
+        var fields = new TransactionHeader(TransactionKind.Delete, new Tag(2, 9, 77), 0, 0, 4096, 128, OwnerEpoch: 5);
+        var tokens = Tokens(3, 4);
+        var e = Encode(fields, ObjectId, tokens, []);
+
+        var (ok, read, error) = Read(e);
+
+        Assert.True(ok, error);
+        Assert.Null(error);
+        Assert.Equal(fields, read);
+        Assert.Equal(TransactionKind.Delete, read.Kind);
+        Assert.Equal((byte)6, e.Header[1]);
+        Assert.Equal(4, TransactionCodec.ReadToken(e.Tokens, 1));
+    }
+
+    [Theory]
+    [InlineData(1, 512)]
+    [InlineData(0, 1)]
+    [InlineData(0, 512)]
+    [InlineData(2, 0)]
+    [InlineData(-1, 0)]
+    public void a_delete_with_data_or_blocks_is_rejected(int blockCount, int dataLength)
+    {
+        var fields = new TransactionHeader(TransactionKind.Delete, new Tag(2, 9, 77), 0, blockCount, 512, 128, OwnerEpoch: 5);
+        Assert.Equal(
+            $"a delete carries no data, but this one says {blockCount} blocks and carries {dataLength} bytes",
+            RejectedWith(fields, ObjectId, [], RandomData(dataLength)));
+    }
+
+    [Fact]
+    public void a_delete_without_object_id_is_rejected()
+    {
+        var fields = new TransactionHeader(TransactionKind.Delete, new Tag(2, 9, 77), 0, 0, 512, 128, OwnerEpoch: 5);
+        Assert.Equal("missing object id", RejectedWith(fields, [], [], []));
+    }
+
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue)]
+    public void a_delete_without_a_positive_owner_epoch_is_rejected(long ownerEpoch)
+    {
+        var fields = new TransactionHeader(TransactionKind.Delete, new Tag(2, 9, 77), 0, 0, 512, 128, OwnerEpoch: ownerEpoch);
+        Assert.Equal($"a delete's owner epoch must be positive, not {ownerEpoch}", RejectedWith(fields, ObjectId, [], []));
+    }
+
     [Theory]
     [InlineData(-1L)]
     [InlineData(long.MinValue)]
@@ -313,7 +361,7 @@ public sealed class TransactionCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(6)]
+    [InlineData(7)]
     [InlineData(255)]
     public void an_unknown_kind_with_a_correct_crc_is_rejected(byte kind)
     {

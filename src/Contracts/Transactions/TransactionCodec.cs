@@ -96,6 +96,13 @@ public static class TransactionCodec
                 if (objectIdLength == 0) return "missing object id";
                 if (dataLength != 0 || f.BlockCount != 0) return "a fence carries no data";
                 return f.OwnerEpoch > 0 ? null : $"a fence's owner epoch must be positive, not {f.OwnerEpoch}";
+            case TransactionKind.Delete:
+                // Shaped like a fence: it destroys an object, so it must come from an owner of the volume (a
+                // positive owner epoch) and be fenced like one; no block of it is written.
+                if (objectIdLength == 0) return "missing object id";
+                if (dataLength != 0 || f.BlockCount != 0)
+                    return $"a delete carries no data, but this one says {f.BlockCount} blocks and carries {dataLength} bytes";
+                return f.OwnerEpoch > 0 ? null : $"a delete's owner epoch must be positive, not {f.OwnerEpoch}";
             case TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair:
                 if (objectIdLength == 0) return "missing object id";
                 if (!BlockSizes.IsValid(f.BlockSize)) return $"block size {f.BlockSize} is not a power of two from 512 to 65536";

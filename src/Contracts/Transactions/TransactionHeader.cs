@@ -16,9 +16,9 @@ namespace TaggedMirror.Contracts.Transactions;
 /// <param name="ObjectBlocks">The storage object's base capacity in blocks; blocks past it are its extension.</param>
 /// <param name="Flags">Kind-specific flags, e.g. <see cref="TransactionFlags.EpochClosed"/> on a barrier.</param>
 /// <param name="OwnerEpoch">
-/// The sender's owner epoch of the volume (its lease's fencing token): a device refuses a write, append or
-/// repair of an object from an owner epoch older than the newest it has seen for that object in that partition
-/// (from a <see cref="TransactionKind.Fence"/> or a write). 0 on barriers, which belong to no volume.
+/// The sender's owner epoch of the volume (its lease's fencing token): a device refuses a write, append, repair
+/// or delete of an object from an owner epoch older than the newest it has seen for that object in that partition
+/// (from a <see cref="TransactionKind.Fence"/>, a write or a delete). 0 on barriers, which belong to no volume.
 /// </param>
 public readonly record struct TransactionHeader(
     TransactionKind Kind,

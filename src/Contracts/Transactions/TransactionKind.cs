@@ -22,4 +22,13 @@ public enum TransactionKind : byte
     /// the one partition every write to the object goes to.
     /// </summary>
     Fence = 5,
+
+    /// <summary>
+    /// Remove the storage object from the device: its files, its geometry, its live tag-table entries. Carries no
+    /// data (<see cref="TransactionHeader.BlockCount"/> 0). Keyed by the object id like the object's writes, so it
+    /// lands in the partition every write to the object goes to, after them. Subject to owner fencing like a write:
+    /// a delete from an older <see cref="TransactionHeader.OwnerEpoch"/> than the device has seen for the object is
+    /// refused. The device records <c>object_deleted</c>, also for an object it does not have.
+    /// </summary>
+    Delete = 6,
 }
