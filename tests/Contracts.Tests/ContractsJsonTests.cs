@@ -78,11 +78,31 @@ public sealed class ContractsJsonTests
     }
 
     [Fact]
+    public void object_deleted_round_trips_as_the_event_store_writes_it()
+    {
+        // Marten stores events as System.Text.Json, camelCase (Hosting/Events/EventStoreSetup).
+        var deleted = new ObjectDeleted("vol-1.dev-2", new Tag(3, 17, 9_007_199_254_740_993), 5, 8_000_000_000, 12);
+        var options = new JsonSerializerOptions(JsonSerializerDefaults.Web);
+
+        var json = JsonSerializer.Serialize(deleted, options);
+        using var doc = JsonDocument.Parse(json);
+
+        Assert.Equal("vol-1.dev-2", doc.RootElement.GetProperty("objectId").GetString());
+        AssertTagObject(doc.RootElement.GetProperty("tag"), deleted.Tag);
+        Assert.Equal(5, doc.RootElement.GetProperty("partition").GetInt32());
+        Assert.Equal(8_000_000_000, doc.RootElement.GetProperty("offset").GetInt64());
+        Assert.Equal(12, doc.RootElement.GetProperty("entriesRetired").GetInt32());
+        Assert.Equal(deleted, JsonSerializer.Deserialize<ObjectDeleted>(json, options));
+    }
+
+    [Fact]
     public void the_tag_table_event_names_and_stream_are_stable()
     {
         Assert.Equal("tag_recorded", TagTableEventTypes.Recorded);
         Assert.Equal("tag_retired", TagTableEventTypes.Retired);
         Assert.Equal("log_truncated", TagTableEventTypes.Truncated);
+        Assert.Equal("fence_passed", TagTableEventTypes.Fence);
+        Assert.Equal("object_deleted", TagTableEventTypes.ObjectDeleted);
         Assert.Equal("tagtable-dev-1", TagTableEventTypes.Stream("dev-1"));
     }
 }

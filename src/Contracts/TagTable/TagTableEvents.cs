@@ -23,6 +23,9 @@ public static class TagTableEventTypes
     /// <summary><see cref="FencePassed"/>.</summary>
     public const string Fence = "fence_passed";
 
+    /// <summary><see cref="ObjectDeleted"/>.</summary>
+    public const string ObjectDeleted = "object_deleted";
+
     /// <summary>The event stream of one device's tag table (M3: the table lives with the device).</summary>
     public static string Stream(string deviceId) => "tagtable-" + deviceId;
 }
@@ -92,6 +95,21 @@ public sealed record BarrierPassed(int ControllerId, int Epoch, long UpToSeq, in
 /// <param name="Partition">Partition the fence came through.</param>
 /// <param name="Offset">Its offset there.</param>
 public sealed record FencePassed(string ObjectId, long OwnerEpoch, int ControllerId, int Epoch, int Partition, long Offset);
+
+/// <summary>
+/// The device applied a <see cref="TransactionKind.Delete"/>: <paramref name="ObjectId"/>'s files and geometry are
+/// gone, and each of its live tag-table entries was retired (a <see cref="TagRetired"/> with reason
+/// <c>object deleted</c> before this event, in the same batch). Recorded also when the device did not have the
+/// object (then <paramref name="EntriesRetired"/> is 0), so the sender sees every delete applied. Not a tag-table
+/// entry: no token, no acknowledgement. A write of the same object id after it in the partition creates a new,
+/// empty object.
+/// </summary>
+/// <param name="ObjectId">The storage object deleted (one volume's on this device).</param>
+/// <param name="Tag">The delete's tag.</param>
+/// <param name="Partition">Partition the delete came through.</param>
+/// <param name="Offset">Its offset there.</param>
+/// <param name="EntriesRetired">Live entries of the object it retired.</param>
+public sealed record ObjectDeleted(string ObjectId, Tag Tag, int Partition, long Offset, int EntriesRetired);
 
 /// <summary>
 /// The device refused a transaction (it could not be applied: corrupt, out of range, a bad object id) and will

@@ -48,6 +48,7 @@ public static class EventStoreSetup
         o.Events.MapEventType<BarrierPassed>(TagTableEventTypes.Barrier);
         o.Events.MapEventType<TransactionQuarantined>(TagTableEventTypes.Quarantined);
         o.Events.MapEventType<FencePassed>(TagTableEventTypes.Fence);
+        o.Events.MapEventType<ObjectDeleted>(TagTableEventTypes.ObjectDeleted);
     }
 
     /// <summary>
