@@ -106,10 +106,13 @@ internal sealed class TransactionApplier(ObjectFiles files)
             return null;
         }
 
+        // The object's geometry follows the sender's (ObjectGeometry.Accept: the same, or grown over its whole
+        // extension), decided here and taken only once the write is done, so a refused transaction changes nothing.
         var known = state.Objects.TryGetValue(objectId, out var obj);
-        if (known && (obj!.BlockSize != h.BlockSize || obj.ObjectBlocks != h.ObjectBlocks))
-            return $"geometry mismatch for {objectId}: transaction says {h.ObjectBlocks} blocks of {h.BlockSize}, the object has {obj.ObjectBlocks} of {obj.BlockSize}";
-        var extension = known ? obj!.ExtensionBlocks : 0;
+        var geometry = new ObjectGeometry(h.BlockSize, h.ObjectBlocks, 0);
+        if (known && obj!.Geometry.Accept(h.BlockSize, h.ObjectBlocks, out geometry) is { } mismatch)
+            return $"geometry mismatch for {objectId}: {mismatch}";
+        var extension = geometry.ExtensionBlocks;
 
         // The controller places every write, appends included: an append lands where the header says, so a
         // mirror that missed an earlier append still puts later ones where its peers did (the gap is resynced).
@@ -153,9 +156,8 @@ internal sealed class TransactionApplier(ObjectFiles files)
             state.Objects[objectId] = obj;
             batch.ChangedObjects[objectId] = obj;
         }
-        else if (extension != obj!.ExtensionBlocks)
+        else if (obj!.Take(geometry with { ExtensionBlocks = extension }))
         {
-            obj.ExtensionBlocks = extension;
             batch.ChangedObjects[objectId] = obj;
         }
         RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);

@@ -99,8 +99,10 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         JsonSerializer.Serialize(offsets.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value));
 
     /// <summary>
-    /// Begins a rebuild, in one transaction: its record; every object's extension forgotten (the replay finds it
-    /// again) and, when the log no longer holds its start, every object marked as needing a full copy with a
+    /// Begins a rebuild, in one transaction: its record; every object's capacity and extension forgotten (the
+    /// replay finds them again: the object takes the geometry of its first replayed transaction, then grows as it
+    /// grew the first time, so a write sent before a grow is applied, not refused for a geometry it no longer has)
+    /// and, when the log no longer holds its start, every object marked as needing a full copy with a
     /// <c>log_truncated</c> per partition so the controller's full copy covers it; the owner epochs forgotten (the
     /// replay raises them again in log order, so an old owner's write is applied where it was applied the first
     /// time); and the next offsets moved back to the log's start. The live tag table is kept: those entries'
@@ -116,7 +118,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         await using (var cmd = new NpgsqlCommand($"""
             INSERT INTO {_schema}.device_rebuilds (device_id, rebuild_id, log_start, replay_until, started_at)
             VALUES (@d, @id, @start::jsonb, @until::jsonb, @at);
-            UPDATE {_schema}.device_objects SET ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
+            UPDATE {_schema}.device_objects SET object_blocks = 0, ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
             DELETE FROM {_schema}.device_owner_epochs WHERE device_id = @d;
             """, session.Connection, session.Transaction))
         {
@@ -185,10 +187,12 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     {
         var list = objects.ToList();
         if (list.Count == 0) return;
+        // The whole geometry: a grow changes the capacity, and a rebuild's replay finds the capacity again.
         await using var cmd = new NpgsqlCommand($"""
             INSERT INTO {_schema}.device_objects (device_id, object_id, block_size, object_blocks, ext_blocks, needs_full_copy)
             SELECT @d, * FROM unnest(@o, @bs, @ob, @eb, @nf)
-            ON CONFLICT (device_id, object_id) DO UPDATE SET ext_blocks = excluded.ext_blocks, needs_full_copy = excluded.needs_full_copy
+            ON CONFLICT (device_id, object_id) DO UPDATE SET block_size = excluded.block_size, object_blocks = excluded.object_blocks,
+                ext_blocks = excluded.ext_blocks, needs_full_copy = excluded.needs_full_copy
             """, session.Connection, session.Transaction);
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("o", list.Select(o => o.Id).ToArray());
