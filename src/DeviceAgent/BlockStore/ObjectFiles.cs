@@ -31,6 +31,7 @@ internal sealed class ObjectFiles : IDisposable
     private readonly HashSet<SafeFileHandle> _unflushed = [];
     private readonly HashSet<SafeFileHandle> _unsyncedSums = [];
     private readonly Lock _sumsLock = new();
+    private readonly Lock _openLock = new();
     private readonly Timer _sumsTimer;
     private bool _directoryUnsynced;
 
@@ -127,8 +128,9 @@ internal sealed class ObjectFiles : IDisposable
     }
 
     /// <summary>
-    /// Makes every write since the last call durable, and the directory entries of the files written: called
-    /// before the batch is recorded, so a power loss never leaves a recorded write in a file whose name is gone.
+    /// Makes every write since the last call durable, and the directory entries of the files written or deleted:
+    /// called before the batch is recorded, so a power loss never leaves a recorded write in a file whose name is
+    /// gone, nor a recorded delete's file back.
     /// </summary>
     public void FlushWritten()
     {
@@ -146,21 +148,31 @@ internal sealed class ObjectFiles : IDisposable
     public void Read(string objectId, long byteOffset, Span<byte> destination) =>
         ReadFile(_readHandles, objectId, PathOf, byteOffset, destination);
 
-    private static void ReadFile(
+    private void ReadFile(
         ConcurrentDictionary<string, SafeFileHandle> handles, string objectId, Func<string, string> path, long byteOffset, Span<byte> destination)
     {
         // Reads have handles of their own: a read never creates a file, and the writer's first open of each file
         // is what marks the directory for a sync.
         if (!handles.TryGetValue(objectId, out var handle))
         {
-            try
+            // Opened and kept under the lock deletion holds: a handle opened just before a file is deleted and kept
+            // just after would read the deleted bytes for the rest of the process, even once the object id is
+            // written again. Once per object and process, so never on the hot path.
+            lock (_openLock)
             {
-                handle = handles.GetOrAdd(objectId, id => File.OpenHandle(path(id), FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
-            }
-            catch (FileNotFoundException)
-            {
-                destination.Clear();
-                return;
+                if (!handles.TryGetValue(objectId, out handle))
+                {
+                    try
+                    {
+                        handle = File.OpenHandle(path(objectId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                    }
+                    catch (FileNotFoundException)
+                    {
+                        destination.Clear();
+                        return;
+                    }
+                    handles[objectId] = handle;
+                }
             }
         }
         var done = 0;
@@ -194,17 +206,55 @@ internal sealed class ObjectFiles : IDisposable
     /// </summary>
     public int DeleteAll()
     {
-        CloseAll();
-        _unflushed.Clear();
         var deleted = 0;
-        foreach (var path in Directory.EnumerateFiles(_directory))
+        lock (_openLock)
         {
-            if (!path.EndsWith(".obj", StringComparison.Ordinal) && !path.EndsWith(".sum", StringComparison.Ordinal)) continue;
-            File.Delete(path);
-            deleted++;
+            CloseAll();
+            _unflushed.Clear();
+            foreach (var path in Directory.EnumerateFiles(_directory))
+            {
+                if (!path.EndsWith(".obj", StringComparison.Ordinal) && !path.EndsWith(".sum", StringComparison.Ordinal)) continue;
+                File.Delete(path);
+                deleted++;
+            }
         }
         DirectorySync.Fsync(_directory);
         return deleted;
+    }
+
+    /// <summary>
+    /// Deletes one object's file and checksum file (a <c>Delete</c> transaction). Called by the apply loop in the
+    /// order of the transactions: a write of the same object after this one creates a new, empty file. Idempotent:
+    /// files already gone are fine. The object's handles are closed first and its pending checksum sync dropped, so
+    /// nothing more reaches the deleted files; a read in flight on a closed handle fails, and later reads answer
+    /// zeros until the object is written again. Like a file's creation, the deletion is made durable (the data
+    /// directory synced) by the next <see cref="FlushWritten"/>, before the batch is recorded: a recorded delete
+    /// never finds its old file back after a power loss, to be read, or written into, as the object created again.
+    /// </summary>
+    public void Delete(string objectId)
+    {
+        var path = PathOf(objectId);
+        var sumsPath = SumsPathOf(objectId);
+        if (_handles.TryRemove(objectId, out var handle))
+        {
+            // Its unflushed writes went to a file that is about to go: nothing left to flush.
+            _unflushed.Remove(handle);
+            handle.Dispose();
+        }
+        if (_sumHandles.TryRemove(objectId, out var sumHandle))
+        {
+            // The timer may hold it already: a flush of a closed handle is skipped there (ObjectDisposedException).
+            lock (_sumsLock) _unsyncedSums.Remove(sumHandle);
+            sumHandle.Dispose();
+        }
+        lock (_openLock)
+        {
+            if (_readHandles.TryRemove(objectId, out var read)) read.Dispose();
+            if (_sumReadHandles.TryRemove(objectId, out var sumRead)) sumRead.Dispose();
+            File.Delete(path);
+            File.Delete(sumsPath);
+        }
+        _directoryUnsynced = true;
     }
 
     /// <summary>Makes the checksums written so far durable (the timer's work; also at a clean stop).</summary>

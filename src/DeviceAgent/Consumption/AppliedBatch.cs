@@ -14,7 +14,14 @@ internal sealed class AppliedBatch
     /// <summary>Transactions refused (never to be applied here), with the reason and their tag when their header could be read.</summary>
     public List<(ConsumeResult<byte[]?, byte[]?> Message, string Reason, string? Tag)> Refused { get; } = [];
 
+    /// <summary>Objects created or changed, as they are at the end of the batch: upserted after <see cref="DeletedObjects"/> are deleted.</summary>
     public Dictionary<string, StorageObject> ChangedObjects { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Objects a delete removed in this batch. Their rows are deleted before <see cref="ChangedObjects"/> are upserted,
+    /// so an object written again after its delete in the same batch is recorded as the new object it is.
+    /// </summary>
+    public HashSet<string> DeletedObjects { get; } = new(StringComparer.Ordinal);
 
     public Dictionary<int, long> NextOffsets { get; } = [];
 
@@ -28,7 +35,7 @@ internal sealed class AppliedBatch
 
     public long DataBytes { get; set; }
 
-    /// <summary>Writes, appends and repairs a rebuild replayed (applied, nothing recorded), their bytes, and its refusals.</summary>
+    /// <summary>Writes, appends, repairs and deletes a rebuild replayed (applied, nothing recorded), their bytes, and its refusals.</summary>
     public long Replayed { get; set; }
 
     public long ReplayedBytes { get; set; }

@@ -175,7 +175,7 @@ internal sealed class DeviceConsumer(
         using (var record = spans.StartPhase(telemetry.Source, "record"))
         {
             record?.SetTag("tm.events", batch.Events.Count);
-            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild);
+            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.DeletedObjects, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild);
         }
         if (rebuild?.Completed == true) LogRebuildDone(rebuild);
         status.Record(state, batch);
@@ -304,7 +304,7 @@ internal sealed class DeviceConsumer(
         if (events.Count == 0)
             throw new InvalidOperationException("Kafka reported an offset out of range, but every stored offset is inside the log.");
         foreach (var o in state.Objects.Values) o.NeedsFullCopy = true;
-        await _repository.CommitBatchAsync(state.StreamVersion, events, state.Objects.Values, offsets, new Dictionary<(string, int), long>(), ct);
+        await _repository.CommitBatchAsync(state.StreamVersion, events, [], state.Objects.Values, offsets, new Dictionary<(string, int), long>(), ct);
         status.TruncationDetected = true;
         // Only now, from what is recorded: a notice sent before the commit could announce a truncation a crash
         // then forgets, and one lost on the bus is sent again from the same record.
@@ -374,7 +374,7 @@ internal sealed class DeviceConsumer(
         if (rebuild.ReachedEnd(state.NextOffsets))
         {
             rebuild.CompletedAt = DateTimeOffset.UtcNow;
-            await _repository.CommitBatchAsync(state.StreamVersion, [], [], new Dictionary<int, long>(), new Dictionary<(string, int), long>(), ct, rebuild);
+            await _repository.CommitBatchAsync(state.StreamVersion, [], [], [], new Dictionary<int, long>(), new Dictionary<(string, int), long>(), ct, rebuild);
             LogRebuildDone(rebuild);
         }
     }

@@ -64,8 +64,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var data = m.Message.Value ?? [];
         var read = TransactionCodec.TryRead(header, objectBytes, tokenBytes, data, out var h, out var error);
         // When only a shape rule failed, TryRead has decoded the fields and the CRC held: the tag is the sender's,
-        // and the controller needs it to stop waiting for this copy.
-        if (h != default && h.Kind is not (TransactionKind.Barrier or TransactionKind.Fence)) tag = h.Tag.ToString();
+        // and the controller needs it to stop waiting for this copy. Barriers, fences and deletes are no copy of a
+        // write: their tags are the controller's (controller, epoch, seq or 0), never a write's to settle.
+        if (h != default && h.Kind is not (TransactionKind.Barrier or TransactionKind.Fence or TransactionKind.Delete)) tag = h.Tag.ToString();
         if (!read)
             return error;
 
@@ -103,6 +104,14 @@ internal sealed class TransactionApplier(ObjectFiles files)
             if (replay) return null;
             batch.Fences[fenceKey] = new FencePassed(
                 objectId, h.OwnerEpoch, h.Tag.ControllerId, h.Tag.Epoch, m.Partition.Value, m.Offset.Value);
+            return null;
+        }
+        if (h.Kind == TransactionKind.Delete)
+        {
+            // The owner epoch stays raised after the object is gone: an older owner's write that comes later must
+            // not bring it back.
+            RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
+            Delete(objectId, h, m, state, batch, replay);
             return null;
         }
 
@@ -175,6 +184,57 @@ internal sealed class TransactionApplier(ObjectFiles files)
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
+    }
+
+    /// <summary>
+    /// Applies a delete: the object's files, its geometry and (the first time) its live entries go, and
+    /// <c>object_deleted</c> says so, also for an object this device does not have. Not a write: no entry, no token,
+    /// no acknowledgement.
+    /// <para>
+    /// Crash safety. The files are deleted now, in the order of the batch's transactions, and the batch is recorded
+    /// later. A crash in between leaves the files gone (or, after a power loss, perhaps back) while PostgreSQL still
+    /// has the object, its live entries and the offset before the batch. The agent reloads that state and applies
+    /// the log again from that offset: the object's writes before the delete are written again (into whatever file
+    /// there is, a new one if none), perhaps recorded in batches of their own, and then the delete, in the same
+    /// partition after them, is reached again and deletes the files again (deleting files that are not there is
+    /// fine), retires the entries, drops the object and records the event, as a run without the crash would have.
+    /// A write after the delete lands in a file created after the deletion, in either run, because the deletion is
+    /// not deferred to the end of the batch. Until the delete is applied again the object reads as zeros where its
+    /// earlier bytes were; nothing reads it then, as its owner deletes only an object it no longer reads (a detached
+    /// or deleted volume's) or does not read yet (a mirror being attached). Once recorded, the deletion
+    /// is durable: <see cref="ObjectFiles.FlushWritten"/> syncs the directory before the commit, so a recorded
+    /// delete's files never come back to be read, or written into, as the object created again.
+    /// </para>
+    /// <para>
+    /// A rebuild replays it as the first time: files and object gone, owner epoch raised, nothing recorded. Live
+    /// entries are left alone then: those of the object before the delete were retired the first time, and any
+    /// live now belong to writes after it.
+    /// </para>
+    /// </summary>
+    private void Delete(string objectId, in TransactionHeader h, ConsumeResult<byte[]?, byte[]?> m, DeviceState state, AppliedBatch batch, bool replay)
+    {
+        files.Delete(objectId);
+        state.Objects.Remove(objectId);
+        batch.ChangedObjects.Remove(objectId);
+        batch.DeletedObjects.Add(objectId);
+        if (replay)
+        {
+            batch.Replayed++;
+            return;
+        }
+        var tokens = new List<long>();
+        foreach (var (token, entry) in state.Live)
+        {
+            if (entry.ObjectId == objectId) tokens.Add(token);
+        }
+        tokens.Sort();
+        foreach (var token in tokens)
+        {
+            state.Live.Remove(token, out var entry);
+            Append(state, batch, new TagRetired(entry!.Tag, token, "object deleted"));
+        }
+        batch.Retired += tokens.Count;
+        Append(state, batch, new ObjectDeleted(objectId, h.Tag, m.Partition.Value, m.Offset.Value, tokens.Count));
     }
 
     private static void RaiseOwnerEpoch(DeviceState state, AppliedBatch batch, (string, int) key, long ownerEpoch)

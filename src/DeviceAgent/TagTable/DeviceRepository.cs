@@ -146,13 +146,15 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     }
 
     /// <summary>
-    /// Records one applied batch: its tag-table events (the live table follows inline), the objects it
-    /// changed and the next offsets, all in one transaction. A crash before commit replays the batch; after
-    /// commit, the batch is never applied or recorded again.
+    /// Records one applied batch: its tag-table events (the live table follows inline), the objects it deleted
+    /// and then those it changed (an object deleted and written again in the batch ends up as the new one), and
+    /// the next offsets, all in one transaction. A crash before commit replays the batch; after commit, the
+    /// batch is never applied or recorded again.
     /// </summary>
     public async Task CommitBatchAsync(
         long expectedVersion,
         IReadOnlyList<object> events,
+        IReadOnlyCollection<string> deletedObjects,
         IEnumerable<StorageObject> changedObjects,
         IReadOnlyDictionary<int, long> nextOffsets,
         IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
@@ -162,6 +164,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         await using var session = await store.BeginAsync(ct);
         if (events.Count > 0)
             session.Append(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events);
+        await DeleteObjectsAsync(session, deletedObjects, ct);
         await UpsertObjectsAsync(session, changedObjects, ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
         await UpsertOwnerEpochsAsync(session, ownerEpochs, ct);
@@ -181,6 +184,16 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
             await cmd.ExecuteNonQueryAsync(ct);
         }
         await session.CommitAsync(ct);
+    }
+
+    private async Task DeleteObjectsAsync(EventTransaction session, IReadOnlyCollection<string> objectIds, CancellationToken ct)
+    {
+        if (objectIds.Count == 0) return;
+        await using var cmd = new NpgsqlCommand(
+            $"DELETE FROM {_schema}.device_objects WHERE device_id = @d AND object_id = ANY(@o)", session.Connection, session.Transaction);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("o", objectIds.ToArray());
+        await cmd.ExecuteNonQueryAsync(ct);
     }
 
     private async Task UpsertObjectsAsync(EventTransaction session, IEnumerable<StorageObject> objects, CancellationToken ct)
