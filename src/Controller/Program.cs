@@ -77,6 +77,10 @@ builder.Services.AddMarten(_ =>
     o.Events.MapEventType<MirrorStateChanged>(VolumeEventTypes.MirrorStateChanged);
     o.Events.MapEventType<ExtensionReserved>(VolumeEventTypes.ExtensionReserved);
     o.Events.MapEventType<VerifyCompleted>(VolumeEventTypes.VerifyCompleted);
+    o.Events.MapEventType<MirrorAttached>(VolumeEventTypes.MirrorAttached);
+    o.Events.MapEventType<MirrorDetached>(VolumeEventTypes.MirrorDetached);
+    o.Events.MapEventType<VolumeGrown>(VolumeEventTypes.Grown);
+    o.Events.MapEventType<VolumeDeleted>(VolumeEventTypes.Deleted);
     o.Events.MapEventType<ResyncCompleted>(ResyncEventTypes.Completed);
     o.Projections.Add(new VolumeCatalogProjection(options.Schema), ProjectionLifecycle.Inline);
     o.Projections.Add(new ResyncLogProjection(options.Schema), ProjectionLifecycle.Inline);
@@ -100,6 +104,7 @@ builder.Services.AddSingleton<FullCopyService>();
 builder.Services.AddSingleton<VerifyService>();
 builder.Services.AddHostedService<VerifySchedule>();
 builder.Services.AddSingleton<RebuildService>();
+builder.Services.AddSingleton<VolumeChanges>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<RebuildService>());
 builder.Services.AddSingleton<CopySources>();
 builder.Services.AddSingleton(reconciliation);
@@ -143,6 +148,7 @@ await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), Cancel
 app.MapVolumeEndpoints();
 app.MapVerifyEndpoints();
 app.MapRebuildEndpoints();
+app.MapVolumeChangeEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>

@@ -118,6 +118,36 @@ internal sealed class TmHttp : IDisposable
     public Task<DeviceRebuildReport> GetRebuildAsync(Uri controller, string device, CancellationToken ct) =>
         GetJsonAsync<DeviceRebuildReport>(new Uri(controller, $"devices/{Uri.EscapeDataString(device)}/rebuild"), ct);
 
+    /// <summary>Attaches a mirror on <paramref name="device"/> (or, with <paramref name="replaces"/>, replaces that device's mirror by it).</summary>
+    public async Task<VolumeStatus> AttachAsync(Uri controller, string volume, string device, string? replaces, CancellationToken ct)
+    {
+        var path = replaces is null
+            ? $"volumes/{Uri.EscapeDataString(volume)}/mirrors"
+            : $"volumes/{Uri.EscapeDataString(volume)}/mirrors/{Uri.EscapeDataString(replaces)}/replace";
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Post, new Uri(controller, path)) { Content = JsonContent.Create(new MirrorRequest(device), options: Json) }, ct);
+        return await ReadJsonAsync<VolumeStatus>(response, ct);
+    }
+
+    public async Task<DetachResult> DetachAsync(Uri controller, string volume, string device, CancellationToken ct)
+    {
+        var uri = new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}/mirrors/{Uri.EscapeDataString(device)}");
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Delete, uri), ct);
+        return await ReadJsonAsync<DetachResult>(response, ct);
+    }
+
+    public async Task<VolumeStatus> GrowAsync(Uri controller, string volume, long blocks, CancellationToken ct)
+    {
+        var uri = new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}/grow");
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Post, uri) { Content = JsonContent.Create(new GrowRequest(blocks), options: Json) }, ct);
+        return await ReadJsonAsync<VolumeStatus>(response, ct);
+    }
+
+    public async Task<DeleteResult> DeleteVolumeAsync(Uri controller, string volume, CancellationToken ct)
+    {
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Delete, new Uri(controller, $"volumes/{Uri.EscapeDataString(volume)}")), ct);
+        return await ReadJsonAsync<DeleteResult>(response, ct);
+    }
+
     public Task<DeviceStatusAnswer> GetAgentStatusAsync(Uri agent, CancellationToken ct) =>
         GetJsonAsync<DeviceStatusAnswer>(new Uri(agent, "status"), ct);
 

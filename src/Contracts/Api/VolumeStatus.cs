@@ -50,6 +50,7 @@ public sealed record VolumeStatus(
 /// <param name="LagMessages">The difference: messages in its log it has not applied.</param>
 /// <param name="FullCopyDoneBlocks">Blocks copied so far by a running full copy.</param>
 /// <param name="FullCopyTotalBlocks">Blocks that full copy will copy (0 when none ran).</param>
+/// <param name="Replaces">For a mirror attached by a replace: the device whose mirror it replaces, detached once this one is in sync.</param>
 public sealed record MirrorStatus(
     string DeviceId,
     string ObjectId,
@@ -62,7 +63,8 @@ public sealed record MirrorStatus(
     long AppliedOffset,
     long LagMessages,
     long FullCopyDoneBlocks = 0,
-    long FullCopyTotalBlocks = 0);
+    long FullCopyTotalBlocks = 0,
+    string? Replaces = null);
 
 /// <summary>Resyncs of a volume: totals and the most recent.</summary>
 /// <param name="Count">Resyncs recorded.</param>

@@ -21,10 +21,8 @@ namespace TaggedMirror.Controller.Api;
 internal static class VolumeEndpoints
 {
     private const int MaxReadBlocksBytes = 16 * 1024 * 1024;
-    private const long MaxVolumeBytes = 1L << 40;
-    private const int MaxMirrors = 8;
-    // Web defaults, but a number must be a JSON number: "blocks": "16" is refused like any other mistake.
-    private static readonly JsonSerializerOptions RequestJson = new(JsonSerializerDefaults.Web) { NumberHandling = JsonNumberHandling.Strict };
+    private const long MaxVolumeBytes = VolumeChanges.MaxVolumeBytes;
+    private const int MaxMirrors = VolumeChanges.MaxMirrors;
 
     public static void MapVolumeEndpoints(this IEndpointRouteBuilder app)
     {
@@ -51,22 +49,9 @@ internal static class VolumeEndpoints
     private static async Task<IResult> CreateAsync(
         HttpRequest request, VolumeCatalog catalog, StatusService status, Rebuild.RebuildService rebuilds, CancellationToken ct)
     {
-        // The body is read here, not bound by the framework, whose refusals of malformed JSON, numbers out of
-        // range or a missing content type are an empty 400 or 415.
-        if (!request.HasJsonContentType())
-            return ApiErrors.UnsupportedMediaType($"the body must be JSON (Content-Type: application/json), not '{request.ContentType}'");
-        CreateVolumeRequest? body;
-        try
-        {
-            body = await JsonSerializer.DeserializeAsync<CreateVolumeRequest>(request.Body, RequestJson, ct);
-        }
-        catch (JsonException ex)
-        {
-            return ApiErrors.BadRequest(ex.Path is null or "$"
-                ? "the body is not a JSON object {name, blockSize, blocks, mirrors, minMirrors?}"
-                : $"the value at {ex.Path} is not valid: blockSize and minMirrors are 32-bit whole numbers, blocks a 64-bit one, name a string, mirrors an array of strings");
-        }
-        if (body is null) return ApiErrors.BadRequest("a JSON body {name, blockSize, blocks, mirrors} is required");
+        var (body, refusal) = await JsonBodies.ReadAsync<CreateVolumeRequest>(request, "{name, blockSize, blocks, mirrors, minMirrors?}",
+            "blockSize and minMirrors are 32-bit whole numbers, blocks a 64-bit one, name a string, mirrors an array of strings", ct);
+        if (body is null) return refusal!;
         if (!Names.IsValid(body.Name))
             return ApiErrors.BadRequest($"volume name '{body.Name}' is not valid: use 1 to 48 lower-case letters, digits or dashes");
         if (!BlockSizes.IsValid(body.BlockSize))
@@ -102,7 +87,9 @@ internal static class VolumeEndpoints
         }
         catch (StreamVersionConflictException)
         {
-            return ApiErrors.Conflict($"volume {body.Name} already exists");
+            return ApiErrors.Conflict(await catalog.WasDeletedAsync(body.Name!, ct)
+                ? $"volume {body.Name} was deleted; a deleted volume's name is not used again (devices may still hold its removal in their logs)"
+                : $"volume {body.Name} already exists");
         }
     }
 
@@ -174,6 +161,11 @@ internal static class VolumeEndpoints
         catch (WriteFailedException ex)
         {
             return ApiErrors.Unavailable(ex.Message);
+        }
+        catch (VolumeChangedException)
+        {
+            // Deleted while the write waited (a change of shape that left the volume in place restarts the write instead).
+            return UnknownVolume(name);
         }
         catch (VolumeTakenOverException ex)
         {

@@ -78,6 +78,18 @@ internal sealed class DeviceLog : IDisposable
         return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = objectId, Value = [], Headers = headers });
     }
 
+    /// <summary>
+    /// Puts a <see cref="TransactionKind.Delete"/> of the object in the device's log, keyed like the object's writes so
+    /// it lands after every one of them: the device removes the object's files and its live tag-table entries.
+    /// </summary>
+    public Task<DeliveryResult<byte[]?, byte[]?>> SendDeleteAsync(DeviceChannel channel, byte[] objectId, Tag tag, int blockSize, long objectBlocks, long ownerEpoch)
+    {
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, new TransactionHeader(TransactionKind.Delete, tag, 0, 0, blockSize, objectBlocks, OwnerEpoch: ownerEpoch), objectId, [], []);
+        var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
+        return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = objectId, Value = [], Headers = headers });
+    }
+
     /// <summary>Partitions of a device topic, from the cluster's metadata (cached; [0] when unknown).</summary>
     public int[] PartitionsOf(DeviceChannel channel)
     {

@@ -42,15 +42,45 @@ internal sealed class WritePipeline(
 
     public int InflightCount => _inflight.Count;
 
+    /// <summary>
+    /// Waits until every write of <paramref name="v"/> sent so far is in its mirrors' logs or has failed there (a change
+    /// of the volume's shape holds new writes meanwhile); <see cref="TimeoutException"/> after <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WaitDeliveredAsync(Volume v, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            int pending;
+            lock (_deliveryLock) pending = v.Inflight.Keys.Count(_undelivered.Contains);
+            if (pending == 0) return;
+            if (Stopwatch.GetTimestamp() > deadline)
+                throw new TimeoutException($"{pending} writes to volume {v.Name} were still not in their mirrors' logs after {timeout.TotalSeconds:0.#} s");
+            await Task.Delay(5, ct);
+        }
+    }
+
     public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var outcome = "failed";
         try
         {
-            var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, ct);
-            outcome = "ok";
-            return result;
+            while (true)
+            {
+                try
+                {
+                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, ct);
+                    outcome = "ok";
+                    return result;
+                }
+                catch (VolumeChangedException) when (catalog.Find(v.Name) is { } now && !ReferenceEquals(now, v))
+                {
+                    // The volume's mirrors or size changed while this write waited, before it took a tag: it starts
+                    // again on the volume as it is now (its flow control and checks too).
+                    v = now;
+                }
+            }
         }
         finally
         {
@@ -227,6 +257,8 @@ internal sealed class WritePipeline(
         {
             fence = bypassFences ? null : v.Fences.Find(f => f.Overlaps(firstBlock, blocks))?.Released.Task;
             if (fence is not null) return null;
+            // Replaced by a change of the volume's shape (which held every write at its fence): nothing is sent from the old shape.
+            v.ThrowIfRetired();
             var tag = tags.Next();
             var write = new InflightWrite(tag, v, firstBlock, blocks, data.Length, targets);
             _inflight[tag.Seq] = write;

@@ -257,7 +257,8 @@ internal sealed class RebuildService(
 
     private static readonly JsonSerializerOptions ApiJson = new(JsonSerializerDefaults.Web);
 
-    private async Task<bool> DeviceRegisteredAsync(string deviceId, CancellationToken ct)
+    /// <summary>True when an agent with this id has started at least once (it registered in the agents' <c>devices</c> table).</summary>
+    public async Task<bool> DeviceRegisteredAsync(string deviceId, CancellationToken ct)
     {
         await using var cmd = store.DataSource.CreateCommand($"SELECT EXISTS (SELECT 1 FROM {store.Schema}.devices WHERE id = @d)");
         cmd.Parameters.AddWithValue("d", deviceId);

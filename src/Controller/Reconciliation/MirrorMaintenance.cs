@@ -10,10 +10,12 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// <summary>
 /// Brings mirrors back: runs a full copy for a mirror that needs one, and declares a resyncing mirror in sync
 /// once every mirror of the volume has passed a barrier of this epoch covering the last write it missed, and
-/// reconciliation shows no covered write it still lacks (all were repaired).
+/// reconciliation shows no covered write it still lacks (all were repaired). Finishes a replace: once the new
+/// mirror is in sync, the one it replaces is detached (from the stream's record, so a restart finishes it too).
 /// </summary>
 internal sealed class MirrorMaintenance(
-    VolumeCatalog catalog, FullCopyService fullCopies, WritePipeline pipeline, EventStreams store, TagGenerator tags, ILogger<MirrorMaintenance> logger) : BackgroundService
+    VolumeCatalog catalog, FullCopyService fullCopies, WritePipeline pipeline, VolumeChanges changes, EventStreams store, TagGenerator tags,
+    ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 
@@ -43,6 +45,11 @@ internal sealed class MirrorMaintenance(
                             var missed = m.LastSkippedSeq;
                             if (await CaughtUpAsync(v, m, missed, stoppingToken))
                                 await catalog.SetMirrorStateAsync(v, m, MirrorState.InSync, "every write it missed has been copied", stoppingToken, verifiedMissedSeq: missed);
+                        }
+                        else if (m.Replaces is { } replaced && m.Current && v.MirrorOn(replaced) is not null)
+                        {
+                            await changes.DetachAsync(v.Name, replaced, $"replaced by {m.DeviceId}, which is in sync", stoppingToken);
+                            break; // the volume was replaced by its new shape: the next round looks at that
                         }
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException)

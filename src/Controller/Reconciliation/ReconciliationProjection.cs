@@ -99,6 +99,30 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                     Add(batch, $"INSERT INTO {schema}.recon_volumes VALUES (^, ^) ON CONFLICT DO NOTHING", v.Name, v.Mirrors.Select(m => m.DeviceId).ToArray());
                     break;
                 }
+            case MirrorAttached a:
+                {
+                    // The new mirror gets every block by a full copy: the tags live before it joined are not missing there.
+                    Add(batch, $"UPDATE {schema}.recon_volumes SET devices = array_append(array_remove(devices, ^), ^) WHERE volume = ^", a.DeviceId, a.DeviceId, Names.VolumeOfObject(a.ObjectId));
+                    Add(batch, $"""
+                    INSERT INTO {schema}.recon_repaired (controller_id, epoch, seq, device_id)
+                    SELECT DISTINCT controller_id, epoch, seq, ^ FROM {schema}.recon_entries WHERE volume = ^ ON CONFLICT DO NOTHING
+                    """, a.DeviceId, Names.VolumeOfObject(a.ObjectId));
+                    break;
+                }
+            case MirrorDetached d:
+                {
+                    // Its object is removed: its entries of this volume no longer hold anything a peer could lack.
+                    var volume = VolumeOfStream(e);
+                    Add(batch, $"UPDATE {schema}.recon_volumes SET devices = array_remove(devices, ^) WHERE volume = ^", d.DeviceId, volume);
+                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE volume = ^ AND device_id = ^", volume, d.DeviceId);
+                    break;
+                }
+            case VolumeDeleted deleted:
+                {
+                    Add(batch, $"DELETE FROM {schema}.recon_volumes WHERE volume = ^", deleted.Name);
+                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE volume = ^", deleted.Name);
+                    break;
+                }
             case TagRecorded r:
                 {
                     // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
@@ -253,6 +277,8 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             """,
         ];
     }
+
+    private static string VolumeOfStream(IEvent e) => e.StreamKey!["volume-".Length..];
 
     private static string Device(IEvent e) => e.StreamKey![(e.StreamKey!.IndexOf('-', StringComparison.Ordinal) + 1)..];
 

@@ -35,7 +35,7 @@ internal sealed class StatusService(EventStreams store, DeviceLog log, LogProgre
             var channel = log.Channel(m.DeviceId);
             var (end, done) = await LagAsync(m.DeviceId, ct);
             mirrors.Add(new MirrorStatus(m.DeviceId, m.ObjectId, m.State.ToString(), m.Reason, live.GetValueOrDefault(m.DeviceId),
-                channel.UnappliedBytes, channel.Tokens.Count, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal));
+                channel.UnappliedBytes, channel.Tokens.Count, end, done, Math.Max(0, end - done), m.FullCopyDone, m.FullCopyTotal, m.Replaces));
         }
         return new VolumeStatus(v.Name, v.BlockSize, v.Blocks, v.ExtensionBlocks, v.MinMirrors, v.Owned,
             Interlocked.Read(ref v.WritesAccepted), Interlocked.Read(ref v.BytesAccepted), v.Inflight.Count, [.. mirrors], await ResyncsAsync(v, ct), verify.Latest(v.Name));

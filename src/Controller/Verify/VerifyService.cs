@@ -145,6 +145,7 @@ internal sealed class VerifyService(
         var fence = new RangeFence(first, blocks);
         try
         {
+            v.ThrowIfRetired();   // a mirror attached or detached meanwhile: this verify stops, run it again
             lock (v.WriteLock) v.Fences.Add(fence);
             foreach (var m in v.Mirrors.Where(m => m.Current))
             {

@@ -98,7 +98,31 @@ internal sealed class Volume(string name, int blockSize, long blocks, int minMir
     public long BytesAccepted;
 
     public Mirror? MirrorOn(string deviceId) => Array.Find(Mirrors, m => m.DeviceId == deviceId);
+
+    private volatile bool _retired;
+
+    /// <summary>
+    /// Set when the volume's shape changed (a mirror attached or detached, the volume grown or deleted) and the
+    /// catalog replaced this object by one read from the stream (<see cref="VolumeCatalog.ChangeAsync"/>). Nothing new
+    /// starts on a retired object: a write about to take its tag starts again on the new one, a copy step or a
+    /// verify range stops. Its writes already sent finish on it.
+    /// </summary>
+    public bool Retired
+    {
+        get => _retired;
+        set => _retired = value;
+    }
+
+    /// <summary>Throws <see cref="VolumeChangedException"/> when this object was replaced (see <see cref="Retired"/>).</summary>
+    public void ThrowIfRetired()
+    {
+        if (_retired) throw new VolumeChangedException(Name);
+    }
 }
+
+/// <summary>The volume's mirrors or size changed while an operation was under way on the old shape: it starts again or stops.</summary>
+internal sealed class VolumeChangedException(string volume)
+    : Exception($"volume {volume} changed shape (a mirror attached or detached, grown or deleted) while this was under way");
 
 /// <summary>One mirror of a volume: a storage object on a device (M6).</summary>
 internal sealed class Mirror(int index, string deviceId, string objectId)
@@ -125,17 +149,52 @@ internal sealed class Mirror(int index, string deviceId, string objectId)
     /// </summary>
     public long LastSkippedSeq => Interlocked.Read(ref _lastMissedSeq);
 
-    /// <summary>Records that this mirror missed the write with sequence <paramref name="seq"/>.</summary>
+    /// <summary>
+    /// Records that this mirror missed the write with sequence <paramref name="seq"/>, and on the mirror on the same
+    /// device of the object that replaced this volume (see <see cref="Successor"/>): a write sent before a mirror
+    /// was attached or detached may fail after it.
+    /// </summary>
     public void MarkMissed(long seq)
     {
         var seen = Interlocked.Read(ref _lastMissedSeq);
         while (seq > seen)
         {
             var was = Interlocked.CompareExchange(ref _lastMissedSeq, seq, seen);
-            if (was == seen) return;
+            if (was == seen) break;
             seen = was;
         }
+        Successor?.MarkMissed(seq);
     }
+
+    private Mirror? _successor;
+
+    /// <summary>This device's mirror in the volume object that replaced this one's (<see cref="Volume.Retired"/>), if it still has one.</summary>
+    public Mirror? Successor
+    {
+        get => Volatile.Read(ref _successor);
+        set => Volatile.Write(ref _successor, value);
+    }
+
+    /// <summary>
+    /// Takes over what this controller knows in memory about the same device's mirror in the volume object this one
+    /// replaces: writes it missed and what covered them, its owner fence, a degradation being recorded, full-copy
+    /// progress. Whether it applied its whole log is not taken over: reads check that again (in-flight writes of
+    /// the old object are not tracked by the new one, but they are in the device's log).
+    /// </summary>
+    public void CarryOver(Mirror old)
+    {
+        // Linked first: a write of the old object that misses the device from here on marks this mirror too.
+        old.Successor = this;
+        Interlocked.Exchange(ref _verifiedMissedSeq, Interlocked.Read(ref old._verifiedMissedSeq));
+        MarkMissed(old.LastSkippedSeq);
+        FencedOwnerEpoch = old.FencedOwnerEpoch;
+        PendingDegrade = old.PendingDegrade;
+        FullCopyDone = old.FullCopyDone;
+        FullCopyTotal = old.FullCopyTotal;
+    }
+
+    /// <summary>Set by a replace: the device whose mirror is detached once this one is in sync.</summary>
+    public string? Replaces { get; set; }
 
     /// <summary>
     /// The mirror is in sync and has missed no write since it was declared so: the only kind of mirror that

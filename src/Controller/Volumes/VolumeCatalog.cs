@@ -17,6 +17,7 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
 {
     private readonly ConcurrentDictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _stateWrites = new(1, 1);
+    private readonly SemaphoreSlim _changes = new(1, 1);
 
     // A state change waits out a PostgreSQL restart rather than leave memory and the store apart.
     private readonly ResiliencePipeline _stateRetry = new ResiliencePipelineBuilder()
@@ -52,6 +53,11 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         {
             while (await r.ReadAsync(ct)) names.Add(r.GetString(0));
         }
+        // A volume deleted (by another controller) leaves the catalog table: forget it here too.
+        foreach (var gone in _volumes.Keys.Except(names, StringComparer.Ordinal).ToList())
+        {
+            if (_volumes.TryRemove(gone, out var v)) v.Retired = true;
+        }
         foreach (var name in names)
         {
             if (_volumes.ContainsKey(name)) continue;
@@ -74,28 +80,184 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         return fresh;
     }
 
+    /// <summary>The volume as its stream has it (null: no such volume, or deleted).</summary>
     private async Task<Volume?> ReadAsync(string name, CancellationToken ct)
     {
-        Volume? v = null;
-        long version = 0;
+        VolumeCreated? created = null;
+        var mirrors = new List<MirrorRecord>();
+        long blocks = 0, reservedEnd = 0, version = 0;
+        var deleted = false;
         foreach (var e in await store.ReadStreamAsync(VolumeEventTypes.Stream(name), ct))
         {
             version = e.Version;
             switch (e.Data)
             {
-                case VolumeCreated created:
-                    v = FromCreated(created);
+                case VolumeCreated c:
+                    created = c;
+                    blocks = reservedEnd = c.Blocks;
+                    mirrors = [.. c.Mirrors.Select(p => new MirrorRecord(p.DeviceId, p.ObjectId))];
                     break;
-                case ExtensionReserved x when v is not null:
-                    v.ExtensionBlocks = Math.Max(v.ExtensionBlocks, x.FirstBlock + x.Blocks - v.Blocks);
+                case ExtensionReserved x:
+                    reservedEnd = Math.Max(reservedEnd, x.FirstBlock + x.Blocks);
                     break;
-                case MirrorStateChanged c when v is not null:
-                    if (v.MirrorOn(c.DeviceId) is { } m) Apply(m, c.State, c.Reason);
+                case MirrorStateChanged c:
+                    mirrors.Find(m => m.DeviceId == c.DeviceId)?.Apply(c.State, c.Reason);
+                    break;
+                case MirrorAttached a:
+                    mirrors.RemoveAll(m => m.DeviceId == a.DeviceId);
+                    var attached = new MirrorRecord(a.DeviceId, a.ObjectId) { Replaces = a.Replaces };
+                    attached.Apply(MirrorState.NeedsFullCopy, a.Reason);
+                    mirrors.Add(attached);
+                    break;
+                case MirrorDetached d:
+                    mirrors.RemoveAll(m => m.DeviceId == d.DeviceId);
+                    break;
+                case VolumeGrown g:
+                    blocks = g.Blocks;
+                    reservedEnd = Math.Max(reservedEnd, g.Blocks);
+                    break;
+                case VolumeDeleted:
+                    deleted = true;
                     break;
             }
         }
-        if (v is not null) v.StreamVersion = version;
+        if (created is null || deleted) return null;
+        var v = new Volume(name, created.BlockSize, blocks, created.MinMirrors, [.. mirrors.Select((r, i) => r.ToMirror(i))])
+        {
+            ExtensionBlocks = reservedEnd - blocks,
+            StreamVersion = version,
+        };
         return v;
+    }
+
+    /// <summary>A mirror as the stream's events leave it, before the volume object is built.</summary>
+    private sealed class MirrorRecord(string deviceId, string objectId)
+    {
+        public string DeviceId { get; } = deviceId;
+
+        public string? Replaces { get; init; }
+
+        private MirrorState _state = MirrorState.InSync;
+        private string? _reason;
+        private bool _fullCopyPending;
+
+        public void Apply(MirrorState state, string reason)
+        {
+            if (state == MirrorState.NeedsFullCopy) _fullCopyPending = true;
+            else if (state == MirrorState.InSync) _fullCopyPending = false;
+            _state = state;
+            _reason = reason;
+        }
+
+        public Mirror ToMirror(int index) =>
+            new(index, DeviceId, objectId) { State = _state, Reason = _reason, FullCopyPending = _fullCopyPending, Replaces = Replaces };
+    }
+
+    /// <summary>True when the volume's stream ends with its deletion (its name is not taken again).</summary>
+    public async Task<bool> WasDeletedAsync(string name, CancellationToken ct) =>
+        (await store.ReadStreamAsync(VolumeEventTypes.Stream(name), ct)).Any(e => e.Data is VolumeDeleted);
+
+    /// <summary>
+    /// Changes the volume's shape (<paramref name="decide"/> returns the event: a mirror attached or detached, the
+    /// volume grown or deleted) while nothing else happens to it in this controller, then replaces the in-memory
+    /// volume by the one its stream now describes. In order: no copy step or verify range is under way (the resync
+    /// lock), no extension is being reserved, new writes wait (a fence over the whole volume), every write already
+    /// sent is in its mirrors' logs (<paramref name="drain"/>); then <paramref name="decide"/> checks the request
+    /// against the volume as it is now and prepares it, the event is appended (as owner, at the version last seen),
+    /// and the new object takes the place of the old, which is <see cref="Volume.Retired"/>: writes that waited at
+    /// the fence start again on the new one. What the old object's mirrors knew in memory carries over to the same
+    /// devices' mirrors (<see cref="Mirror.CarryOver"/>). Design: docs/design.md, "Changing a volume's mirrors".
+    /// Returns the new object, or null when the volume was deleted.
+    /// </summary>
+    public async Task<Volume?> ChangeAsync(
+        string name, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct)
+    {
+        await _changes.WaitAsync(ct);
+        try
+        {
+            if (Find(name) is not { } v) throw new VolumeChangeRefusedException(404, $"no volume named '{name}'");
+            if (!v.Writable)
+                throw new VolumeChangeRefusedException(409, v.Owned ? $"volume {name}: this controller's lease is not fresh (PostgreSQL unreachable?); try again" : $"volume {name} is owned by another controller: ask it");
+            await v.ResyncLock.WaitAsync(ct);
+            try
+            {
+                await v.AppendLock.WaitAsync(ct);
+                try
+                {
+                    return await ChangeGatedAsync(v, drain, decide, ct);
+                }
+                finally
+                {
+                    v.AppendLock.Release();
+                }
+            }
+            finally
+            {
+                v.ResyncLock.Release();
+            }
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    private async Task<Volume?> ChangeGatedAsync(
+        Volume v, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct)
+    {
+        var gate = new RangeFence(0, long.MaxValue);
+        lock (v.WriteLock) v.Fences.Add(gate);
+        try
+        {
+            await drain(v, ct);
+            var change = await decide(v, ct);
+            await _stateWrites.WaitAsync(ct);
+            try
+            {
+                await _stateRetry.ExecuteAsync(async token => await AppendToVolumeAsync(v, change, token), ct);
+                v.Retired = true;
+                Volume? fresh;
+                try
+                {
+                    fresh = await _stateRetry.ExecuteAsync(async token => await ReadAsync(v.Name, token), ct);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // Recorded, but not read back: as after a lost lease, the lease keeper reads the volume again before its next write.
+                    v.Owned = false;
+                    logger.LogWarning("Volume {Volume}: {Change} recorded, but the volume could not be read back ({Reason}); it is loaded again by the next lease round",
+                        v.Name, change.GetType().Name, ex.Message);
+                    throw;
+                }
+                if (fresh is null)
+                {
+                    _volumes.TryRemove(v.Name, out _);
+                    return null;
+                }
+                fresh.LeaseDeadline = v.LeaseDeadline;
+                fresh.OwnerEpoch = v.OwnerEpoch;
+                fresh.Owned = true;
+                fresh.WritesAccepted = Interlocked.Read(ref v.WritesAccepted);
+                fresh.BytesAccepted = Interlocked.Read(ref v.BytesAccepted);
+                foreach (var m in fresh.Mirrors)
+                {
+                    if (v.MirrorOn(m.DeviceId) is { } old) m.CarryOver(old);
+                }
+                _volumes[v.Name] = fresh;
+                logger.LogWarning("Volume {Volume}: {Change}; mirrors now {Mirrors}, {Blocks} blocks", v.Name, change.GetType().Name,
+                    string.Join(", ", fresh.Mirrors.Select(m => $"{m.DeviceId} ({m.State})")), fresh.Blocks);
+                return fresh;
+            }
+            finally
+            {
+                _stateWrites.Release();
+            }
+        }
+        finally
+        {
+            lock (v.WriteLock) v.Fences.Remove(gate);
+            gate.Released.TrySetResult();
+        }
     }
 
     /// <summary>
@@ -176,6 +338,17 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         await _stateWrites.WaitAsync(ct);
         try
         {
+            // The volume changed shape since the caller looked (a write sent before a mirror was attached or detached
+            // failed after): the state belongs to the same device's mirror in the volume as it is now, if it has one.
+            while (v.Retired)
+            {
+                if (Find(v.Name) is not { } now || ReferenceEquals(now, v) || now.MirrorOn(m.DeviceId) is not { } same)
+                {
+                    logger.LogInformation("Volume {Volume}: mirror on {Device} left the volume; its state {State} is not recorded", v.Name, m.DeviceId, state);
+                    return;
+                }
+                (v, m) = (now, same);
+            }
             if (m.State == state) return;
             var data = new MirrorStateChanged(m.DeviceId, state, reason);
             await _stateRetry.ExecuteAsync(
@@ -231,6 +404,7 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         await v.AppendLock.WaitAsync(ct);
         try
         {
+            v.ThrowIfRetired();
             var first = v.TotalBlocks;
             await AppendToVolumeAsync(v, new ExtensionReserved(first, blocks), ct);
             v.ExtensionBlocks += blocks;
@@ -252,6 +426,12 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
 
     private static Volume FromCreated(VolumeCreated c) =>
         new(c.Name, c.BlockSize, c.Blocks, c.MinMirrors, [.. c.Mirrors.Select((m, i) => new Mirror(i, m.DeviceId, m.ObjectId))]);
+}
+
+/// <summary>A change of a volume's shape refused before anything happened: <paramref name="status"/> is the HTTP status to answer.</summary>
+internal sealed class VolumeChangeRefusedException(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
 }
 
 /// <summary>Another controller has taken the volume: this one may not write it or record anything for it.</summary>

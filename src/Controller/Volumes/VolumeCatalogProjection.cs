@@ -4,7 +4,7 @@ using Marten.Events.Projections;
 
 namespace TaggedMirror.Controller.Volumes;
 
-/// <summary>Keeps <c>volume_catalog</c>, the list of volume names, inline with their creation events.</summary>
+/// <summary>Keeps <c>volume_catalog</c>, the list of volume names, inline with their creation and deletion events.</summary>
 internal sealed class VolumeCatalogProjection(string schema) : IProjection
 {
     /// <summary>DDL of the projection's table, run by <see cref="ControllerSchema"/>.</summary>
@@ -17,6 +17,8 @@ internal sealed class VolumeCatalogProjection(string schema) : IProjection
         {
             if (e.Data is VolumeCreated created)
                 operations.QueueSqlCommand('^', $"INSERT INTO {schema}.volume_catalog (name) VALUES (^) ON CONFLICT DO NOTHING", created.Name);
+            else if (e.Data is VolumeDeleted deleted)
+                operations.QueueSqlCommand('^', $"DELETE FROM {schema}.volume_catalog WHERE name = ^", deleted.Name);
         }
         return Task.CompletedTask;
     }

@@ -7,6 +7,10 @@ internal static class VolumeEventTypes
     public const string MirrorStateChanged = "mirror_state_changed";
     public const string ExtensionReserved = "extension_reserved";
     public const string VerifyCompleted = "verify_completed";
+    public const string MirrorAttached = "mirror_attached";
+    public const string MirrorDetached = "mirror_detached";
+    public const string Grown = "volume_grown";
+    public const string Deleted = "volume_deleted";
 
     public static string Stream(string volume) => "volume-" + volume;
 }
@@ -22,6 +26,25 @@ internal sealed record MirrorStateChanged(string DeviceId, MirrorState State, st
 /// next append starts past every range ever handed out, even one still in flight in a device's log.
 /// </summary>
 internal sealed record ExtensionReserved(long FirstBlock, int Blocks);
+
+/// <summary>
+/// A mirror joined the volume (<c>tm attach</c>, or the first half of <c>tm replace</c>): from this event on it receives every
+/// write, starts as <see cref="MirrorState.NeedsFullCopy"/> and is read from only once a full copy declared it in sync.
+/// <paramref name="Replaces"/>: the device whose mirror is detached once this one is in sync (a replace), or null.
+/// </summary>
+internal sealed record MirrorAttached(string DeviceId, string ObjectId, string? Replaces, string Reason);
+
+/// <summary>A mirror left the volume (<c>tm detach</c>, or the end of a replace): it receives nothing from this event on.</summary>
+internal sealed record MirrorDetached(string DeviceId, string Reason);
+
+/// <summary>
+/// The volume's base range became <paramref name="Blocks"/> blocks (<c>tm grow</c>), at least its old base range and
+/// extension together: the extension's blocks keep their numbers and are now in the base range, which reads zeros past them.
+/// </summary>
+internal sealed record VolumeGrown(long Blocks, long PreviousBlocks, long PreviousExtensionBlocks);
+
+/// <summary>The volume was deleted (<c>tm delete</c>): its name is not taken again, its objects are removed from every device.</summary>
+internal sealed record VolumeDeleted(string Name, string[] Devices);
 
 /// <summary>A verify (scrub) of the volume ended: what it checked, what it found wrong and what it repaired.</summary>
 internal sealed record VerifyCompleted(

@@ -39,8 +39,9 @@ internal static class Mirrors
     /// not). Returns the image the mirrors hold, for a read comparison.
     /// </summary>
     public static byte[] AssertIdenticalAndAcknowledged(
-        TestCluster cluster, string volume, byte[] expected, IReadOnlyList<(long First, byte[] Data)> uncertain, int blockSize)
+        TestCluster cluster, string volume, byte[] expected, IReadOnlyList<(long First, byte[] Data)> uncertain, int blockSize, string[]? devices = null)
     {
+        devices ??= cluster.Devices;
         byte[] Image(string device)
         {
             var image = new byte[expected.Length];
@@ -48,9 +49,9 @@ internal static class Mirrors
             file.AsSpan(0, Math.Min(file.Length, image.Length)).CopyTo(image);
             return image;
         }
-        var first = Image(cluster.Devices[0]);
-        foreach (var d in cluster.Devices.Skip(1))
-            Assert.True(FirstDifference(first, Image(d)) < 0, $"mirrors {cluster.Devices[0]} and {d} of {volume} differ");
+        var first = Image(devices[0]);
+        foreach (var d in devices.Skip(1))
+            Assert.True(FirstDifference(first, Image(d)) < 0, $"mirrors {devices[0]} and {d} of {volume} differ");
         for (var b = 0; b < expected.Length / blockSize; b++)
         {
             var actual = first.AsSpan(b * blockSize, blockSize).ToArray();

@@ -173,9 +173,10 @@ internal sealed class TestCluster : IAsyncDisposable
         return (await r.Content.ReadFromJsonAsync<JsonElement>());
     }
 
-    public async Task CreateVolumeAsync(string name, int blockSize, long blocks, int? minMirrors = null)
+    /// <summary>Creates a volume mirrored on <paramref name="mirrors"/> (default: every device of the cluster).</summary>
+    public async Task CreateVolumeAsync(string name, int blockSize, long blocks, int? minMirrors = null, string[]? mirrors = null)
     {
-        using var r = await Http.PostAsJsonAsync(new Uri(Controller.Url + "/volumes"), new { name, blockSize, blocks, mirrors = Devices, minMirrors });
+        using var r = await Http.PostAsJsonAsync(new Uri(Controller.Url + "/volumes"), new { name, blockSize, blocks, mirrors = mirrors ?? Devices, minMirrors });
         Assert.True(r.IsSuccessStatusCode, $"create volume: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
     }
 

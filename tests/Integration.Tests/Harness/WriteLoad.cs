@@ -7,18 +7,20 @@ internal sealed class WriteLoad(TestCluster cluster, string volume, VolumeModel 
 
     public int Done;
 
-    public async Task RunAsync(int writes, int concurrency, CancellationToken ct = default, int maxBlocks = 16)
+    /// <summary>Runs <paramref name="writes"/> writes inside blocks [<paramref name="from"/>, <paramref name="blocks"/>) (default: the whole model).</summary>
+    public async Task RunAsync(int writes, int concurrency, CancellationToken ct = default, int maxBlocks = 16, long from = 0, long? blocks = null)
     {
+        var end = blocks ?? model.Blocks;
         var next = -1;
         var workers = Enumerable.Range(0, concurrency).Select(async w =>
         {
             var rng = new Random(seed * 31 + w);
             while (Interlocked.Increment(ref next) < writes && !ct.IsCancellationRequested)
             {
-                var blocks = rng.Next(1, maxBlocks + 1);
-                var first = rng.NextInt64(0, model.Blocks - blocks + 1);
+                var n = rng.Next(1, maxBlocks + 1);
+                var first = rng.NextInt64(from, end - n + 1);
                 var dataSeed = Interlocked.Increment(ref _nextDataSeed);
-                var answer = await cluster.WriteAsync(volume, first, VolumeModel.Data(dataSeed, blocks, model.BlockSize));
+                var answer = await cluster.WriteAsync(volume, first, VolumeModel.Data(dataSeed, n, model.BlockSize));
                 model.Record(answer, dataSeed);
                 Interlocked.Increment(ref Done);
             }
