@@ -140,6 +140,24 @@ public sealed class MirrorChangeTests
     }
 
     [Fact]
+    public async Task a_paced_copy_holds_no_write_back_while_it_waits_for_its_rate()
+    {
+        // 128 KiB/s against 512 KiB steps: the first step of the attach's full copy waits about three seconds for its
+        // rate. A write to that step's range meanwhile must not wait with it: it is answered while the step is still
+        // to be copied. (Before, the step raised its fence and then waited for the rate under it.)
+        await using var cluster = await TestCluster.StartAsync(Three, controllerSettings: new() { ["Controller__ResyncMaxBytesPerSecond"] = "131072" });
+        await cluster.CreateVolumeAsync("pc", BlockSize, 512, mirrors: ["d0", "d1"]);
+        await cluster.WriteAsync("pc", 0, VolumeModel.Data(1, 16, BlockSize));
+        await AttachAsync(cluster, "pc", "d2");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the copy has begun its first step (maintenance looks every 250 ms)
+        await cluster.WriteAsync("pc", 5, VolumeModel.Data(2, 1, BlockSize));
+        var d2 = (await StatusAsync(cluster, "pc")).Mirrors.Single(m => m.DeviceId == "d2");
+        Assert.True(d2.FullCopyDoneBlocks == 0 && d2.FullCopyTotalBlocks == 512,
+            $"the write waited for the first step of the copy ({d2.FullCopyDoneBlocks} of {d2.FullCopyTotalBlocks} blocks copied when it was answered)");
+        await WaitInSyncAsync(cluster, "pc", "d2");
+    }
+
+    [Fact]
     public async Task changes_that_cannot_be_made_are_refused_with_a_reason_and_change_nothing()
     {
         await using var cluster = await TestCluster.StartAsync(Three, controllerSettings: new() { ["Controller__ResyncMaxBytesPerSecond"] = "262144" });
