@@ -83,6 +83,12 @@ public sealed class ControllerOptions
     /// </summary>
     public TimeSpan VerifyInterval { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// How often the controller looks for objects devices hold for no mirror (a detached mirror's, a deleted volume's)
+    /// whose removal never reached the device's log, and sends it again (see <see cref="Volumes.VolumeChanges.RemoveOrphansAsync"/>).
+    /// </summary>
+    public TimeSpan OrphanSweepInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Most bytes per second a scheduled verify reads from each volume's mirrors (0: no limit).</summary>
     public long VerifyMaxBytesPerSecond { get; set; }
 

@@ -158,6 +158,31 @@ public sealed class MirrorChangeTests
     }
 
     [Fact]
+    public async Task a_removal_that_could_not_reach_its_device_is_sent_again_once_the_log_takes_messages()
+    {
+        await using var cluster = await TestCluster.StartAsync(Three, controllerSettings: new() { ["Controller__OrphanSweepInterval"] = "00:00:02" });
+        await cluster.CreateVolumeAsync("or", BlockSize, 256, mirrors: ["d0", "d1"]);
+        var model = new VolumeModel(BlockSize, 256);
+        await new WriteLoad(cluster, "or", model, seed: 95).RunAsync(writes: 60, concurrency: 2);
+        await AttachAsync(cluster, "or", "d2");
+        await WaitInSyncAsync(cluster, "or", "d2");
+        var file = Path.Combine(cluster.DataDirectory("d0"), "or.d0.obj");
+        Assert.True(File.Exists(file));
+        // d0's log takes no message: the detach is made, its removal is not.
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d0"));
+        var detached = await DetachAsync(cluster, "or", "d0");
+        Assert.StartsWith("not removed yet", detached.Removal.Outcome, StringComparison.Ordinal);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.True(File.Exists(file), "the object went with its log down");
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d0"));
+        await Eventually.TrueAsync(() => Task.FromResult(!File.Exists(file)), TimeSpan.FromSeconds(60), () => "d0 still holds the detached object\n" + cluster.Logs());
+        await cluster.WaitTagTablesEmptyAsync();
+        await cluster.WaitConvergedAsync("or");
+        Mirrors.AssertObjectFilesEqual(cluster, "or", model.Expected(), "d1", "d2");
+        await Mirrors.AssertReadsEqualAsync(cluster, "or", model.Expected(), BlockSize);
+    }
+
+    [Fact]
     public async Task changes_that_cannot_be_made_are_refused_with_a_reason_and_change_nothing()
     {
         await using var cluster = await TestCluster.StartAsync(Three, controllerSettings: new() { ["Controller__ResyncMaxBytesPerSecond"] = "262144" });

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.FullCopy;
 using TaggedMirror.Controller.Tagging;
@@ -12,18 +13,32 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// once every mirror of the volume has passed a barrier of this epoch covering the last write it missed, and
 /// reconciliation shows no covered write it still lacks (all were repaired). Finishes a replace: once the new
 /// mirror is in sync, the one it replaces is detached (from the stream's record, so a restart finishes it too).
+/// Every <see cref="ControllerOptions.OrphanSweepInterval"/>, removes objects devices hold for no mirror.
 /// </summary>
 internal sealed class MirrorMaintenance(
     VolumeCatalog catalog, FullCopyService fullCopies, WritePipeline pipeline, VolumeChanges changes, EventStreams store, TagGenerator tags,
-    ILogger<MirrorMaintenance> logger) : BackgroundService
+    ControllerOptions options, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        var lastSweep = Stopwatch.GetTimestamp();
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
+            if (Stopwatch.GetElapsedTime(lastSweep) >= options.OrphanSweepInterval)
+            {
+                lastSweep = Stopwatch.GetTimestamp();
+                try
+                {
+                    await changes.RemoveOrphansAsync(stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    logger.LogWarning("Looking for objects of no mirror: {Reason}", ex.Message);
+                }
+            }
             foreach (var v in catalog.All.Where(v => v.Owned))
             {
                 foreach (var m in v.Mirrors)

@@ -170,35 +170,62 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
     /// Returns the new object, or null when the volume was deleted.
     /// </summary>
     public async Task<Volume?> ChangeAsync(
-        string name, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct)
+        string name, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct,
+        Func<Task>? after = null)
     {
         await _changes.WaitAsync(ct);
         try
         {
-            if (Find(name) is not { } v) throw new VolumeChangeRefusedException(404, $"no volume named '{name}'");
-            if (!v.Writable)
-                throw new VolumeChangeRefusedException(409, v.Owned ? $"volume {name}: this controller's lease is not fresh (PostgreSQL unreachable?); try again" : $"volume {name} is owned by another controller: ask it");
-            await v.ResyncLock.WaitAsync(ct);
-            try
-            {
-                await v.AppendLock.WaitAsync(ct);
-                try
-                {
-                    return await ChangeGatedAsync(v, drain, decide, ct);
-                }
-                finally
-                {
-                    v.AppendLock.Release();
-                }
-            }
-            finally
-            {
-                v.ResyncLock.Release();
-            }
+            var fresh = await ChangeLockedAsync(name, drain, decide, ct);
+            // Still one change at a time: a removal sent here cannot land after the writes of a later attach of the same device.
+            if (after is not null) await after();
+            return fresh;
         }
         finally
         {
             _changes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> while no change of any volume's shape is under way in this controller (see
+    /// <see cref="ChangeAsync"/>): what it sees of the mirrors stays true until it returns.
+    /// </summary>
+    public async Task WithoutChangesAsync(Func<Task> action, CancellationToken ct)
+    {
+        await _changes.WaitAsync(ct);
+        try
+        {
+            await action();
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    private async Task<Volume?> ChangeLockedAsync(
+        string name, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct)
+    {
+        if (Find(name) is not { } v) throw new VolumeChangeRefusedException(404, $"no volume named '{name}'");
+        if (!v.Writable)
+            throw new VolumeChangeRefusedException(409, v.Owned ? $"volume {name}: this controller's lease is not fresh (PostgreSQL unreachable?); try again" : $"volume {name} is owned by another controller: ask it");
+        await v.ResyncLock.WaitAsync(ct);
+        try
+        {
+            await v.AppendLock.WaitAsync(ct);
+            try
+            {
+                return await ChangeGatedAsync(v, drain, decide, ct);
+            }
+            finally
+            {
+                v.AppendLock.Release();
+            }
+        }
+        finally
+        {
+            v.ResyncLock.Release();
         }
     }
 

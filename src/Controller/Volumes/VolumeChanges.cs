@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
@@ -86,6 +87,7 @@ internal sealed class VolumeChanges(
         using var span = Start("volume detach", name, deviceId);
         Mirror? leaving = null;
         Volume? old = null;
+        (ObjectRemoval? Failed, long Before) sent = default;
         var fresh = await catalog.ChangeAsync(name, DrainAsync, (v, _) =>
         {
             if (v.MirrorOn(deviceId) is not { } m)
@@ -101,8 +103,8 @@ internal sealed class VolumeChanges(
             }
             (leaving, old) = (m, v);
             return Task.FromResult<object>(new MirrorDetached(deviceId, reason));
-        }, ct);
-        var removal = await RemoveObjectAsync(old!, leaving!.DeviceId, leaving.ObjectId);
+        }, ct, after: async () => sent = await SendRemovalAsync(old!, leaving!.DeviceId, leaving.ObjectId));
+        var removal = sent.Failed ?? await WaitRemovedAsync(leaving!.DeviceId, leaving.ObjectId, sent.Before);
         logger.LogWarning("Volume {Volume}: mirror on {Device} detached ({Reason}); its object: {Removal}", name, deviceId, reason, removal.Outcome);
         return (fresh!, removal);
     }
@@ -137,41 +139,119 @@ internal sealed class VolumeChanges(
     {
         using var span = Start("volume delete", name, null);
         Volume? old = null;
+        var sent = Array.Empty<(ObjectRemoval? Failed, long Before)>();
         await catalog.ChangeAsync(name, DrainAsync, (v, _) =>
         {
             old = v;
             return Task.FromResult<object>(new VolumeDeleted(name, [.. v.Mirrors.Select(m => m.DeviceId)]));
-        }, ct);
-        var removals = await Task.WhenAll(old!.Mirrors.Select(m => RemoveObjectAsync(old, m.DeviceId, m.ObjectId)));
+        }, ct, after: async () => sent = await Task.WhenAll(old!.Mirrors.Select(m => SendRemovalAsync(old, m.DeviceId, m.ObjectId))));
+        var removals = await Task.WhenAll(old!.Mirrors.Select((m, i) => sent[i].Failed is { } failed ? Task.FromResult(failed) : WaitRemovedAsync(m.DeviceId, m.ObjectId, sent[i].Before)));
         logger.LogWarning("Volume {Volume} deleted; its objects: {Removals}", name, string.Join(", ", removals.Select(r => $"{r.Device}: {r.Outcome}")));
         return removals;
+    }
+
+    private readonly ConcurrentDictionary<(string Device, string ObjectId), long> _orphanRemovals = new();
+
+    /// <summary>
+    /// Sends the removal again for every object a device holds for no mirror: a detached mirror's or a deleted volume's
+    /// whose Delete never reached the device's log (the log did not take messages, or this controller died between the
+    /// record and the send). Only the owner of a volume decides its objects are orphans (it made its shape or read it
+    /// again when it took the volume); a deleted volume's, any controller. One removal per object per sweep interval
+    /// from this controller; a device that already applied one has no row any more.
+    /// </summary>
+    public async Task RemoveOrphansAsync(CancellationToken ct)
+    {
+        var objects = new List<(string Device, string ObjectId, int BlockSize, long Blocks)>();
+        try
+        {
+            await using var cmd = store.DataSource.CreateCommand($"SELECT device_id, object_id, block_size, object_blocks FROM {store.Schema}.device_objects");
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) objects.Add((r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetInt64(3)));
+        }
+        catch (Npgsql.PostgresException ex) when (Hosting.ForeignTables.IsMissing(ex))
+        {
+            return; // no device agent has started yet
+        }
+        foreach (var (device, objectId, blockSize, blocks) in objects)
+        {
+            // Checked and sent with no change under way: an attach of the same device cannot slip in between and have
+            // its new object's writes land before this removal.
+            await catalog.WithoutChangesAsync(() => RemoveIfOrphanAsync(device, objectId, blockSize, blocks, ct), ct);
+        }
+    }
+
+    private async Task RemoveIfOrphanAsync(string device, string objectId, int blockSize, long blocks, CancellationToken ct)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var volume = Names.VolumeOfObject(objectId);
+        long ownerEpoch;
+        if (catalog.Find(volume) is { } v)
+        {
+            if (!v.Owned || v.Retired || v.MirrorOn(device) is not null || Names.ObjectId(volume, device) != objectId) return;
+            ownerEpoch = v.OwnerEpoch;
+        }
+        else if (await catalog.WasDeletedAsync(volume, ct))
+        {
+            ownerEpoch = await LastOwnerEpochAsync(volume, ct);
+        }
+        else
+        {
+            return; // created by another controller and not loaded here yet
+        }
+        if (_orphanRemovals.TryGetValue((device, objectId), out var sent) && Stopwatch.GetElapsedTime(sent, now) < options.OrphanSweepInterval) return;
+        _orphanRemovals[(device, objectId)] = now;
+        try
+        {
+            await log.SendDeleteAsync(log.Channel(device), Encoding.UTF8.GetBytes(objectId), new Tag(tags.ControllerId, tags.Epoch, 0), blockSize, blocks, ownerEpoch);
+            logger.LogWarning("Object {Object} on {Device} belongs to no mirror (a removal that never reached its log): its removal is in the log now", objectId, device);
+        }
+        catch (KafkaException ex)
+        {
+            logger.LogInformation("Object {Object} on {Device} belongs to no mirror; its removal could not be sent: {Reason}", objectId, device, ex.Message);
+        }
+    }
+
+    /// <summary>The owner epoch of the volume's lease as it was left (a deleted volume keeps its row), at least 1.</summary>
+    private async Task<long> LastOwnerEpochAsync(string volume, CancellationToken ct)
+    {
+        await using var cmd = store.DataSource.CreateCommand($"SELECT owner_epoch FROM {store.Schema}.volume_leases WHERE volume = @v");
+        cmd.Parameters.AddWithValue("v", volume);
+        return Math.Max(1, await cmd.ExecuteScalarAsync(ct) as long? ?? 1);
     }
 
     private Task DrainAsync(Volume v, CancellationToken ct) =>
         pipeline.WaitDeliveredAsync(v, options.DeliveryTimeout + TimeSpan.FromSeconds(5), ct);
 
     /// <summary>
-    /// Sends the object's Delete and waits (briefly) for the device to apply it. A device that is down applies it when
-    /// it comes back: the Delete is in its log after every write to the object.
+    /// Sends the object's Delete (the caller holds the catalog's change lock: no attach of the same device can come
+    /// between). Returns the refusal when it could not be sent, else how many removals the device had recorded before.
     /// </summary>
-    private async Task<ObjectRemoval> RemoveObjectAsync(Volume v, string deviceId, string objectId)
+    private async Task<(ObjectRemoval? Failed, long Before)> SendRemovalAsync(Volume v, string deviceId, string objectId)
     {
-        long since;
         try
         {
-            since = await DeletionsAsync(deviceId, objectId, CancellationToken.None);
+            var before = await DeletionsAsync(deviceId, objectId, CancellationToken.None);
             await SendDeleteAsync(v, deviceId, objectId);
+            return (null, before);
         }
         catch (Exception ex) when (ex is KafkaException or Npgsql.NpgsqlException)
         {
-            return new ObjectRemoval(deviceId, objectId, "not removed: " + ex.Message);
+            return (new ObjectRemoval(deviceId, objectId, $"not removed yet: {ex.Message}; the controller sends the removal again once the device's log takes it"), 0);
         }
+    }
+
+    /// <summary>
+    /// Waits (briefly) for the device to apply a removal sent. A device that is down applies it when it comes back: it is
+    /// in its log after every write to the object.
+    /// </summary>
+    private async Task<ObjectRemoval> WaitRemovedAsync(string deviceId, string objectId, long before)
+    {
         var deadline = Stopwatch.GetTimestamp() + 5 * Stopwatch.Frequency;
         while (Stopwatch.GetTimestamp() < deadline)
         {
             try
             {
-                if (await DeletionsAsync(deviceId, objectId, CancellationToken.None) > since) return new ObjectRemoval(deviceId, objectId, "removed");
+                if (await DeletionsAsync(deviceId, objectId, CancellationToken.None) > before) return new ObjectRemoval(deviceId, objectId, "removed");
             }
             catch (Npgsql.NpgsqlException)
             {
