@@ -9,5 +9,5 @@ set -euo pipefail
 
 rc=0
 run_on_stack demo "$@" || rc=$?
-log "logs: $TM_RUN_DIR/controller.log, $TM_RUN_DIR/agent-d0.log, $TM_RUN_DIR/agent-d1.log, $TM_RUN_DIR/devkafka.log"
+log "logs: $TM_RUN_DIR/controller.log, $TM_RUN_DIR/agent-d0.log, $TM_RUN_DIR/agent-d1.log, $TM_RUN_DIR/agent-d2.log, $TM_RUN_DIR/devkafka.log"
 exit "$rc"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the local stack in the background: devkafka (mock Kafka with tm.device.d0/d1), the controller on
-# :5100 and device agents d0 (:5101) and d1 (:5102), cluster `local`, PostgreSQL schema tm_local.
+# Starts the local stack in the background: devkafka (mock Kafka with tm.device.d0/d1/d2), the controller on
+# :5100 and device agents d0 (:5101), d1 (:5102) and d2 (:5103, a spare: the demo's volume is mirrored on d0 and
+# d1, so d2 is there to attach or replace onto), cluster `local`, PostgreSQL schema tm_local.
 # Pid files and logs in .run/ (<name>.pid, <name>.log; the previous run's log is kept as <name>.log.prev),
 # device data in .run/data/<device>. Idempotent: parts already running are left alone.
 #
@@ -19,8 +20,8 @@ START_TIMEOUT="${TM_START_TIMEOUT:-60}"
 CLUSTER=local
 SCHEMA=tm_local
 CONTROLLER_URL=http://127.0.0.1:5100
-declare -A AGENT_URLS=([d0]=http://127.0.0.1:5101 [d1]=http://127.0.0.1:5102)
-DEVICES=(d0 d1)
+declare -A AGENT_URLS=([d0]=http://127.0.0.1:5101 [d1]=http://127.0.0.1:5102 [d2]=http://127.0.0.1:5103)
+DEVICES=(d0 d1 d2)
 CONTROLLER_DLL="$TM_ROOT/src/Controller/bin/$CONFIGURATION/net10.0/TaggedMirror.Controller.dll"
 AGENT_DLL="$TM_ROOT/src/DeviceAgent/bin/$CONFIGURATION/net10.0/TaggedMirror.DeviceAgent.dll"
 export TM_BUILD_CONFIGURATION="$CONFIGURATION"
@@ -59,7 +60,7 @@ fi
 
 # --- devkafka, and fresh state whenever it starts ---------------------------------------------------
 if ! devkafka_running; then
-  if controller_running || agent_running d0 || agent_running d1; then
+  if controller_running || agent_running d0 || agent_running d1 || agent_running d2; then
     log "stack: devkafka is not running but other parts are; stopping them so they do not keep a dead broker"
     TM_KEEP_DEVKAFKA=1 "$TM_ROOT/ops/stack-stop.sh"
   fi
@@ -73,7 +74,7 @@ if ! devkafka_running; then
       rabbitmqctl -q purge_queue "$queue" >/dev/null 2>&1 || true
     done
   fi
-  TM_KAFKA_TOPICS="tm.device.d0:1,tm.device.d1:1" "$TM_ROOT/ops/devkafka-start.sh"
+  TM_KAFKA_TOPICS="tm.device.d0:1,tm.device.d1:1,tm.device.d2:1" "$TM_ROOT/ops/devkafka-start.sh"
 fi
 BOOTSTRAP="$(cat "$TM_RUN_DIR/kafka.bootstrap")"
 
@@ -130,4 +131,4 @@ wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/controller"
 for d in "${DEVICES[@]}"; do
   wait_ready "agent-$d" "$(agent_pattern "$d")" "${AGENT_URLS[$d]}/status"
 done
-log "stack: ready — controller $CONTROLLER_URL, agents ${AGENT_URLS[d0]} ${AGENT_URLS[d1]}, kafka $BOOTSTRAP, logs in $TM_RUN_DIR"
+log "stack: ready — controller $CONTROLLER_URL, agents ${AGENT_URLS[d0]} ${AGENT_URLS[d1]} (spare ${AGENT_URLS[d2]}), kafka $BOOTSTRAP, logs in $TM_RUN_DIR"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what ops/stack-start.sh started, by pid file only: the controller, agents d0 and d1, then devkafka.
+# Stops what ops/stack-start.sh started, by pid file only: the controller, agents d0, d1 and d2, then devkafka.
 # SIGTERM, then SIGKILL after TM_STOP_TIMEOUT seconds (10). Parts not running are skipped.
 # TM_KEEP_DEVKAFKA=1 leaves devkafka running.
 set -euo pipefail
@@ -34,6 +34,7 @@ stop() {
 stop controller TaggedMirror.Controller.dll
 stop agent-d0 TaggedMirror.DeviceAgent.dll
 stop agent-d1 TaggedMirror.DeviceAgent.dll
+stop agent-d2 TaggedMirror.DeviceAgent.dll
 if [[ ${TM_KEEP_DEVKAFKA:-0} != 1 ]]; then
   "$TM_ROOT/ops/devkafka-stop.sh"
 fi

@@ -93,6 +93,8 @@ internal sealed class VolumeChanges(
             if (v.MirrorOn(deviceId) is not { } m)
                 throw new VolumeChangeRefusedException(404, $"{deviceId} holds no mirror of {name}: mirrors are on {Devices(v)}");
             var rest = v.Mirrors.Where(x => x != m).ToList();
+            if (rest.Count == 0)
+                throw new VolumeChangeRefusedException(409, $"{deviceId} holds the last mirror of {name}: a volume keeps at least one (tm delete {name} removes the volume)");
             if (rest.Count < v.MinMirrors)
                 throw new VolumeChangeRefusedException(409, $"{name} needs {v.MinMirrors} mirrors for a write (minMirrors); detaching {deviceId} would leave {rest.Count}. Attach another first");
             if (!rest.Any(x => x.Current))
