@@ -379,16 +379,24 @@ internal sealed class WritePipeline(
     /// </summary>
     public void Abandon(Volume v)
     {
-        foreach (var w in v.Inflight.Values)
+        foreach (var w in WritesOf(v))
         {
-            for (var i = 0; i < v.Mirrors.Length; i++)
+            var mirrors = w.Volume.Mirrors;
+            for (var i = 0; i < mirrors.Length; i++)
             {
                 var (wasPending, settled) = w.MarkFailed(i);
-                if (wasPending) log.Channel(v.Mirrors[i].DeviceId).OnSettled(w.Bytes);
+                if (wasPending) log.Channel(mirrors[i].DeviceId).OnSettled(w.Bytes);
                 if (settled) Settle(w);
             }
         }
     }
+
+    /// <summary>
+    /// Writes in flight to the volume, those of the objects it replaced included (a change of its shape swaps the
+    /// object while writes sent before are still being applied): a mirror lost or a log truncated concerns them too.
+    /// </summary>
+    private IEnumerable<InflightWrite> WritesOf(Volume v) =>
+        _inflight.Values.Where(w => ReferenceEquals(w.Volume, v) || (w.Volume.Retired && w.Volume.Name == v.Name));
 
     /// <summary>
     /// Writes sent to <paramref name="m"/> will not be applied (its log is undeliverable, or fell off under it):
@@ -397,11 +405,12 @@ internal sealed class WritePipeline(
     public void OnMirrorLost(Volume v, Mirror m)
     {
         var channel = log.Channel(m.DeviceId);
-        foreach (var w in v.Inflight.Values)
+        foreach (var w in WritesOf(v))
         {
+            if (w.Volume.MirrorOn(m.DeviceId) is not { } wm) continue;
             // Before the copy faults or the write settles: nobody may take this mirror as current after that.
-            if ((w.Targets & (1 << m.Index)) != 0 && !w.AppliedOnAsync(m.Index).IsCompletedSuccessfully) m.MarkMissed(w.Tag.Seq);
-            var (wasPending, settled) = w.MarkFailed(m.Index);
+            if ((w.Targets & (1 << wm.Index)) != 0 && !w.AppliedOnAsync(wm.Index).IsCompletedSuccessfully) wm.MarkMissed(w.Tag.Seq);
+            var (wasPending, settled) = w.MarkFailed(wm.Index);
             if (wasPending) channel.OnSettled(w.Bytes);
             if (settled) Settle(w);
         }
@@ -417,12 +426,13 @@ internal sealed class WritePipeline(
     public void OnTruncated(Volume v, Mirror m, int partition, long logStartOffset)
     {
         var channel = log.Channel(m.DeviceId);
-        foreach (var w in v.Inflight.Values)
+        foreach (var w in WritesOf(v))
         {
-            if ((w.Targets & (1 << m.Index)) == 0 || w.AppliedOnAsync(m.Index).IsCompleted) continue;
-            if (w.LogPositionOf(m.Index) is not { } at || at.Partition != partition || at.Offset >= logStartOffset) continue;
-            m.MarkMissed(w.Tag.Seq);
-            var (wasPending, settled) = w.MarkFailed(m.Index);
+            if (w.Volume.MirrorOn(m.DeviceId) is not { } wm) continue;
+            if ((w.Targets & (1 << wm.Index)) == 0 || w.AppliedOnAsync(wm.Index).IsCompleted) continue;
+            if (w.LogPositionOf(wm.Index) is not { } at || at.Partition != partition || at.Offset >= logStartOffset) continue;
+            wm.MarkMissed(w.Tag.Seq);
+            var (wasPending, settled) = w.MarkFailed(wm.Index);
             if (wasPending) channel.OnSettled(w.Bytes);
             if (settled) Settle(w);
         }

@@ -10,11 +10,27 @@ namespace TaggedMirror.Controller.Reads;
 /// every write that overlaps the range and was sent before the read, so a read always returns what an earlier
 /// acknowledged write put there. The first read from a mirror after this controller took the volume (a start,
 /// a restart, a takeover) also waits until the mirror applied its whole log as it stood then: writes a
-/// previous epoch or owner acknowledged at log level are not tracked in memory here.
+/// previous epoch or owner acknowledged at log level are not tracked in memory here. A read that ran while the volume
+/// changed shape is made again on the volume as it is now.
 /// </summary>
-internal sealed class VolumeReader(WritePipeline pipeline, DeviceReader devices, LogProgress progress, ControllerOptions options, ILogger<VolumeReader> logger)
+internal sealed class VolumeReader(
+    WritePipeline pipeline, DeviceReader devices, LogProgress progress, VolumeCatalog catalog, ControllerOptions options, ILogger<VolumeReader> logger)
 {
     public async Task<byte[]> ReadAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
+    {
+        while (true)
+        {
+            var data = await ReadOnceAsync(v, firstBlock, blocks, ct);
+            // The volume changed shape while this read ran: the mirror it read may have been detached and its object
+            // removed under it (a device answers "no such object" with zeros). Read again from the volume as it is now.
+            if (!v.Retired) return data;
+            v = catalog.Find(v.Name) is { } now && !ReferenceEquals(now, v)
+                ? now
+                : throw new ReadFailedException($"volume {v.Name} changed or was deleted while it was read; try again");
+        }
+    }
+
+    private async Task<byte[]> ReadOnceAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
     {
         // Only the owner tracks the writes in flight; another controller could answer with an older range.
         if (!v.Owned) throw new ReadFailedException($"volume {v.Name} is owned by another controller: read it there");

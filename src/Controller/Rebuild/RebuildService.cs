@@ -38,41 +38,50 @@ internal sealed class RebuildService(
         await _starts.WaitAsync(ct);
         try
         {
-            if (!Names.IsValid(deviceId)) throw new RebuildRefusedException(400, $"'{deviceId}' is not a device name");
-            if (!await DeviceRegisteredAsync(deviceId, ct)) throw new RebuildRefusedException(404, $"no device named {deviceId} has registered");
-            if (await LatestAsync(deviceId, ct) is { Phase: not (Done or "failed") } running)
-                throw new RebuildRefusedException(409, $"rebuild {running.Id} of {deviceId} is {running.Phase}: GET /devices/{deviceId}/rebuild");
-            var volumes = catalog.All.Where(v => v.MirrorOn(deviceId) is not null).ToList();
-            if (volumes.Count == 0) throw new RebuildRefusedException(409, $"device {deviceId} holds no mirror of any volume: nothing to rebuild");
-            foreach (var v in volumes)
-            {
-                if (!v.Owned) throw new RebuildRefusedException(409, $"volume {v.Name} on {deviceId} is owned by another controller: ask that one");
-                if (!v.Mirrors.Any(m => m.DeviceId != deviceId && m.Current))
-                {
-                    throw new RebuildRefusedException(409,
-                        $"volume {v.Name} has no in-sync mirror but the one on {deviceId}: nothing could serve its reads or vouch for its bytes while {deviceId} is rebuilt");
-                }
-            }
-            var id = Guid.NewGuid().ToString("N")[..12];
-            await using (var cmd = store.DataSource.CreateCommand(
-                $"INSERT INTO {store.Schema}.rebuilds (rebuild_id, device_id, volumes, phase) VALUES (@id, @d, @v, @p)"))
-            {
-                cmd.Parameters.AddWithValue("id", id);
-                cmd.Parameters.AddWithValue("d", deviceId);
-                cmd.Parameters.AddWithValue("v", volumes.Select(v => v.Name).ToArray());
-                cmd.Parameters.AddWithValue("p", Replaying);
-                await cmd.ExecuteNonQueryAsync(ct);
-            }
-            logger.LogWarning("Rebuild {Id} of device {Device}: volumes {Volumes}", id, deviceId, string.Join(", ", volumes.Select(v => v.Name)));
-            var row = (await LatestAsync(deviceId, ct))!;
-            // At once rather than at the next tick, so the answer already shows the mirrors out of reads.
-            await StepAsync(row, ct);
-            return await ReportAsync(deviceId, ct) ?? throw new InvalidOperationException("the rebuild just recorded is gone");
+            // With no change of a volume's shape under way: a detach of the other mirror, or an attach of this device,
+            // checked at the same time as this, would each be allowed by the state the other is about to change.
+            DeviceRebuildReport? report = null;
+            await catalog.WithoutChangesAsync(async () => report = await StartLockedAsync(deviceId, ct), ct);
+            return report!;
         }
         finally
         {
             _starts.Release();
         }
+    }
+
+    private async Task<DeviceRebuildReport> StartLockedAsync(string deviceId, CancellationToken ct)
+    {
+        if (!Names.IsValid(deviceId)) throw new RebuildRefusedException(400, $"'{deviceId}' is not a device name");
+        if (!await DeviceRegisteredAsync(deviceId, ct)) throw new RebuildRefusedException(404, $"no device named {deviceId} has registered");
+        if (await LatestAsync(deviceId, ct) is { Phase: not (Done or "failed") } running)
+            throw new RebuildRefusedException(409, $"rebuild {running.Id} of {deviceId} is {running.Phase}: GET /devices/{deviceId}/rebuild");
+        var volumes = catalog.All.Where(v => v.MirrorOn(deviceId) is not null).ToList();
+        if (volumes.Count == 0) throw new RebuildRefusedException(409, $"device {deviceId} holds no mirror of any volume: nothing to rebuild");
+        foreach (var v in volumes)
+        {
+            if (!v.Owned) throw new RebuildRefusedException(409, $"volume {v.Name} on {deviceId} is owned by another controller: ask that one");
+            if (!v.Mirrors.Any(m => m.DeviceId != deviceId && m.Current))
+            {
+                throw new RebuildRefusedException(409,
+                    $"volume {v.Name} has no in-sync mirror but the one on {deviceId}: nothing could serve its reads or vouch for its bytes while {deviceId} is rebuilt");
+            }
+        }
+        var id = Guid.NewGuid().ToString("N")[..12];
+        await using (var cmd = store.DataSource.CreateCommand(
+            $"INSERT INTO {store.Schema}.rebuilds (rebuild_id, device_id, volumes, phase) VALUES (@id, @d, @v, @p)"))
+        {
+            cmd.Parameters.AddWithValue("id", id);
+            cmd.Parameters.AddWithValue("d", deviceId);
+            cmd.Parameters.AddWithValue("v", volumes.Select(v => v.Name).ToArray());
+            cmd.Parameters.AddWithValue("p", Replaying);
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        logger.LogWarning("Rebuild {Id} of device {Device}: volumes {Volumes}", id, deviceId, string.Join(", ", volumes.Select(v => v.Name)));
+        var row = (await LatestAsync(deviceId, ct))!;
+        // At once rather than at the next tick, so the answer already shows the mirrors out of reads.
+        await StepAsync(row, ct);
+        return await ReportAsync(deviceId, ct) ?? throw new InvalidOperationException("the rebuild just recorded is gone");
     }
 
     /// <summary>The id of the device's rebuild still running, or null.</summary>

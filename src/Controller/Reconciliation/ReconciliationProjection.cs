@@ -194,10 +194,21 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         return
         [
             $"""
-            -- Tags every entry of which is retired are settled: forget them.
+            -- Tags every entry of which is retired are settled: forget them. Unless a mirror of the volume lacks the
+            -- write and has not had it repaired: the entries were retired because their mirror left the volume (a detach
+            -- retires them, and so does the device's removal of the object), and the write must still reach the others.
+            -- (A repair's own tag is meant for its target alone.)
             WITH settled AS (
-                SELECT controller_id, epoch, seq FROM {schema}.recon_entries
-                GROUP BY 1, 2, 3 HAVING bool_and(retired))
+                SELECT e.controller_id, e.epoch, e.seq FROM {schema}.recon_entries e
+                GROUP BY 1, 2, 3
+                HAVING bool_and(e.retired)
+                   AND (bool_or(e.repair) OR NOT EXISTS (
+                        SELECT 1 FROM {schema}.recon_volumes v CROSS JOIN LATERAL unnest(v.devices) AS d(device)
+                        WHERE v.volume = min(e.volume)
+                          AND NOT EXISTS (SELECT 1 FROM {schema}.recon_entries x
+                                          WHERE (x.controller_id, x.epoch, x.seq, x.device_id) = (e.controller_id, e.epoch, e.seq, d.device))
+                          AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
+                                          WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (e.controller_id, e.epoch, e.seq, d.device)))))
             , gone AS (
                 DELETE FROM {schema}.recon_entries e USING settled s
                 WHERE (e.controller_id, e.epoch, e.seq) = (s.controller_id, s.epoch, s.seq) RETURNING e.controller_id, e.epoch, e.seq)

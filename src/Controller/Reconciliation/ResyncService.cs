@@ -55,8 +55,13 @@ internal sealed class ResyncService(
             await v.ResyncLock.WaitAsync(ct);
             try
             {
-                // Replaced by a change of its mirrors while this waited: the requests are for the volume as it is now.
-                if (v.Retired) continue;
+                // Replaced by a change of its mirrors while this waited: the requests are for the volume as it is now
+                // (a retired object still in the catalog is being read again after a failure: the requests come again).
+                if (v.Retired)
+                {
+                    if (ReferenceEquals(catalog.Find(volume), v)) return;
+                    continue;
+                }
                 await ResyncLockedAsync(v, requests, ct);
                 return;
             }

@@ -88,7 +88,19 @@ internal sealed class VerifyService(
                     run.RangeDone(0);
                     continue;
                 }
-                var wrong = await CheckRangeAsync(v, first, blocks, rate, run);
+                List<WrongRun> wrong;
+                while (true)
+                {
+                    try
+                    {
+                        wrong = await CheckRangeAsync(v, first, blocks, rate, run);
+                        break;
+                    }
+                    catch (VolumeChangedException) when (catalog.Find(v.Name) is { } now && !ReferenceEquals(now, v))
+                    {
+                        v = now; // a mirror attached or detached, or the volume grown: the range is checked on the volume as it is now
+                    }
+                }
                 foreach (var m in wrong) await SettleAsync(v, m, run);
             }
             run.Finish(null);
@@ -141,11 +153,13 @@ internal sealed class VerifyService(
     {
         var ct = CancellationToken.None;
         var answers = new List<(Mirror Mirror, BlockChecksums Sums)>();
+        // Paced before the range is fenced, never under the fence: writes to the range wait for the check, not for the rate.
+        await rate.WaitAsync((long)blocks * v.BlockSize * v.Mirrors.Count(m => m.Current), ct);
         await v.ResyncLock.WaitAsync(ct);   // no repair (they pass fences) changes the range meanwhile
         var fence = new RangeFence(first, blocks);
         try
         {
-            v.ThrowIfRetired();   // a mirror attached or detached meanwhile: this verify stops, run it again
+            v.ThrowIfRetired();   // the volume changed shape meanwhile: the caller checks the range on the new one
             lock (v.WriteLock) v.Fences.Add(fence);
             foreach (var m in v.Mirrors.Where(m => m.Current))
             {
@@ -154,7 +168,6 @@ internal sealed class VerifyService(
                     await pipeline.AppliedOverlappingAsync(v, m, first, blocks).WaitAsync(options.CopySourceWaitTimeout, ct);
                     await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
                     if (!m.Current) continue;
-                    await rate.WaitAsync((long)blocks * v.BlockSize, ct);
                     var sums = await devices.ChecksumsAsync(m.DeviceId, m.ObjectId, first, blocks, ct)
                         ?? NothingWritten(v.BlockSize, first, blocks);
                     answers.Add((m, sums));
@@ -268,7 +281,8 @@ internal sealed class VerifyService(
             run.Add(new VerifyMismatch(w.Mirror.DeviceId, w.FirstBlock, w.Blocks, w.Kind, used, intact, intact ? null : "still wrong after the copy"));
             if (intact) run.Repaired((long)w.Blocks * v.BlockSize);
         }
-        catch (Exception ex) when (ex is NoCopySourceException or MirrorUnavailableException or TimeoutException or HttpRequestException or KafkaException)
+        catch (Exception ex) when (ex is NoCopySourceException or MirrorUnavailableException or TimeoutException or HttpRequestException or KafkaException
+                                       or VolumeChangedException)
         {
             run.Add(new VerifyMismatch(w.Mirror.DeviceId, w.FirstBlock, w.Blocks, w.Kind, w.Source.DeviceId, false, "repair failed: " + ex.Message));
         }

@@ -77,6 +77,8 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         fresh.LeaseDeadline = stale.LeaseDeadline;
         fresh.OwnerEpoch = stale.OwnerEpoch;
         _volumes[stale.Name] = fresh;
+        // Nothing new starts on the stale copy (a write that waited at one of its fences starts again on this one).
+        stale.Retired = true;
         return fresh;
     }
 
@@ -105,12 +107,14 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
                     break;
                 case MirrorAttached a:
                     mirrors.RemoveAll(m => m.DeviceId == a.DeviceId);
+                    ClearReplaces(mirrors, a.DeviceId);
                     var attached = new MirrorRecord(a.DeviceId, a.ObjectId) { Replaces = a.Replaces };
                     attached.Apply(MirrorState.NeedsFullCopy, a.Reason);
                     mirrors.Add(attached);
                     break;
                 case MirrorDetached d:
                     mirrors.RemoveAll(m => m.DeviceId == d.DeviceId);
+                    ClearReplaces(mirrors, d.DeviceId); // a replace is over once its old mirror left (or came back)
                     break;
                 case VolumeGrown g:
                     blocks = g.Blocks;
@@ -130,12 +134,17 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         return v;
     }
 
+    private static void ClearReplaces(List<MirrorRecord> mirrors, string deviceId)
+    {
+        foreach (var m in mirrors.Where(m => m.Replaces == deviceId)) m.Replaces = null;
+    }
+
     /// <summary>A mirror as the stream's events leave it, before the volume object is built.</summary>
     private sealed class MirrorRecord(string deviceId, string objectId)
     {
         public string DeviceId { get; } = deviceId;
 
-        public string? Replaces { get; init; }
+        public string? Replaces { get; set; }
 
         private MirrorState _state = MirrorState.InSync;
         private string? _reason;
@@ -171,11 +180,13 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
     /// </summary>
     public async Task<Volume?> ChangeAsync(
         string name, Func<Volume, CancellationToken, Task> drain, Func<Volume, CancellationToken, Task<object>> decide, CancellationToken ct,
-        Func<Task>? after = null)
+        Func<Task>? after = null, Func<Volume, CancellationToken, Task>? before = null)
     {
         await _changes.WaitAsync(ct);
         try
         {
+            // Slow preparation (queries, a message to a log) is made before writes are held at the fence.
+            if (before is not null && Find(name) is { } current) await before(current, ct);
             var fresh = await ChangeLockedAsync(name, drain, decide, ct);
             // Still one change at a time: a removal sent here cannot land after the writes of a later attach of the same device.
             if (after is not null) await after();
@@ -238,42 +249,57 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         {
             await drain(v, ct);
             var change = await decide(v, ct);
+            // Checked again under the fence: the object may have been replaced while this waited for the locks.
+            if (!ReferenceEquals(Find(v.Name), v) || v.Retired || !v.Writable)
+                throw new VolumeChangeRefusedException(409, $"volume {v.Name} changed hands or shape meanwhile; try again");
             await _stateWrites.WaitAsync(ct);
             try
             {
-                await _stateRetry.ExecuteAsync(async token => await AppendToVolumeAsync(v, change, token), ct);
-                v.Retired = true;
-                Volume? fresh;
+                // From the append on nothing is cancelled (a client that gives up must not leave memory and the stream
+                // apart), and the stream lock is held until the new object is in place: no other record (a verify's)
+                // can come between the change and the version the new object starts from.
+                await v.StreamLock.WaitAsync(ct);
                 try
                 {
-                    fresh = await _stateRetry.ExecuteAsync(async token => await ReadAsync(v.Name, token), ct);
+                    await _stateRetry.ExecuteAsync(async token => await AppendLockedAsync(v, change, token), CancellationToken.None);
+                    Volume? fresh;
+                    try
+                    {
+                        fresh = await _stateRetry.ExecuteAsync(async token => await ReadAsync(v.Name, token), CancellationToken.None);
+                    }
+                    catch (Exception ex)
+                    {
+                        // Recorded, but not read back: as after a lost lease, the lease keeper reads the volume again
+                        // before its next write (until then writes are refused as not owned; nothing is sent).
+                        v.Owned = false;
+                        logger.LogWarning("Volume {Volume}: {Change} recorded, but the volume could not be read back ({Reason}); it is loaded again by the next lease round",
+                            v.Name, change.GetType().Name, ex.Message);
+                        throw;
+                    }
+                    v.Retired = true;
+                    if (fresh is null)
+                    {
+                        _volumes.TryRemove(v.Name, out _);
+                        return null;
+                    }
+                    fresh.LeaseDeadline = v.LeaseDeadline;
+                    fresh.OwnerEpoch = v.OwnerEpoch;
+                    fresh.Owned = true;
+                    fresh.WritesAccepted = Interlocked.Read(ref v.WritesAccepted);
+                    fresh.BytesAccepted = Interlocked.Read(ref v.BytesAccepted);
+                    foreach (var m in fresh.Mirrors)
+                    {
+                        if (v.MirrorOn(m.DeviceId) is { } old) m.CarryOver(old);
+                    }
+                    _volumes[v.Name] = fresh;
+                    logger.LogWarning("Volume {Volume}: {Change}; mirrors now {Mirrors}, {Blocks} blocks", v.Name, change.GetType().Name,
+                        string.Join(", ", fresh.Mirrors.Select(m => $"{m.DeviceId} ({m.State})")), fresh.Blocks);
+                    return fresh;
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                finally
                 {
-                    // Recorded, but not read back: as after a lost lease, the lease keeper reads the volume again before its next write.
-                    v.Owned = false;
-                    logger.LogWarning("Volume {Volume}: {Change} recorded, but the volume could not be read back ({Reason}); it is loaded again by the next lease round",
-                        v.Name, change.GetType().Name, ex.Message);
-                    throw;
+                    v.StreamLock.Release();
                 }
-                if (fresh is null)
-                {
-                    _volumes.TryRemove(v.Name, out _);
-                    return null;
-                }
-                fresh.LeaseDeadline = v.LeaseDeadline;
-                fresh.OwnerEpoch = v.OwnerEpoch;
-                fresh.Owned = true;
-                fresh.WritesAccepted = Interlocked.Read(ref v.WritesAccepted);
-                fresh.BytesAccepted = Interlocked.Read(ref v.BytesAccepted);
-                foreach (var m in fresh.Mirrors)
-                {
-                    if (v.MirrorOn(m.DeviceId) is { } old) m.CarryOver(old);
-                }
-                _volumes[v.Name] = fresh;
-                logger.LogWarning("Volume {Volume}: {Change}; mirrors now {Mirrors}, {Blocks} blocks", v.Name, change.GetType().Name,
-                    string.Join(", ", fresh.Mirrors.Select(m => $"{m.DeviceId} ({m.State})")), fresh.Blocks);
-                return fresh;
             }
             finally
             {
@@ -297,14 +323,24 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
     /// </summary>
     private async Task AppendToVolumeAsync(Volume v, object e, CancellationToken ct)
     {
-        await v.StreamLock.WaitAsync(ct);
-        try
+        while (true)
         {
-            await AppendLockedAsync(v, e, ct);
-        }
-        finally
-        {
-            v.StreamLock.Release();
+            await v.StreamLock.WaitAsync(ct);
+            try
+            {
+                if (!v.Retired)
+                {
+                    await AppendLockedAsync(v, e, ct);
+                    return;
+                }
+            }
+            finally
+            {
+                v.StreamLock.Release();
+            }
+            // Replaced by a change of its shape while this waited (a verify's record): it goes to the volume as it is
+            // now, at the version the new object starts from; appended at the old one's, it would read as a takeover.
+            v = Find(v.Name) is { } now && !ReferenceEquals(now, v) ? now : throw new VolumeChangedException(v.Name);
         }
     }
 
@@ -367,14 +403,18 @@ internal sealed class VolumeCatalog(EventStreams store, ControllerOptions option
         {
             // The volume changed shape since the caller looked (a write sent before a mirror was attached or detached
             // failed after): the state belongs to the same device's mirror in the volume as it is now, if it has one.
-            while (v.Retired)
+            if (v.Retired)
             {
-                if (Find(v.Name) is not { } now || ReferenceEquals(now, v) || now.MirrorOn(m.DeviceId) is not { } same)
+                // Only along the mirror's own line (CarryOver): a mirror detached and attached again is a new one, and a
+                // decision about the old one (a full copy done, a miss) says nothing about it.
+                var successor = m;
+                while (successor.Successor is { } next) successor = next;
+                if (Find(v.Name) is not { } now || ReferenceEquals(now, v) || !now.Mirrors.Contains(successor))
                 {
                     logger.LogInformation("Volume {Volume}: mirror on {Device} left the volume; its state {State} is not recorded", v.Name, m.DeviceId, state);
                     return;
                 }
-                (v, m) = (now, same);
+                (v, m) = (now, successor);
             }
             if (m.State == state) return;
             var data = new MirrorStateChanged(m.DeviceId, state, reason);

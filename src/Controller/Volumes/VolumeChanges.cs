@@ -47,7 +47,7 @@ internal sealed class VolumeChanges(
     public async Task<Volume> AttachAsync(string name, string deviceId, string? replaces, CancellationToken ct)
     {
         using var span = Start(replaces is null ? "volume attach" : "volume replace", name, deviceId);
-        var fresh = await catalog.ChangeAsync(name, DrainAsync, async (v, token) =>
+        void Check(Volume v)
         {
             if (v.MirrorOn(deviceId) is not null)
                 throw new VolumeChangeRefusedException(409, $"{deviceId} already holds a mirror of {name}");
@@ -57,22 +57,31 @@ internal sealed class VolumeChanges(
                 throw new VolumeChangeRefusedException(409, $"{name} has {v.Mirrors.Length} mirrors, the most a volume may have");
             if (Array.Find(v.Mirrors, m => m.Replaces is not null && v.MirrorOn(m.Replaces) is not null && m.State != MirrorState.InSync) is { } other)
                 throw new VolumeChangeRefusedException(409, $"{other.DeviceId} is still being copied to replace {other.Replaces}; wait for it (tm status {name})");
+        }
+        var objectId = Names.ObjectId(name, deviceId);
+        var fresh = await catalog.ChangeAsync(name, DrainAsync, (v, _) =>
+        {
+            Check(v); // again, as it is now: the volume may have changed while writes drained
+            var why = replaces is null ? "attached; a full copy brings it in sync" : $"attached to replace {replaces}; a full copy brings it in sync";
+            return Task.FromResult<object>(new MirrorAttached(deviceId, objectId, replaces, why));
+        }, ct, before: async (v, token) =>
+        {
+            // Under the change lock (a rebuild starts under it too), before writes are held.
+            Check(v);
             if (!await rebuilds.DeviceRegisteredAsync(deviceId, token))
                 throw new VolumeChangeRefusedException(404, $"no device named {deviceId} has registered: start its agent first");
             if (await rebuilds.RunningAsync(deviceId, token) is { } rebuild)
                 throw new VolumeChangeRefusedException(409, $"device {deviceId} is being rebuilt (rebuild {rebuild}); attach it once that is done");
-            var objectId = Names.ObjectId(name, deviceId);
             try
             {
+                // Whatever an earlier attach left there is removed before this one's first write (same key, same partition).
                 await SendDeleteAsync(v, deviceId, objectId);
             }
             catch (KafkaException ex)
             {
                 throw new VolumeChangeRefusedException(503, $"the log of {deviceId} does not take messages ({ex.Message}); nothing was changed");
             }
-            var why = replaces is null ? "attached; a full copy brings it in sync" : $"attached to replace {replaces}; a full copy brings it in sync";
-            return new MirrorAttached(deviceId, objectId, replaces, why);
-        }, ct);
+        });
         logger.LogWarning("Volume {Volume}: mirror on {Device} attached{Replacing}", name, deviceId, replaces is null ? "" : $" to replace {replaces}");
         return fresh!;
     }
@@ -158,8 +167,8 @@ internal sealed class VolumeChanges(
     /// Sends the removal again for every object a device holds for no mirror: a detached mirror's or a deleted volume's
     /// whose Delete never reached the device's log (the log did not take messages, or this controller died between the
     /// record and the send). Only the owner of a volume decides its objects are orphans (it made its shape or read it
-    /// again when it took the volume); a deleted volume's, any controller. One removal per object per sweep interval
-    /// from this controller; a device that already applied one has no row any more.
+    /// again when it took the volume); a deleted volume's, any controller. One removal per object in this controller's
+    /// life once it is in the log; a device that already applied one has no row any more.
     /// </summary>
     public async Task RemoveOrphansAsync(CancellationToken ct)
     {
@@ -200,11 +209,13 @@ internal sealed class VolumeChanges(
         {
             return; // created by another controller and not loaded here yet
         }
-        if (_orphanRemovals.TryGetValue((device, objectId), out var sent) && Stopwatch.GetElapsedTime(sent, now) < options.OrphanSweepInterval) return;
-        _orphanRemovals[(device, objectId)] = now;
+        // Once in the device's log, the removal stays there until the device applies it (a device that is down does when
+        // it is back): it is not sent again by this process, so a device gone for good does not pile them up.
+        if (_orphanRemovals.ContainsKey((device, objectId))) return;
         try
         {
             await log.SendDeleteAsync(log.Channel(device), Encoding.UTF8.GetBytes(objectId), new Tag(tags.ControllerId, tags.Epoch, 0), blockSize, blocks, ownerEpoch);
+            _orphanRemovals[(device, objectId)] = now;
             logger.LogWarning("Object {Object} on {Device} belongs to no mirror (a removal that never reached its log): its removal is in the log now", objectId, device);
         }
         catch (KafkaException ex)
@@ -264,8 +275,11 @@ internal sealed class VolumeChanges(
         return new ObjectRemoval(deviceId, objectId, "removal in its log; the device applies it when it reaches it");
     }
 
-    private async Task SendDeleteAsync(Volume v, string deviceId, string objectId) =>
+    private async Task SendDeleteAsync(Volume v, string deviceId, string objectId)
+    {
+        _orphanRemovals.TryRemove((deviceId, objectId), out _); // the object's story starts again: the sweep may send its removal again
         await log.SendDeleteAsync(log.Channel(deviceId), Encoding.UTF8.GetBytes(objectId), new Tag(tags.ControllerId, tags.Epoch, 0), v.BlockSize, v.Blocks, v.OwnerEpoch);
+    }
 
     /// <summary>How many times the device recorded removing the object (its stream's <c>object_deleted</c> events).</summary>
     private async Task<long> DeletionsAsync(string deviceId, string objectId, CancellationToken ct)
