@@ -80,8 +80,8 @@ BOOTSTRAP="$(cat "$TM_RUN_DIR/kafka.bootstrap")"
 
 export TaggedMirror__Cluster="$CLUSTER" TaggedMirror__Schema="$SCHEMA" TaggedMirror__Kafka="$BOOTSTRAP"
 export ASPNETCORE_ENVIRONMENT="${ASPNETCORE_ENVIRONMENT:-Production}"
-# The services ship no appsettings.json, so ASP.NET Core would log four Information lines per request — on the
-# write path that costs measurable CPU. TM_ASPNETCORE_LOG_LEVEL=Information brings them back.
+# The services' appsettings.json (beside each dll) keeps ASP.NET Core's four Information lines per request off the
+# console (on the write path they cost measurable CPU); TM_ASPNETCORE_LOG_LEVEL=Information brings them back.
 COMMON_ARGS=(--Logging:LogLevel:Microsoft.AspNetCore "${TM_ASPNETCORE_LOG_LEVEL:-Warning}")
 
 # start NAME URL PATTERN DLL ARGS...: starts one process unless it runs; refuses a port another process holds.

@@ -11,7 +11,9 @@ using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Telemetry;
 
-var builder = WebApplication.CreateBuilder(args);
+// The content root is where the program is, not the directory it was started from: its appsettings.json (the log
+// levels that keep per-request and per-batch lines of the libraries off the console) was ignored when run from elsewhere.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 var options = builder.AddTaggedMirrorDefaults("DeviceAgent");
 var agent = builder.Configuration.GetSection(AgentOptions.Section).Get<AgentOptions>() ?? new AgentOptions();
 agent.Validate();

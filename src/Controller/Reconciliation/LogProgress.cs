@@ -119,11 +119,7 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         var deadline = DateTime.UtcNow + timeout;
         // librdkafka can block well past its own timeout on a partition whose leader is down: bound the wait
         // here, so a caller falls back to another mirror instead of hanging with it.
-        var ends = await Task.Run(() =>
-        {
-            var partitions = log.PartitionsOf(log.Channel(deviceId));
-            return partitions.ToDictionary(p => p, p => LogEnd(deviceId, p));
-        }, ct).WaitAsync(timeout, ct);
+        var ends = await FreshLogEndsAsync(deviceId).WaitAsync(timeout, ct);
         while (true)
         {
             var applied = await AppliedAsync(deviceId, ct);
@@ -132,6 +128,55 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
                 throw new TimeoutException($"device {deviceId} did not apply its log up to {string.Join(",", ends.Values)} within {timeout.TotalSeconds:0}s");
             await Task.Delay(25, ct);
         }
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, EndsQuery> _endsQueries = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The ends of the device's log partitions, as answered by a query that started after this call: one query at
+    /// a time per device, the callers that arrive while one runs sharing the next. A resync copies many ranges at
+    /// once, and each asked the broker on its own, a blocking call on a pool thread apiece (32 at once on two cores).
+    /// </summary>
+    private Task<Dictionary<int, long>> FreshLogEndsAsync(string deviceId)
+    {
+        var q = _endsQueries.GetOrAdd(deviceId, _ => new EndsQuery());
+        lock (q)
+        {
+            // A running query may have started before this call: what it answers could miss a message this caller
+            // must wait for. The callers that arrive meanwhile share the next one, started once it ends.
+            if (q.Running) return (q.Next ??= new TaskCompletionSource<Dictionary<int, long>>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            q.Running = true;
+            var first = new TaskCompletionSource<Dictionary<int, long>>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _ = RunEndsQueriesAsync(q, deviceId, first);
+            return first.Task;
+        }
+    }
+
+    private async Task RunEndsQueriesAsync(EndsQuery q, string deviceId, TaskCompletionSource<Dictionary<int, long>> first)
+    {
+        for (var current = first; current is not null;)
+        {
+            try
+            {
+                current.TrySetResult(await Task.Run(() => log.PartitionsOf(log.Channel(deviceId)).ToDictionary(p => p, p => LogEnd(deviceId, p))));
+            }
+            catch (Exception ex)
+            {
+                current.TrySetException(ex);
+            }
+            lock (q)
+            {
+                current = q.Next;
+                q.Next = null;
+                q.Running = current is not null;
+            }
+        }
+    }
+
+    private sealed class EndsQuery
+    {
+        public bool Running;
+        public TaskCompletionSource<Dictionary<int, long>>? Next;
     }
 
     public void Dispose()

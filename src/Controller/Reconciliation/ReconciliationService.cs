@@ -138,23 +138,44 @@ internal sealed class ReconciliationService(
             while (await r.ReadAsync(ct)) rows.Add((r.GetInt64(0), r.GetString(1), r.GetString(2)));
         }
         if (rows.Count == 0) return 0;
-        foreach (var (_, kind, payload) in rows)
+        // Published together, not one after another: each publish waits for the broker's confirm (a few ms), and
+        // 200 repairs asked one by one reached the resync a few at a time, in small batches copied in turn (most of
+        // the time a 200-write outage took to converge). Order does not matter: a resync batch is coalesced, and
+        // retiring entries is idempotent.
+        var publishes = new List<Task>(rows.Count);
+        var spans = new List<Activity>();
+        var asked = new Dictionary<(string Volume, string Target), int>();
+        try
         {
-            switch (kind)
+            foreach (var (_, kind, payload) in rows)
             {
-                case "resync":
-                    var resync = JsonSerializer.Deserialize<ResyncRequested>(payload, Json)!;
-                    logger.LogInformation("Reconciliation: {Tag} of {Volume} never reached {Target}: resync blocks [{First}, {End}) from {Source}",
-                        resync.Tag, resync.Volume, resync.TargetDevice, resync.FirstBlock, resync.FirstBlock + resync.BlockCount, resync.SourceDevice);
-                    // The decision's span is linked to the write it repairs; the bus carries it to the resync.
-                    using (var span = StartDecisionSpan(resync))
-                        await bus.Publish(resync, ct);
-                    break;
-                case "retire":
-                    await bus.Publish(JsonSerializer.Deserialize<RetireEntries>(payload, Json)!, ct);
-                    break;
+                switch (kind)
+                {
+                    case "resync":
+                        var resync = JsonSerializer.Deserialize<ResyncRequested>(payload, Json)!;
+                        logger.LogDebug("Reconciliation: {Tag} of {Volume} never reached {Target}: resync blocks [{First}, {End}) from {Source}",
+                            resync.Tag, resync.Volume, resync.TargetDevice, resync.FirstBlock, resync.FirstBlock + resync.BlockCount, resync.SourceDevice);
+                        asked[(resync.Volume, resync.TargetDevice)] = asked.GetValueOrDefault((resync.Volume, resync.TargetDevice)) + 1;
+                        // The decision's span is linked to the write it repairs; the bus carries it to the resync.
+                        var outer = Activity.Current;
+                        var span = StartDecisionSpan(resync);
+                        if (span is not null) spans.Add(span);
+                        publishes.Add(bus.Publish(resync, ct));
+                        Activity.Current = outer;   // the next decision's span is not this one's child
+                        break;
+                    case "retire":
+                        publishes.Add(bus.Publish(JsonSerializer.Deserialize<RetireEntries>(payload, Json)!, ct));
+                        break;
+                }
             }
+            await Task.WhenAll(publishes);
         }
+        finally
+        {
+            foreach (var span in spans) span.Dispose();
+        }
+        foreach (var ((volume, target), count) in asked)
+            logger.LogInformation("Reconciliation: {Count} writes of {Volume} never reached {Target}: resync asked", count, volume, target);
         // Deleted, not marked: a published decision is on the bus (and a resync's outcome in the resyncs table), and
         // marked rows were never read again, so the table grew by every decision ever made.
         await using (var cmd = new Npgsql.NpgsqlCommand($"DELETE FROM {store.Schema}.recon_outbox WHERE id = ANY(@ids)", conn))

@@ -115,6 +115,7 @@ internal sealed class ResyncService(
                 v.Name, missed.Count, target.DeviceId, runs.Count, chunkBlocks, covered.Count);
         }
         var failures = 0;
+        var started = Stopwatch.GetTimestamp();
         await Parallel.ForEachAsync(runs, new ParallelOptions { MaxDegreeOfParallelism = options.ResyncParallelism, CancellationToken = ct }, async (run, c) =>
         {
             try
@@ -130,6 +131,10 @@ internal sealed class ResyncService(
             }
         });
         if (failures > 0) span?.SetStatus(ActivityStatusCode.Error, $"{failures} of {runs.Count} ranges not copied");
+        // One line per batch (each range's copy is at Debug): a 200-write outage is 200 ranges.
+        logger.LogInformation("Volume {Volume}: resync to {Target} copied {Copied} of {Runs} ranges ({Blocks} blocks) in {Ms:0} ms{Failed}",
+            v.Name, target.DeviceId, runs.Count - failures, runs.Count, chunkBlocks, Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+            failures > 0 ? $"; {failures} not done now, asked again later" : "");
         // Writes nothing was left to copy for, and (when every run was copied) writes whose pieces spanned runs.
         var done = failures == 0 ? [.. covered, .. plan.CompleteAfterAll] : covered;
         if (done.Count > 0)
@@ -231,7 +236,7 @@ internal sealed class ResyncService(
                 telemetry.ResyncBytes.Add(data.Length, volume, device);
                 await RecordAsync(v, new ResyncCompleted(tag, target.DeviceId, source.DeviceId, part.FirstBlock, part.Blocks, extension, data.Length,
                     elapsed.TotalMilliseconds, repairTag.ToString(), Tags: i == parts.Count - 1 ? completes : []), ct);
-                logger.LogInformation("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
+                logger.LogDebug("Volume {Volume}: copied blocks [{First}, {End}) from {Source} to {Target} for {Tag} in {Ms:0.0} ms",
                     v.Name, part.FirstBlock, part.FirstBlock + part.Blocks, source.DeviceId, target.DeviceId, tag ?? "full copy", elapsed.TotalMilliseconds);
                 used.Add(source.DeviceId);
             }

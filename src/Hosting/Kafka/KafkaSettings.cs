@@ -5,6 +5,9 @@ namespace TaggedMirror.Hosting.Kafka;
 /// <summary>Client settings the project relies on, in one place.</summary>
 public static class KafkaSettings
 {
+    /// <summary>The data path's longest wait between attempts to reach a broker that went away (librdkafka: 10 s).</summary>
+    public const int ReconnectBackoffMaxMs = 500;
+
     /// <summary>
     /// Producer for device topics: idempotent with acks=all, so a retried send neither duplicates nor
     /// reorders one object's writes; a short linger batches concurrent writes without adding much latency.
@@ -21,8 +24,10 @@ public static class KafkaSettings
         CompressionType = CompressionType.None,
         // Delivery reports carry only what the write path needs.
         DeliveryReportFields = "status",
-        // librdkafka backs off up to 10 s by default; a broker that comes back should be used within a second.
-        ReconnectBackoffMaxMs = 1000,
+        // librdkafka backs off up to 10 s by default; a broker that comes back should be used within half a second
+        // (the wait until a mirror whose log was away is resynced starts with it). Attempts to a broker that stays
+        // away cost one connect() each.
+        ReconnectBackoffMaxMs = ReconnectBackoffMaxMs,
     };
 
     /// <summary>
@@ -60,7 +65,7 @@ public static class KafkaSettings
         FetchWaitMaxMs = 10,
         FetchMaxBytes = 16 * 1024 * 1024,
         MaxPartitionFetchBytes = 4 * 1024 * 1024,
-        ReconnectBackoffMaxMs = 1000,
+        ReconnectBackoffMaxMs = ReconnectBackoffMaxMs,
         // A fetch answered within FetchWaitMaxMs normally; a broker that went away and came back can leave a
         // request unanswered on a dead connection, and librdkafka's default 60 s wait would stall the device.
         SocketTimeoutMs = 10_000,
