@@ -139,6 +139,50 @@ public static class NbdWire
         return chunk;
     }
 
+    /// <summary><see cref="NbdReplyType.MetaContext"/> data: the context's id, then its name.</summary>
+    public static byte[] MetaContext(uint id, string name)
+    {
+        var n = Utf8(name, MaxString);
+        var data = new byte[4 + n.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(data, id);
+        n.CopyTo(data, 4);
+        return data;
+    }
+
+    /// <summary>
+    /// What a server sends after <see cref="NbdOption.ExportName"/> (there is no option reply to it): size, transmission
+    /// flags, and 124 zero bytes unless both sides agreed to leave them out.
+    /// </summary>
+    public static byte[] ExportNameReply(ulong size, NbdTransmissionFlags flags, bool noZeroes)
+    {
+        var reply = new byte[10 + (noZeroes ? 0 : 124)];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, size);
+        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)flags);
+        return reply;
+    }
+
+    /// <summary>Bytes before a READ's data in an <see cref="NbdChunkType.OffsetData"/> chunk: the header and the offset.</summary>
+    public const int OffsetDataPrefixSize = ChunkHeaderSize + 8;
+
+    /// <summary>The header and offset of the one <see cref="NbdChunkType.OffsetData"/> chunk that answers a READ whole (<paramref name="dataLength"/> bytes follow).</summary>
+    public static void WriteOffsetDataPrefix(Span<byte> destination, ulong cookie, ulong offset, int dataLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(dataLength);
+        WriteChunkHeader(destination, done: true, NbdChunkType.OffsetData, cookie, (uint)(8 + dataLength));
+        BinaryPrimitives.WriteUInt64BigEndian(destination[ChunkHeaderSize..], offset);
+    }
+
+    /// <summary>A whole <see cref="NbdChunkType.BlockStatus"/> chunk, the last of its reply: the context, then one extent.</summary>
+    public static byte[] BlockStatusChunk(ulong cookie, uint contextId, uint extentLength, uint status)
+    {
+        var chunk = new byte[ChunkHeaderSize + 12];
+        WriteChunkHeader(chunk, done: true, NbdChunkType.BlockStatus, cookie, 12);
+        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize), contextId);
+        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 4), extentLength);
+        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 8), status);
+        return chunk;
+    }
+
     /// <summary>UTF-8 of <paramref name="text"/>, cut at a character boundary to at most <paramref name="max"/> bytes.</summary>
     private static byte[] Utf8(string text, int max)
     {

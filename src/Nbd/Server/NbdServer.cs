@@ -1,0 +1,146 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace TaggedMirror.Nbd.Server;
+
+/// <summary>
+/// An NBD server (fixed newstyle; spec NetworkBlockDevice/nbd doc/proto.md) for whatever <see cref="INbdExports"/>
+/// offers: accepts connections, runs each one's handshake and then its transmission, and keeps one client's
+/// protocol errors to that client's connection (logged with its address).
+/// </summary>
+public sealed class NbdServer
+{
+    private readonly INbdExports _exports;
+    private readonly NbdServerOptions _options;
+    private readonly ILogger _logger;
+
+    public NbdServer(INbdExports exports, NbdServerOptions options, ILogger<NbdServer> logger)
+    {
+        ArgumentNullException.ThrowIfNull(exports);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(logger);
+        options.Validate();
+        _exports = exports;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>A listening socket on <paramref name="endpoint"/> (port 0: any free port, see <see cref="Socket.LocalEndPoint"/>).</summary>
+    public static Socket Listen(IPEndPoint endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(endpoint);
+            socket.Listen(128);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Accepts and serves connections on <paramref name="listener"/> until <paramref name="ct"/>; then lets the open ones finish their requests.</summary>
+    public async Task RunAsync(Socket listener, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        var connections = new HashSet<Task>();
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                Socket client;
+                try
+                {
+                    client = await listener.AcceptAsync(ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                catch (SocketException ex)
+                {
+                    _logger.LogWarning("NBD: accepting a connection failed: {Reason}", ex.Message);
+                    continue;
+                }
+                var task = Task.Run(() => ServeAsync(client, ct), CancellationToken.None);
+                lock (connections) connections.Add(task);
+                _ = task.ContinueWith(t => { lock (connections) connections.Remove(t); }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+        finally
+        {
+            Task[] open;
+            lock (connections) open = [.. connections];
+            await Task.WhenAll(open).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>Serves one connection to its end; never throws.</summary>
+    public async Task ServeAsync(Socket client, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        var peer = client.RemoteEndPoint?.ToString() ?? "unknown peer";
+        NbdTelemetry.Connections.Add(1);
+        try
+        {
+            client.NoDelay = true;   // the spec's SHOULD: replies are small and latency is the point
+            client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            var network = new NetworkStream(client, ownsSocket: true);
+            await using var closeNetwork = network.ConfigureAwait(false);
+            // Reads go through a buffer (request headers are 28 bytes); writes go straight out, one reply at a time.
+            var input = new BufferedStream(network, 128 * 1024);
+            await using var closeInput = input.ConfigureAwait(false);
+
+            NbdSession? session;
+            using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                handshake.CancelAfter(_options.HandshakeTimeout);
+                try
+                {
+                    session = await new NbdHandshake(input, network, _exports, _options).NegotiateAsync(handshake.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                {
+                    throw new NbdProtocolException($"no export chosen within {_options.HandshakeTimeout.TotalSeconds:0} s");
+                }
+            }
+            if (session is null) return;
+            _logger.LogInformation("NBD {Peer}: export {Export} ({Size} bytes, {Replies} replies)", peer, session.Export.Name, session.Export.Size,
+                session.Structured ? "structured" : "simple");
+            await new NbdTransmission(input, network, session, _options, peer, _logger).RunAsync(ct).ConfigureAwait(false);
+            _logger.LogInformation("NBD {Peer}: export {Export} disconnected", peer, session.Export.Name);
+        }
+        catch (NbdProtocolException ex)
+        {
+            NbdTelemetry.Refused.Add(1);
+            _logger.LogWarning("NBD {Peer}: {Reason}; connection closed, nothing else done", peer, ex.Message);
+        }
+        catch (EndOfStreamException)
+        {
+            NbdTelemetry.Refused.Add(1);
+            _logger.LogWarning("NBD {Peer}: the connection ended in the middle of a message; connection closed, nothing else done", peer);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The server stops.
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+        {
+            _logger.LogInformation("NBD {Peer}: connection lost: {Reason}", peer, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogError(ex, "NBD {Peer}: connection failed", peer);
+        }
+        finally
+        {
+            NbdTelemetry.Connections.Add(-1);
+            client.Dispose();
+        }
+    }
+}

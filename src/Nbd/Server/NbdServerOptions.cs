@@ -1,0 +1,42 @@
+namespace TaggedMirror.Nbd.Server;
+
+/// <summary>Limits of an NBD server; every one bounds what a client can make the server hold or do.</summary>
+public sealed class NbdServerOptions
+{
+    /// <summary>
+    /// Largest READ or WRITE payload, advertised as the maximum block size (rounded down to each export's minimum).
+    /// The spec asks for at least 1 MiB (where the export is that large); a request beyond it closes the connection.
+    /// </summary>
+    public int MaxPayloadBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Requests one connection may have in flight; the server stops reading the socket while they are.</summary>
+    public int MaxRequestsInFlight { get; set; } = 128;
+
+    /// <summary>Payload bytes (writes received, reads being answered) one connection may hold at once.</summary>
+    public long MaxBytesInFlight { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>Largest option data accepted in the handshake (export names are at most 4096 bytes).</summary>
+    public int MaxOptionBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Options one handshake may send before the server gives up on it.</summary>
+    public int MaxOptions { get; set; } = 1000;
+
+    /// <summary>Time a client has from connecting to choosing an export.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Time requests in flight get to finish when the client disconnects or the server stops.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Throws when a limit is out of range.</summary>
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxPayloadBytes, 65536);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxPayloadBytes, 32 * 1024 * 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestsInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBytesInFlight, MaxPayloadBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptionBytes, 4096 + 8);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero);
+    }
+}
