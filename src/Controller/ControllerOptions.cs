@@ -101,6 +101,18 @@ public sealed class ControllerOptions
     /// </summary>
     public int FullCopyChunkBlocks { get; set; } = 256;
 
+    /// <summary>
+    /// Where the NBD server listens (<c>address:port</c>); empty: no NBD. Loopback by default, like the HTTP API's
+    /// default: until access control exists, whoever reaches the port can read and write every volume.
+    /// </summary>
+    public string NbdListen { get; set; } = "127.0.0.1:10809";
+
+    /// <summary>The NBD server's limits (largest payload, requests and bytes in flight per connection, handshake time).</summary>
+    public Nbd.Server.NbdServerOptions Nbd { get; set; } = new();
+
+    /// <summary>The write intake: producers that publish writes to Kafka (see docs/design.md, "Producers that publish writes").</summary>
+    public Intake.IntakeOptions Intake { get; set; } = new();
+
     /// <summary>Fault hooks for tests: configuration, never code edits. Off by default.</summary>
     public FaultOptions Faults { get; set; } = new();
 
@@ -136,6 +148,10 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
         if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
+        Intake.Validate();
+        if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
+            throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");
+        Nbd.Validate();
     }
 }
 

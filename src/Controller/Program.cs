@@ -2,14 +2,18 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using MassTransit;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using Polly;
 using Polly.Retry;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
+using TaggedMirror.Controller.BlockDevice;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.FullCopy;
+using TaggedMirror.Controller.Intake;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Rebuild;
 using TaggedMirror.Controller.Reconciliation;
@@ -22,6 +26,7 @@ using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
 using TaggedMirror.Hosting.Telemetry;
+using TaggedMirror.Nbd.Server;
 
 // The content root is where the program is, not the directory it was started from: its appsettings.json (the log
 // levels that keep per-request and per-batch lines of the libraries off the console) was ignored when run from elsewhere.
@@ -117,6 +122,16 @@ builder.Services.AddHostedService<MirrorMaintenance>();
 builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
 builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
+builder.Services.AddSingleton<IntakeStore>();
+builder.Services.AddSingleton<IntakeTelemetry>();
+builder.Services.AddSingleton<OutcomePublisher>();
+builder.Services.AddSingleton<RequestHandler>();
+builder.Services.AddHostedService<IntakeService>();
+// The block front end: every owned volume an NBD export; its spans and meters join the controller's when exported.
+builder.Services.AddSingleton<VolumeExports>();
+builder.Services.AddHostedService<NbdListener>();
+builder.Services.ConfigureOpenTelemetryTracerProvider(t => t.AddSource(NbdTelemetry.Name));
+builder.Services.ConfigureOpenTelemetryMeterProvider(m => m.AddMeter(NbdTelemetry.Name));
 builder.Services.AddTaggedMirrorBus(options,
     x =>
     {

@@ -63,6 +63,12 @@ internal sealed class TestCluster : IAsyncDisposable
 
     private static int BrokerOf(int deviceIndex) => deviceIndex % 3 + 1;
 
+    /// <summary>The port the cluster's controller serves NBD on (the same across its restarts).</summary>
+    public int NbdPort { get; } = Paths.FreePort();
+
+    /// <summary>The NBD URI of <paramref name="volume"/> on the cluster's controller.</summary>
+    public string NbdUri(string volume) => $"nbd://127.0.0.1:{NbdPort}/{volume}";
+
     public string DataDirectory(string device) => _dataDirectory?.Invoke(device) ?? Path.Combine(Directory, "data", device);
 
     private Func<string, string>? _dataDirectory;
@@ -79,7 +85,7 @@ internal sealed class TestCluster : IAsyncDisposable
         try
         {
             c.Controller = new ServiceProcess("controller", Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", c.Directory,
-                c.Environment("controller", c._controllerSettings));
+                c.Environment("controller", new(c._controllerSettings) { ["Controller__NbdListen"] = $"127.0.0.1:{c.NbdPort}" }));
             c.Controller.Start();
             await c.WaitReadyAsync(c.Controller, "/controller");
             foreach (var d in c.Devices)
@@ -367,7 +373,7 @@ internal sealed class TestCluster : IAsyncDisposable
     /// </summary>
     public ServiceProcess NewController(string name, Dictionary<string, string> settings)
     {
-        var all = new Dictionary<string, string>(_controllerSettings, StringComparer.Ordinal);
+        var all = new Dictionary<string, string>(_controllerSettings, StringComparer.Ordinal) { ["Controller__NbdListen"] = $"127.0.0.1:{Paths.FreePort()}" };
         foreach (var (k, v) in settings) all[k] = v;
         var p = new ServiceProcess(name, Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", Directory, Environment(name, all));
         _otherControllers.Add(p);

@@ -1,0 +1,128 @@
+using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Controller.Fanout;
+using TaggedMirror.Controller.Reads;
+using TaggedMirror.Controller.Volumes;
+using TaggedMirror.Hosting;
+using TaggedMirror.Nbd.Protocol;
+using TaggedMirror.Nbd.Server;
+
+namespace TaggedMirror.Controller.BlockDevice;
+
+/// <summary>
+/// One volume as one connection's export. Every request goes through the same code as the HTTP API: a write is
+/// answered once it is in every reachable mirror's log (the same acknowledgement), a read returns every write
+/// answered before it. The size is the volume's at connect (a volume grown since is seen by a new connection).
+/// <para>
+/// The volume is looked up again for every request (a change of its mirrors replaces the object; a delete or a
+/// takeover ends it: <c>EIO</c> with the reason). A payload larger than one write may carry is sent as several
+/// tagged writes at once (NBD promises no atomicity for a request); zeroes and trims are tagged writes of zeroes,
+/// in pieces of at most one write, at most <see cref="ZeroWritesInFlight"/> at a time.
+/// </para>
+/// </summary>
+internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description)
+    : INbdExport
+{
+    private const int ZeroWritesInFlight = 8;
+
+    // The largest piece one tagged write carries: whole blocks within MaxWriteBytes.
+    private readonly int _piece = options.MaxWriteBytes / opened.BlockSize * opened.BlockSize;
+
+    public string Name => opened.Name;
+
+    public string Description => description;
+
+    public ulong Size { get; } = (ulong)opened.Blocks * (ulong)opened.BlockSize;
+
+    public uint MinimumBlockSize => (uint)opened.BlockSize;
+
+    public uint PreferredBlockSize => (uint)Math.Max(512, opened.BlockSize);
+
+    public async ValueTask<byte[]> ReadAsync(ulong offset, int length, CancellationToken ct)
+    {
+        var v = Current();
+        try
+        {
+            return await reader.ReadAsync(v, (long)(offset / MinimumBlockSize), length / opened.BlockSize, ct);
+        }
+        catch (ReadFailedException ex)
+        {
+            throw new NbdException(NbdError.Io, ex.Message);
+        }
+        catch (Exception ex) when (TransientErrors.IsTransient(ex) && ex is not OperationCanceledException)
+        {
+            throw new NbdException(NbdError.Io, $"volume {Name}: the metadata store is unreachable ({ex.Message})");
+        }
+    }
+
+    public ValueTask WriteAsync(ulong offset, byte[] data, bool fua, CancellationToken ct)
+    {
+        if (data.Length <= _piece) return new ValueTask(WriteOneAsync((long)(offset / MinimumBlockSize), data, ct));
+        var pieces = new List<Task>();
+        for (var at = 0; at < data.Length; at += _piece)
+        {
+            var piece = data.AsSpan(at, Math.Min(_piece, data.Length - at)).ToArray();
+            pieces.Add(WriteOneAsync((long)((offset + (ulong)at) / MinimumBlockSize), piece, ct));
+        }
+        return new ValueTask(Task.WhenAll(pieces));
+    }
+
+    public ValueTask WriteZeroesAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
+
+    /// <summary>A trim is a tagged write of zeroes like any other (a mirror that missed one is resynced the same way).</summary>
+    public ValueTask TrimAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
+
+    /// <summary>
+    /// Every write answered before it is in every reachable mirror's log (acks=all, the product's durability, as an
+    /// HTTP acknowledgement): nothing left to wait for, on this connection or any other. The volume must still be here.
+    /// </summary>
+    public ValueTask FlushAsync(CancellationToken ct)
+    {
+        Current();
+        return ValueTask.CompletedTask;
+    }
+
+    private async Task ZeroAsync(ulong offset, ulong length, CancellationToken ct)
+    {
+        var full = new byte[Math.Min((ulong)_piece, length)];   // never written to: shared by every piece of its size
+        var starts = new List<ulong>();
+        for (var at = 0UL; at < length; at += (ulong)_piece) starts.Add(at);
+        await Parallel.ForEachAsync(starts, new ParallelOptions { MaxDegreeOfParallelism = ZeroWritesInFlight, CancellationToken = ct }, async (at, c) =>
+        {
+            var n = (int)Math.Min((ulong)_piece, length - at);
+            await WriteOneAsync((long)((offset + at) / MinimumBlockSize), n == full.Length ? full : new byte[n], c);
+        });
+    }
+
+    private async Task WriteOneAsync(long firstBlock, byte[] data, CancellationToken ct)
+    {
+        var v = Current();
+        try
+        {
+            await pipeline.WriteAsync(v, TransactionKind.Write, firstBlock, data, waitApplied: false, ct);
+        }
+        catch (WriteFailedException ex)
+        {
+            throw new NbdException(NbdError.Io, ex.Message);
+        }
+        catch (VolumeChangedException)
+        {
+            throw new NbdException(NbdError.Io, $"volume {Name} was deleted");
+        }
+        catch (VolumeTakenOverException ex)
+        {
+            throw new NbdException(NbdError.Io, ex.Message);
+        }
+        catch (Exception ex) when (ex is Polly.Timeout.TimeoutRejectedException || (TransientErrors.IsTransient(ex) && ex is not OperationCanceledException))
+        {
+            throw new NbdException(NbdError.Io, $"volume {Name}: the metadata store is unreachable ({ex.Message})");
+        }
+    }
+
+    /// <summary>The volume as the catalog has it now, if this controller still serves it.</summary>
+    private Volume Current()
+    {
+        if (catalog.Find(opened.Name) is not { } v) throw new NbdException(NbdError.Io, $"volume {Name} was deleted");
+        if (!v.Owned) throw new NbdException(NbdError.Io, $"volume {Name} is now served by another controller: reconnect to its owner");
+        return v;
+    }
+}

@@ -1,0 +1,152 @@
+using System.Text.Json;
+using TaggedMirror.Integration.Tests.Harness;
+using TaggedMirror.Nbd.Protocol;
+using TaggedMirror.Nbd.Tests.Support;
+
+namespace TaggedMirror.Integration.Tests;
+
+/// <summary>
+/// Volumes as NBD exports, through the real clients of Debian's packages (qemu-img, qemu-io, nbdinfo, nbdcopy, fio),
+/// against the whole stack: every byte a client wrote must be on every mirror's object file and come back through
+/// the HTTP API too.
+/// </summary>
+public sealed class BlockDeviceTests
+{
+    private const int BlockSize = 4096;
+    private const int Blocks = 4096;   // 16 MiB
+    private const int Size = BlockSize * Blocks;
+
+    private static async Task<byte[]> WholeVolumeAsync(TestCluster cluster, string volume)
+    {
+        var image = new byte[Size];
+        for (var b = 0; b < Blocks; b += 256) (await cluster.ReadAsync(volume, b, 256)).CopyTo(image, b * BlockSize);
+        return image;
+    }
+
+    [Fact]
+    public async Task real_clients_write_and_read_a_volume_through_nbd_and_every_mirror_holds_their_bytes()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("vm", BlockSize, Blocks);
+        var uri = cluster.NbdUri("vm");
+        var dir = Directory.CreateTempSubdirectory("tm-nbd-");
+        try
+        {
+            // Listed, sized, and the block sizes advertised are the volume's.
+            var list = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--list", "--json", $"nbd://127.0.0.1:{cluster.NbdPort}"));
+            var export = list.RootElement.GetProperty("exports").EnumerateArray().Single(e => e.GetProperty("export-name").GetString() == "vm");
+            Assert.Equal(Size, export.GetProperty("export-size").GetInt64());
+            Assert.Equal(BlockSize, export.GetProperty("block_size_minimum").GetInt64());
+            Assert.Equal(Size.ToString(System.Globalization.CultureInfo.InvariantCulture), (await Tool.CheckAsync("nbdinfo", "--size", uri)).Trim());
+
+            // qemu-img convert of an image with data and zeroes, then compare.
+            var model = new byte[Size];
+            var random = new Random(5);
+            for (var at = 0; at < Size; at += 256 * 1024)
+            {
+                if (at / (256 * 1024) % 4 != 3) random.NextBytes(model.AsSpan(at, 256 * 1024));
+            }
+            var image = Path.Combine(dir.FullName, "src.img");
+            await File.WriteAllBytesAsync(image, model);
+            await Tool.CheckAsync("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image, uri);
+            await Tool.CheckAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", image, uri);
+
+            // qemu-io: patterns (one with FUA), zeroes, a trim, a flush; each read back by pattern.
+            await Tool.CheckAsync("qemu-io", "-f", "raw",
+                "-c", "write -P 0xa5 1M 1M", "-c", "write -f -P 0x5a 3M 64k", "-c", "write -z 5M 128k", "-c", "discard 6M 64k", "-c", "flush",
+                "-c", "read -P 0xa5 1M 1M", "-c", "read -P 0x5a 3M 64k", "-c", "read -P 0 5M 128k", "-c", "read -P 0 6M 64k", uri);
+            model.AsSpan(1 << 20, 1 << 20).Fill(0xa5);
+            model.AsSpan(3 << 20, 65536).Fill(0x5a);
+            model.AsSpan(5 << 20, 131072).Clear();
+            model.AsSpan(6 << 20, 65536).Clear();
+
+            // nbdcopy out of the export equals the model; every mirror's file and the API too, once applied.
+            var copy = Path.Combine(dir.FullName, "out.img");
+            await Tool.CheckAsync("nbdcopy", uri, copy);
+            var copied = await File.ReadAllBytesAsync(copy);
+            Assert.True(Mirrors.FirstDifference(model, copied) < 0, "nbdcopy out of the export differs from what was written");
+            await cluster.WaitConvergedAsync("vm");
+            Mirrors.AssertObjectFilesEqual(cluster, "vm", model);
+            var read = await WholeVolumeAsync(cluster, "vm");
+            Assert.True(Mirrors.FirstDifference(model, read) < 0, "the HTTP API reads differ from what NBD wrote");
+
+            // nbdcopy into the export, with zero runs (sent as WRITE_ZEROES).
+            var second = new byte[Size];
+            new Random(6).NextBytes(second.AsSpan(0, Size / 2));
+            var secondFile = Path.Combine(dir.FullName, "second.img");
+            await File.WriteAllBytesAsync(secondFile, second);
+            await Tool.CheckAsync("nbdcopy", "--flush", secondFile, uri);
+            await cluster.WaitConvergedAsync("vm");
+            Mirrors.AssertObjectFilesEqual(cluster, "vm", second);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task fio_verifies_random_writes_at_queue_depth_32_and_the_mirrors_end_identical()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("fio", BlockSize, Blocks);
+        var dir = Directory.CreateTempSubdirectory("tm-nbd-");
+        try
+        {
+            var r = await Tool.RunAsync("fio", ["--name=verify", "--ioengine=nbd", $"--uri={cluster.NbdUri("fio")}", "--rw=randwrite", "--bs=4k", "--iodepth=32",
+                $"--size={Size}", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--output-format=json", $"--directory={dir.FullName}"], TimeSpan.FromMinutes(5));
+            Assert.True(r.ExitCode == 0, r.ToString());
+            using var doc = JsonDocument.Parse(r.Stdout[r.Stdout.IndexOf('{', StringComparison.Ordinal)..]);
+            var job = doc.RootElement.GetProperty("jobs")[0];
+            Assert.Equal(0, job.GetProperty("error").GetInt32());
+            Assert.Equal(Size, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+            await cluster.WaitConvergedAsync("fio");
+            var image = await WholeVolumeAsync(cluster, "fio");
+            Mirrors.AssertObjectFilesEqual(cluster, "fio", image);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task requests_the_volume_cannot_take_are_refused_and_change_nothing()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("edge", BlockSize, Blocks);
+        await using (var c = await RawClient.OpenAsync(cluster.NbdPort, "edge"))
+        {
+            ulong cookie = 0;
+            foreach (var (command, offset, length, expected) in new (NbdCommand, ulong, uint, NbdError)[]
+            {
+                (NbdCommand.Write, (ulong)Size, 4096, NbdError.NoSpace),
+                (NbdCommand.Write, (ulong)Size - 4096, 8192, NbdError.NoSpace),
+                (NbdCommand.Write, 512, 4096, NbdError.InvalidArgument),     // not aligned to the volume's 4096-byte blocks
+                (NbdCommand.Write, 0, 512, NbdError.InvalidArgument),
+                (NbdCommand.WriteZeroes, (ulong)Size, 4096, NbdError.NoSpace),
+                (NbdCommand.Read, (ulong)Size, 4096, NbdError.InvalidArgument),
+                (NbdCommand.Trim, 4096, 0, NbdError.InvalidArgument),
+            })
+            {
+                await c.SendRequestAsync(command, ++cookie, offset, length, command == NbdCommand.Write ? new byte[length] : null);
+                var reply = await c.ReadReplyAsync();
+                Assert.True(reply.Error == expected, $"{command} at {offset}+{length}: {reply.Error} ({reply.Message})");
+            }
+            // Framing that cannot be trusted: this connection only is closed.
+            await c.SendRequestAsync((NbdCommand)42, ++cookie, 0, 4096);
+            Assert.Equal(NbdError.InvalidArgument, (await c.ReadReplyAsync()).Error);
+            Assert.True(await c.ClosedByServerAsync());
+        }
+        await using (var c = await RawClient.HandshakeAsync(cluster.NbdPort))
+        {
+            await c.SendOptionAsync(NbdOption.Go, RawClient.ExportQuery("no-such-volume"));
+            var refusal = await c.ReadOptionReplyAsync();
+            Assert.Equal(NbdReplyType.ErrUnknown, refusal.Type);
+            Assert.Contains("no volume named 'no-such-volume'", System.Text.Encoding.UTF8.GetString(refusal.Data), StringComparison.Ordinal);
+        }
+        var status = await cluster.VolumeStatusAsync("edge");
+        Assert.Equal(0, status.GetProperty("writesAccepted").GetInt64());
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4k", "-c", "read -P 0x11 0 4k", cluster.NbdUri("edge"));
+    }
+}
