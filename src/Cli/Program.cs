@@ -19,6 +19,7 @@ internal static class Program
             BenchResyncCommand.Create(),
             BenchGrowthCommand.Create(),
             BenchRebuildCommand.Create(),
+            BenchNbdCommand.Create(),
             StatusCommand.Create(),
             VerifyCommand.Create(),
             RebuildCommand.Create(),
