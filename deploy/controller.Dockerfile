@@ -13,6 +13,7 @@ COPY global.json nuget.config Directory.Build.props Directory.Build.targets Dire
 COPY src/Contracts/Contracts.csproj src/Contracts/
 COPY src/KafkaNative/KafkaNative.csproj src/KafkaNative/
 COPY src/Hosting/Hosting.csproj src/Hosting/
+COPY src/Nbd/Nbd.csproj src/Nbd/
 COPY src/Controller/Controller.csproj src/Controller/
 RUN dotnet restore src/Controller/Controller.csproj
 COPY src/ src/
@@ -27,5 +28,6 @@ COPY --from=build /app ./
 # The base image's non-root user (app, uid 1654).
 USER $APP_UID
 ENV ASPNETCORE_URLS=http://+:8080
-EXPOSE 8080
+# NBD exports (Controller__NbdListen; the compose file sets 0.0.0.0:10809).
+EXPOSE 8080 10809
 ENTRYPOINT ["dotnet", "TaggedMirror.Controller.dll"]

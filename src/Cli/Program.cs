@@ -24,6 +24,7 @@ internal static class Program
             VerifyCommand.Create(),
             RebuildCommand.Create(),
             OtlpSinkCommand.Create(),
+            PublishCommand.Create(),
         };
         foreach (var command in MirrorCommands.Create()) root.Subcommands.Add(command);
         return root.Parse(args).InvokeAsync();

@@ -55,6 +55,7 @@ internal static class ControllerSchema
             CREATE INDEX IF NOT EXISTS rebuilds_device ON {schema}.rebuilds (device_id, requested_at);
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
+            {Intake.IntakeSchema.Ddl(schema)}
             """, conn, tx))
         {
             await cmd.ExecuteNonQueryAsync(ct);

@@ -18,6 +18,12 @@ public static class HeaderNames
     /// <summary>W3C trace state, when present.</summary>
     public const string TraceState = "tracestate";
 
+    /// <summary>
+    /// On a write that came through the intake: the producer's request (<c>producer/request</c>, UTF-8), recorded by
+    /// the device in <c>TagRecorded.RequestId</c> so a controller can tell whether a request was written already.
+    /// </summary>
+    public const string RequestId = "tm-req";
+
     /// <summary>On dead-lettered messages: why the device refused it.</summary>
     public const string DeadLetterReason = "tm-dlq-reason";
 

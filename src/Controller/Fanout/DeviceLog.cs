@@ -42,7 +42,7 @@ internal sealed class DeviceLog : IDisposable
     /// </summary>
     public Task<DeliveryResult<byte[]?, byte[]?>> SendAsync(
         DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
-        System.Diagnostics.Activity? span = null)
+        System.Diagnostics.Activity? span = null, byte[]? requestId = null)
     {
         var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
         if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
@@ -50,6 +50,7 @@ internal sealed class DeviceLog : IDisposable
         TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
         var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
+        if (requestId is not null) headers.Add(HeaderNames.RequestId, requestId);
         KafkaTracing.Inject(span, headers);
         return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
     }

@@ -60,7 +60,15 @@ internal sealed class WritePipeline(
         }
     }
 
-    public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
+    public Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct) =>
+        WriteAsync(v, kind, firstBlock, data, waitApplied, requestId: null, ct);
+
+    /// <summary>
+    /// A write; <paramref name="requestId"/> (an intake request's <c>producer/request</c>, UTF-8) travels with every
+    /// copy in the <c>tm-req</c> header and is recorded by each device with its entry (see docs/design.md, "Producers
+    /// that publish writes").
+    /// </summary>
+    public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, byte[]? requestId, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var outcome = "failed";
@@ -70,7 +78,7 @@ internal sealed class WritePipeline(
             {
                 try
                 {
-                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, ct);
+                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, requestId, ct);
                     outcome = "ok";
                     return result;
                 }
@@ -107,7 +115,7 @@ internal sealed class WritePipeline(
         _ => "barrier",
     };
 
-    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
+    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, byte[]? requestId, CancellationToken ct)
     {
         var blocks = data.Length / v.BlockSize;
         if (!v.Writable) throw NotWritable(v);
@@ -125,7 +133,7 @@ internal sealed class WritePipeline(
 
         var sends = new Send[v.Mirrors.Length];
         InflightWrite? write;
-        while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence)) is null)
+        while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence, requestId: requestId)) is null)
             await fence!.WaitAsync(ct);
         var outcomes = new string?[v.Mirrors.Length];
         var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
@@ -250,7 +258,7 @@ internal sealed class WritePipeline(
     /// </summary>
     private InflightWrite? Enqueue(
         Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data, Send[] sends, int targets,
-        out Task? fence, bool bypassFences = false)
+        out Task? fence, bool bypassFences = false, byte[]? requestId = null)
     {
         Span<long> tokenBuffer = stackalloc long[TransactionCodec.MaxTokensPerTransaction];
         lock (v.WriteLock)
@@ -287,7 +295,7 @@ internal sealed class WritePipeline(
                 var n = channel.Tokens.Take(tokenBuffer);
                 write.MarkSent(m.Index);
                 var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
-                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span);
+                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span, requestId);
                 sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
                 channel.OnSent(data.Length);
                 Faults.AfterCopy(options, kind, tag.Seq, log);

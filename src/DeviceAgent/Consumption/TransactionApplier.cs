@@ -180,7 +180,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var token2 = state.StreamVersion + 1;
         Append(state, batch, new TagRecorded(
             h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2,
-            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch));
+            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch, RequestIdOf(headers)));
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
@@ -256,6 +256,14 @@ internal sealed class TransactionApplier(ObjectFiles files)
     {
         batch.Events.Add(e);
         state.StreamVersion++;
+    }
+
+    /// <summary>The intake request a write carries (<see cref="HeaderNames.RequestId"/>), recorded with its entry; null when none or not printable ASCII.</summary>
+    private static string? RequestIdOf(Headers? headers)
+    {
+        var bytes = Get(headers, HeaderNames.RequestId);
+        if (bytes.IsEmpty || bytes.Length > 300 || !Ascii.IsValid(bytes) || bytes.IndexOfAnyInRange((byte)0, (byte)31) >= 0) return null;
+        return Encoding.ASCII.GetString(bytes);
     }
 
     private static ReadOnlySpan<byte> Get(Headers? headers, string key) =>

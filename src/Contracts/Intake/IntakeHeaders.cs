@@ -1,0 +1,8 @@
+namespace TaggedMirror.Contracts.Intake;
+
+/// <summary>Kafka header keys of an intake request. The message key is the volume's name, the value the data.</summary>
+public static class IntakeHeaders
+{
+    /// <summary>The request's envelope: UTF-8 JSON of <see cref="IntakeRequest"/>.</summary>
+    public const string Request = "tm-in";
+}
