@@ -158,6 +158,64 @@ public sealed class ApiLimitsTests
         await AssertStillUsableAsync(cluster, "c", largest - 1, 65536);
     }
 
+    /// <summary>
+    /// A device's several-range read (what a resync batch reads its source with), at its limits: every malformed or
+    /// out-of-limit request is refused with a 400 and a sentence (a 404 for an object the device does not hold), and
+    /// a good one answers exactly the ranges' bytes, in the order asked, also past what was ever written (zeros).
+    /// </summary>
+    [Fact]
+    public async Task a_devices_range_read_refuses_every_request_at_its_limits_and_answers_the_ranges_in_order()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("rr", BlockSize, Blocks);
+        var written = VolumeModel.Data(3, 4, BlockSize);
+        Assert.True((await cluster.WriteAsync("rr", 0, written, wait: "applied")).Applied);
+        var url = new Uri($"{cluster.Agent("d0").Url}/objects/rr.d0/ranges");
+
+        async Task<HttpResponseMessage> PostAsync(string json, string? objectUrl = null)
+        {
+            using var content = new StringContent(json, Encoding.UTF8, "application/json");
+            return await cluster.Http.PostAsync(objectUrl is null ? url : new Uri(objectUrl), content);
+        }
+
+        static string Body(IEnumerable<long> offsets, IEnumerable<long> lengths) =>
+            $"{{\"offsets\":[{string.Join(",", offsets)}],\"lengths\":[{string.Join(",", lengths)}]}}";
+
+        var bad = new (string Case, string Json)[]
+        {
+            ("no ranges", Body([], [])),
+            ("more offsets than lengths", Body([0, BlockSize], [BlockSize])),
+            ("no lengths at all", "{\"offsets\":[0]}"),
+            ("negative offset", Body([-BlockSize], [BlockSize])),
+            ("misaligned offset", Body([1], [BlockSize])),
+            ("zero length", Body([0], [0])),
+            ("negative length", Body([0], [-BlockSize])),
+            ("offset + length past the largest offset", Body([long.MaxValue - long.MaxValue % BlockSize], [BlockSize])),
+            ("more than 16 MiB in all", Body([0, 0], [16 * 1024 * 1024, BlockSize])),
+            ("more ranges than allowed", Body(Enumerable.Repeat(0L, 4097), Enumerable.Repeat((long)BlockSize, 4097))),
+            ("length beyond int", Body([0], [int.MaxValue + 1L])),
+            ("not JSON", "offsets=0"),
+            ("JSON of the wrong shape", "[0, 4096]"),
+        };
+        foreach (var (name, json) in bad)
+            await AssertRefusedAsync($"range read: {name}", await PostAsync(json), HttpStatusCode.BadRequest);
+        using (var text = new StringContent(Body([0], [BlockSize]), Encoding.UTF8, "text/plain"))
+            await AssertRefusedAsync("range read: not declared JSON", await cluster.Http.PostAsync(url, text), HttpStatusCode.UnsupportedMediaType);
+        await AssertRefusedAsync("range read: an object the device does not hold",
+            await PostAsync(Body([0], [BlockSize]), $"{cluster.Agent("d0").Url}/objects/nosuch.d0/ranges"), HttpStatusCode.NotFound);
+
+        // Block 2, block 0, then blocks 3 and 4 (block 4 never written: zeros), in that order.
+        using var good = await PostAsync(Body([2 * BlockSize, 0, 3 * BlockSize], [BlockSize, BlockSize, 2 * BlockSize]));
+        var bytes = await good.Content.ReadAsByteArrayAsync();
+        Assert.True(good.IsSuccessStatusCode, Encoding.UTF8.GetString(bytes));
+        var expected = written.AsSpan(2 * BlockSize, BlockSize).ToArray()
+            .Concat(written.AsSpan(0, BlockSize).ToArray())
+            .Concat(written.AsSpan(3 * BlockSize, BlockSize).ToArray())
+            .Concat(new byte[BlockSize]).ToArray();
+        Assert.Equal(expected, bytes);
+        await AssertStillUsableAsync(cluster, "rr", 5);
+    }
+
     private static async Task<long> TagsIssuedAsync(TestCluster cluster) =>
         (await cluster.ControllerInfoAsync()).GetProperty("tagsIssued").GetInt64();
 

@@ -102,3 +102,34 @@ public sealed record BlockChecksums(int BlockSize, long FirstBlock, ulong[] Actu
     /// <summary>The checksum of a block of zeros (a block never written reads as zeros).</summary>
     public static ulong OfZeros(int blockSize) => Of(new byte[blockSize]);
 }
+
+/// <summary>
+/// The body of <c>POST /objects/{id}/ranges</c> on a device: several byte ranges of one object read in one request
+/// (a resync batch's ranges from its source). The answer is their bytes one after the other, in this order.
+/// </summary>
+public sealed record RangeRead(long[] Offsets, int[] Lengths)
+{
+    /// <summary>Most ranges one request may ask for.</summary>
+    public const int MaxRanges = 4096;
+
+    /// <summary>Most bytes one request may ask for, all ranges together (also the most one plain read may ask for).</summary>
+    public const int MaxBytes = 16 * 1024 * 1024;
+
+    /// <summary>Why the request cannot be answered for an object of <paramref name="blockSize"/>-byte blocks, or null.</summary>
+    public string? Invalid(int blockSize)
+    {
+        if (Offsets is null || Lengths is null || Offsets.Length != Lengths.Length)
+            return "offsets and lengths must be two lists of the same length";
+        if (Offsets.Length is 0 or > MaxRanges) return $"between 1 and {MaxRanges} ranges may be read at once, not {Offsets.Length}";
+        long total = 0;
+        for (var i = 0; i < Offsets.Length; i++)
+        {
+            var (offset, length) = (Offsets[i], Lengths[i]);
+            if (offset < 0 || length <= 0 || offset % blockSize != 0 || offset > long.MaxValue - length)
+                return $"range {i}, [{offset}, +{length}), is not block-aligned, empty, negative or past the largest offset";
+            total += length;
+            if (total > MaxBytes) return $"the ranges add up to more than {MaxBytes} bytes";
+        }
+        return null;
+    }
+}

@@ -4,6 +4,7 @@ using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Http;
 
 namespace TaggedMirror.Controller.Api;
 

@@ -11,6 +11,7 @@ using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
 using TaggedMirror.Hosting.Events;
+using TaggedMirror.Hosting.Http;
 using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Api;

@@ -19,6 +19,31 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         return response is null ? null : await response.Content.ReadAsByteArrayAsync(ct);
     }
 
+    /// <summary>
+    /// Several ranges of one object in one request, their bytes one after the other; null when the device has never
+    /// been written this object (every range reads as zeros).
+    /// </summary>
+    public async Task<byte[]?> ReadRangesAsync(string deviceId, string objectId, long[] offsets, int[] lengths, CancellationToken ct)
+    {
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        using var response = await client.PostAsync(new Uri($"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/ranges"),
+            System.Net.Http.Json.JsonContent.Create(new Contracts.Api.RangeRead(offsets, lengths)), ct);
+        // The device's own 404 (no such object) is a problem document; a bare 404 is an agent without this endpoint,
+        // never to be taken for zeros.
+        if (response.StatusCode == HttpStatusCode.NotFound && response.Content.Headers.ContentType?.MediaType == "application/problem+json") return null;
+        if (!response.IsSuccessStatusCode)
+        {
+            _urls.TryRemove(deviceId, out _);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+        var data = await response.Content.ReadAsByteArrayAsync(ct);
+        var expected = lengths.Sum(l => (long)l);
+        if (data.Length != expected)
+            throw new HttpRequestException($"device {deviceId} answered {data.Length} bytes for ranges of {expected}");
+        return data;
+    }
+
     /// <summary>The device's checksums of blocks [<paramref name="firstBlock"/>, +<paramref name="count"/>) of an object; null when it has no such object.</summary>
     public async Task<Contracts.Api.BlockChecksums?> ChecksumsAsync(string deviceId, string objectId, long firstBlock, int count, CancellationToken ct)
     {

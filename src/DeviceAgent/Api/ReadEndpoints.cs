@@ -1,12 +1,13 @@
 using System.Buffers;
 using TaggedMirror.DeviceAgent.BlockStore;
+using TaggedMirror.Hosting.Http;
 
 namespace TaggedMirror.DeviceAgent.Api;
 
 /// <summary>Reads for the controller and for resync. Reads see what the apply loop has written and flushed.</summary>
 internal static class ReadEndpoints
 {
-    private const int MaxReadBytes = 16 * 1024 * 1024;
+    private const int MaxReadBytes = Contracts.Api.RangeRead.MaxBytes;
 
     public static void MapReadEndpoints(this IEndpointRouteBuilder app, string deviceId)
     {
@@ -28,6 +29,39 @@ internal static class ReadEndpoints
                 response.ContentType = "application/octet-stream";
                 response.ContentLength = length;
                 await response.Body.WriteAsync(buffer.AsMemory(0, length), ct);
+                return Results.Empty;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        });
+
+        // For a resync batch: several ranges of one object in one request (one request per range was most of a
+        // 200-range resync's time on the source's side). The bytes come back one range after the other.
+        app.MapPost("/objects/{objectId}/ranges", async (string objectId, HttpRequest http, DeviceStatus status, ObjectFiles files, HttpResponse response, CancellationToken ct) =>
+        {
+            var obj = status.Object(objectId);
+            if (obj is null)
+                return Results.Problem($"object {objectId} is not on device {deviceId}", statusCode: 404);
+            var (request, refusal) = await JsonBodies.ReadAsync<Contracts.Api.RangeRead>(http, "{offsets: [byte offsets], lengths: [byte counts]}",
+                "offsets are 64-bit and lengths 32-bit whole numbers", ct);
+            if (refusal is not null) return refusal;
+            if (request!.Invalid(obj.BlockSize) is { } why)
+                return Results.Problem($"ranges of {objectId}: {why}", statusCode: 400);
+            var total = request.Lengths.Sum();
+            var buffer = ArrayPool<byte>.Shared.Rent(total);
+            try
+            {
+                var at = 0;
+                for (var i = 0; i < request.Offsets.Length; i++)
+                {
+                    files.Read(objectId, request.Offsets[i], buffer.AsSpan(at, request.Lengths[i]));
+                    at += request.Lengths[i];
+                }
+                response.ContentType = "application/octet-stream";
+                response.ContentLength = total;
+                await response.Body.WriteAsync(buffer.AsMemory(0, total), ct);
                 return Results.Empty;
             }
             finally
