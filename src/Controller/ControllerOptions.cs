@@ -59,8 +59,17 @@ public sealed class ControllerOptions
     /// </summary>
     public long ResyncMaxBytesPerSecond { get; set; }
 
-    /// <summary>Most disjoint ranges of one volume and target copied at once by a resync.</summary>
-    public int ResyncParallelism { get; set; } = 32;
+    /// <summary>
+    /// Most copies of one volume and target a resync runs at once: a copy is a batch of small disjoint ranges (see
+    /// <see cref="ResyncBatchBytes"/>) or one range longer than a repair may carry, copied step by step.
+    /// </summary>
+    public int ResyncParallelism { get; set; } = 4;
+
+    /// <summary>
+    /// Most bytes of one resync batch: small disjoint ranges fenced together, checked against one source, read from
+    /// it in one request and repaired together (writes to those ranges wait for the whole batch).
+    /// </summary>
+    public long ResyncBatchBytes { get; set; } = 1024 * 1024;
 
     /// <summary>
     /// Bytes of repairs (resync and full-copy copies) in flight to one device, over all volumes; one repair goes
@@ -145,6 +154,7 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(ReconciliationStallTimeout, TimeSpan.FromSeconds(5));
         ArgumentOutOfRangeException.ThrowIfNegative(ResyncMaxBytesPerSecond);
         ArgumentOutOfRangeException.ThrowIfLessThan(ResyncParallelism, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ResyncBatchBytes, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
         if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);

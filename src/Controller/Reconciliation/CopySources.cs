@@ -52,28 +52,36 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
     }
 
     /// <summary>The source for <paramref name="target"/>'s range, <paramref name="preferred"/> first; throws <see cref="NoCopySourceException"/> if none qualifies.</summary>
-    public async Task<Mirror> ChooseAsync(Volume v, Mirror target, Mirror? preferred, long firstBlock, long blocks, CancellationToken ct)
+    public Task<Mirror> ChooseAsync(Volume v, Mirror target, Mirror? preferred, long firstBlock, long blocks, CancellationToken ct) =>
+        ChooseAsync(v, target, preferred, [(firstBlock, blocks)], ct);
+
+    /// <summary>
+    /// One source for every one of <paramref name="ranges"/> (a resync batch, all fenced), <paramref name="preferred"/>
+    /// first: a mirror qualifies only if it qualifies for each range, as <see cref="ChooseAsync(Volume, Mirror, Mirror?, long, long, CancellationToken)"/>
+    /// would check it one range at a time; the checks themselves are shared (one wait for its log, one query).
+    /// Throws <see cref="NoCopySourceException"/> if none qualifies for them all.
+    /// </summary>
+    public async Task<Mirror> ChooseAsync(Volume v, Mirror target, Mirror? preferred, IReadOnlyList<(long First, long Blocks)> ranges, CancellationToken ct)
     {
         var reasons = new List<string>();
         var candidates = v.Mirrors.Where(m => m != target).OrderBy(m => m == preferred ? 0 : 1).ThenBy(m => m.Index);
         foreach (var m in candidates)
         {
-            var why = await DisqualifiedAsync(v, m, firstBlock, blocks, ct);
+            var why = await DisqualifiedAsync(v, m, ranges, ct);
             if (why is null) return m;
             reasons.Add($"{m.DeviceId}: {why}");
         }
-        logger.LogInformation("Volume {Volume}: no source for blocks [{First}, {End}) of {Target}: {Reasons}",
-            v.Name, firstBlock, firstBlock + blocks, target.DeviceId, string.Join("; ", reasons));
-        throw new NoCopySourceException(
-            $"no mirror of {v.Name} holds every write to blocks [{firstBlock}, {firstBlock + blocks}) ({string.Join("; ", reasons)})");
+        var what = ranges.Count == 1 ? $"blocks [{ranges[0].First}, {ranges[0].First + ranges[0].Blocks})" : $"{ranges.Count} ranges from block {ranges.Min(r => r.First)}";
+        logger.LogInformation("Volume {Volume}: no source for {Ranges} of {Target}: {Reasons}", v.Name, what, target.DeviceId, string.Join("; ", reasons));
+        throw new NoCopySourceException($"no mirror of {v.Name} holds every write to {what} ({string.Join("; ", reasons)})");
     }
 
-    private async Task<string?> DisqualifiedAsync(Volume v, Mirror m, long firstBlock, long blocks, CancellationToken ct)
+    private async Task<string?> DisqualifiedAsync(Volume v, Mirror m, IReadOnlyList<(long First, long Blocks)> ranges, CancellationToken ct)
     {
         if (!m.Current) return m.State == MirrorState.InSync ? "missed a write" : m.State.ToString();
         try
         {
-            await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.CopySourceWaitTimeout, ct);
+            await Task.WhenAll(ranges.Select(r => pipeline.AppliedOverlappingAsync(v, m, r.First, r.Blocks))).WaitAsync(options.CopySourceWaitTimeout, ct);
             await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
         }
         catch (Exception ex) when (ex is MirrorUnavailableException or TimeoutException or KafkaException)
@@ -82,7 +90,7 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         }
         // Re-checked after the waits: a write may have missed it meanwhile.
         if (!m.Current) return "missed a write while the copy waited";
-        var lacking = await LackingOtherEpochWritesAsync(v, m, firstBlock, blocks, ct);
+        var lacking = await LackingOtherEpochWritesAsync(v, m, ranges, ct);
         return lacking > 0 ? $"lacks {lacking} unsettled write(s) of an earlier epoch to the range" : null;
     }
 
@@ -194,13 +202,13 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         return parts;
     }
 
-    private async Task<long> LackingOtherEpochWritesAsync(Volume v, Mirror m, long firstBlock, long blocks, CancellationToken ct)
+    private async Task<long> LackingOtherEpochWritesAsync(Volume v, Mirror m, IReadOnlyList<(long First, long Blocks)> ranges, CancellationToken ct)
     {
         var s = store.Schema;
         await using var cmd = store.DataSource.CreateCommand($"""
             SELECT count(DISTINCT (e.controller_id, e.epoch, e.seq)) FROM {s}.recon_entries e
             WHERE e.volume = @v AND NOT e.repair
-              AND e.first_block < @end AND @first < e.first_block + e.block_count
+              AND EXISTS (SELECT 1 FROM unnest(@firsts, @ends) AS q(first, last) WHERE e.first_block < q.last AND q.first < e.first_block + e.block_count)
               AND NOT (e.controller_id = @c AND e.epoch = @e)
               AND NOT EXISTS (SELECT 1 FROM {s}.recon_entries x
                               WHERE (x.controller_id, x.epoch, x.seq, x.device_id) = (e.controller_id, e.epoch, e.seq, @d))
@@ -208,8 +216,8 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
                               WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (e.controller_id, e.epoch, e.seq, @d))
             """);
         cmd.Parameters.AddWithValue("v", v.Name);
-        cmd.Parameters.AddWithValue("first", firstBlock);
-        cmd.Parameters.AddWithValue("end", firstBlock + blocks);
+        cmd.Parameters.AddWithValue("firsts", ranges.Select(r => r.First).ToArray());
+        cmd.Parameters.AddWithValue("ends", ranges.Select(r => r.First + r.Blocks).ToArray());
         cmd.Parameters.AddWithValue("c", tags.ControllerId);
         cmd.Parameters.AddWithValue("e", tags.Epoch);
         cmd.Parameters.AddWithValue("d", m.DeviceId);

@@ -116,18 +116,24 @@ internal sealed class ResyncService(
         }
         var failures = 0;
         var started = Stopwatch.GetTimestamp();
-        await Parallel.ForEachAsync(runs, new ParallelOptions { MaxDegreeOfParallelism = options.ResyncParallelism, CancellationToken = ct }, async (run, c) =>
+        await Parallel.ForEachAsync(Copies(runs, v.BlockSize), new ParallelOptions { MaxDegreeOfParallelism = options.ResyncParallelism, CancellationToken = ct }, async (copy, c) =>
         {
             try
             {
-                foreach (var chunk in run)
+                if (copy.Batch)
+                {
+                    await CopyBatchAsync(v, target, copy.Chunks, c);
+                    return;
+                }
+                foreach (var chunk in copy.Chunks)
                     await CopyFencedAsync(v, v.MirrorOn(chunk.PreferredSource ?? ""), target, chunk.FirstBlock, chunk.Blocks, chunk.Extension, chunk.Label, chunk.Completes, c);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !c.IsCancellationRequested)
             {
-                Interlocked.Increment(ref failures);
-                logger.LogWarning("Volume {Volume}: resync of [{First}, {End}) to {Target} not done now ({Tag}): {Reason}",
-                    v.Name, run[0].FirstBlock, run[^1].End, target.DeviceId, run[0].Label, ex.Message);
+                var runsLost = copy.Batch ? copy.Chunks.Count : 1;
+                Interlocked.Add(ref failures, runsLost);
+                logger.LogWarning("Volume {Volume}: resync of {Runs} range(s) from [{First}, {End}) to {Target} not done now ({Tag}): {Reason}",
+                    v.Name, runsLost, copy.Chunks[0].FirstBlock, copy.Chunks[^1].End, target.DeviceId, copy.Chunks[0].Label, ex.Message);
             }
         });
         if (failures > 0) span?.SetStatus(ActivityStatusCode.Error, $"{failures} of {runs.Count} ranges not copied");
@@ -141,6 +147,120 @@ internal sealed class ResyncService(
         {
             await RecordAsync(v, new ResyncCompleted(done[0], target.DeviceId, target.DeviceId, missed[0].FirstBlock, 0, missed[0].Extension, 0, 0,
                 RepairTag: "", Tags: done), ct);
+        }
+    }
+
+    /// <summary>One unit of a resync's work: a batch of runs of one chunk each, or one run of several chunks.</summary>
+    private readonly record struct Copy(bool Batch, IReadOnlyList<ResyncChunk> Chunks);
+
+    /// <summary>
+    /// The runs as units of work: runs of one chunk (the missed writes of an outage are mostly small and apart)
+    /// packed in order into batches of at most <see cref="ControllerOptions.ResyncBatchBytes"/> and
+    /// <see cref="Contracts.Api.RangeRead.MaxRanges"/> ranges; a run of several chunks (longer than one repair may
+    /// carry) copied on its own, chunk after chunk, as its chunks' completions assume.
+    /// </summary>
+    private List<Copy> Copies(IReadOnlyList<IReadOnlyList<ResyncChunk>> runs, int blockSize)
+    {
+        var copies = new List<Copy>();
+        var batch = new List<ResyncChunk>();
+        long bytes = 0;
+        foreach (var run in runs)
+        {
+            if (run.Count != 1)
+            {
+                copies.Add(new Copy(false, run));
+                continue;
+            }
+            var size = (long)run[0].Blocks * blockSize;
+            if (batch.Count > 0 && (bytes + size > options.ResyncBatchBytes || batch.Count == Contracts.Api.RangeRead.MaxRanges))
+            {
+                copies.Add(new Copy(true, batch));
+                (batch, bytes) = ([], 0);
+            }
+            batch.Add(run[0]);
+            bytes += size;
+        }
+        if (batch.Count > 0) copies.Add(new Copy(true, batch));
+        return copies;
+    }
+
+    /// <summary>
+    /// Copies a batch of disjoint chunks as <see cref="CopyFencedAsync"/> copies one, with the work shared: every
+    /// chunk fenced first, then one source chosen that qualifies for each of them (<see cref="CopySources"/>), one read
+    /// of all the ranges from it, the repairs sent together (the target applies them in a batch of its own), one
+    /// record. The safety argument is the single range's, range by range: each range is fenced before the source is
+    /// checked for it, read under its fence, and repaired through the target's log before its fence drops. When no
+    /// mirror qualifies for the whole batch, its chunks are copied one at a time, each free to find its own source
+    /// or fall back to copying block by block.
+    /// </summary>
+    private async Task CopyBatchAsync(Volume v, Mirror target, IReadOnlyList<ResyncChunk> chunks, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var blocks = chunks.Sum(c => (long)c.Blocks);
+        using var span = telemetry.Source.StartActivity("copy ranges");
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(TelemetryAttributes.Volume, v.Name);
+            span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
+            span.SetTag(TelemetryAttributes.FirstBlock, chunks[0].FirstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, blocks);
+            span.SetTag("tm.ranges", chunks.Count);
+        }
+        // Paced before the fences go up, as a single copy is.
+        await throttle.WaitAsync(blocks * v.BlockSize, ct);
+        var preferred = v.MirrorOn(chunks.GroupBy(c => c.PreferredSource ?? "").MaxBy(g => g.Count())!.Key);
+        var fences = chunks.Select(c => new RangeFence(c.FirstBlock, c.Blocks)).ToList();
+        var oneByOne = false;
+        try
+        {
+            lock (v.WriteLock) v.Fences.AddRange(fences);
+            Mirror source;
+            try
+            {
+                source = await sources.ChooseAsync(v, target, preferred, [.. chunks.Select(c => (c.FirstBlock, (long)c.Blocks))], ct);
+            }
+            catch (NoCopySourceException)
+            {
+                oneByOne = true;
+                return;
+            }
+            span?.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
+            var chosen = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var offsets = chunks.Select(c => c.FirstBlock * v.BlockSize).ToArray();
+            var lengths = chunks.Select(c => c.Blocks * v.BlockSize).ToArray();
+            var data = await devices.ReadRangesAsync(source.DeviceId, source.ObjectId, offsets, lengths, ct);
+            var at = 0;
+            var pieces = new byte[chunks.Count][];
+            for (var i = 0; i < chunks.Count; i++)
+            {
+                pieces[i] = data is null ? new byte[lengths[i]] : data.AsSpan(at, lengths[i]).ToArray();
+                at += lengths[i];
+            }
+            var read = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var repairTags = await Task.WhenAll(chunks.Select((c, i) => pipeline.RepairAsync(v, target, c.FirstBlock, pieces[i], ct)));
+            var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
+            var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
+            telemetry.Resyncs.Add(chunks.Count, volume, device);
+            telemetry.ResyncBytes.Add(lengths.Sum(l => (long)l), volume, device);
+            await RecordAsync(v, [.. chunks.Select((c, i) => new ResyncCompleted(c.Label, target.DeviceId, source.DeviceId, c.FirstBlock, c.Blocks, c.Extension,
+                lengths[i], elapsed, repairTags[i].ToString(), Tags: c.Completes))], ct);
+            logger.LogDebug("Volume {Volume}: copied {Ranges} ranges ({Blocks} blocks) from {Source} to {Target} in {Ms:0.0} ms (paced and source chosen at {Chosen:0.0}, read at {Read:0.0}, repaired at {Repaired:0.0})",
+                v.Name, chunks.Count, blocks, source.DeviceId, target.DeviceId, Stopwatch.GetElapsedTime(started).TotalMilliseconds, chosen, read, elapsed);
+        }
+        finally
+        {
+            lock (v.WriteLock)
+            {
+                foreach (var f in fences) v.Fences.Remove(f);
+            }
+            foreach (var f in fences) f.Released.TrySetResult();
+            if (oneByOne)
+            {
+                span?.SetTag("tm.one_by_one", true);
+                foreach (var c in chunks)
+                    await CopyFencedAsync(v, v.MirrorOn(c.PreferredSource ?? ""), target, c.FirstBlock, c.Blocks, c.Extension, c.Label, c.Completes, ct);
+            }
         }
     }
 
@@ -250,19 +370,26 @@ internal sealed class ResyncService(
     }
 
     /// <summary>
-    /// Records a copy, with group commit: runs copied in parallel append one at a time (see
+    /// Records copies, with group commit: runs copied in parallel append one at a time (see
     /// <see cref="Volume.StreamLock"/>), so whoever takes the lock appends every record waiting, in one transaction.
-    /// (One append per copy under the lock was most of a 200-write resync's time.) Returns once this one is recorded.
+    /// (One append per copy under the lock was most of a 200-write resync's time.) Returns once these are recorded.
     /// </summary>
-    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct)
+    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) => await RecordAsync(v, [done], ct);
+
+    private async Task RecordAsync(Volume v, IReadOnlyList<ResyncCompleted> records, CancellationToken ct)
     {
         var waiting = _unrecorded.GetOrAdd(v.Name, _ => new ConcurrentQueue<(ResyncCompleted, TaskCompletionSource)>());
-        var recorded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        waiting.Enqueue((done, recorded));
+        var recorded = new List<Task>(records.Count);
+        foreach (var done in records)
+        {
+            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            waiting.Enqueue((done, tcs));
+            recorded.Add(tcs.Task);
+        }
         await v.StreamLock.WaitAsync(ct);
         try
         {
-            if (!recorded.Task.IsCompleted)
+            if (!recorded.All(t => t.IsCompleted))
             {
                 var batch = new List<(ResyncCompleted Done, TaskCompletionSource Recorded)>();
                 while (waiting.TryDequeue(out var item)) batch.Add(item);
@@ -281,7 +408,7 @@ internal sealed class ResyncService(
         {
             v.StreamLock.Release();
         }
-        await recorded.Task;
+        await Task.WhenAll(recorded);
     }
 
     /// <summary>The (tag, target) pairs among <paramref name="requests"/> already repaired.</summary>
