@@ -38,6 +38,7 @@ controller.Validate();
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
 var dataSource = PostgresDataSource.Create(options.Postgres);
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
+var reconciliationCommits = new ReconciliationCommits();
 // Started while PostgreSQL is away (a host reboot, a restart of both): wait for it rather than exit.
 var untilPostgres = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
 {
@@ -92,9 +93,11 @@ builder.Services.AddMarten(_ =>
     o.Projections.Add(new VolumeCatalogProjection(options.Schema), ProjectionLifecycle.Inline);
     o.Projections.Add(new ResyncLogProjection(options.Schema), ProjectionLifecycle.Inline);
     o.Projections.Add(reconciliation, ProjectionLifecycle.Async, ReconciliationProjection.Name);
+    o.Projections.AsyncListeners.Add(reconciliationCommits);
     return o;
 });
 builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
+builder.Services.AddSingleton(reconciliationCommits);
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
 builder.Services.AddSingleton<DeviceLog>();

@@ -17,16 +17,17 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// </summary>
 internal sealed class MirrorMaintenance(
     VolumeCatalog catalog, FullCopyService fullCopies, WritePipeline pipeline, VolumeChanges changes, EventStreams store, TagGenerator tags,
-    ControllerOptions options, ILogger<MirrorMaintenance> logger) : BackgroundService
+    ReconciliationCommits commits, ControllerOptions options, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     private readonly Dictionary<(string Volume, string Device), Task> _fullCopies = [];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
         var lastSweep = Stopwatch.GetTimestamp();
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        while (!stoppingToken.IsCancellationRequested)
         {
+            // Woken when reconciliation commits (a resyncing mirror's copies may all be recorded now), at the latest every 250 ms.
+            await commits.Maintenance.WaitAsync(TimeSpan.FromMilliseconds(250), stoppingToken);
             if (Stopwatch.GetElapsedTime(lastSweep) >= options.OrphanSweepInterval)
             {
                 lastSweep = Stopwatch.GetTimestamp();

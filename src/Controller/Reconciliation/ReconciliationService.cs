@@ -15,7 +15,7 @@ namespace TaggedMirror.Controller.Reconciliation;
 /// bus takes them (see <see cref="PublishBatchAsync"/>); the timer's decisions take the projection's own lock.
 /// </summary>
 internal sealed class ReconciliationService(
-    EventStreams store, ReconciliationProjection projection, IBus bus, ControllerTelemetry telemetry,
+    EventStreams store, ReconciliationProjection projection, ReconciliationCommits commits, IBus bus, ControllerTelemetry telemetry,
     ILogger<ReconciliationService> logger)
     : BackgroundService
 {
@@ -52,9 +52,10 @@ internal sealed class ReconciliationService(
 
     private async Task PublishOutboxAsync(CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
-        while (await timer.WaitForNextTickAsync(ct))
+        while (!ct.IsCancellationRequested)
         {
+            // Woken when the daemon commits a batch (its decisions are in the outbox then), at the latest every 100 ms.
+            await commits.Outbox.WaitAsync(TimeSpan.FromMilliseconds(100), ct);
             try
             {
                 while (await PublishBatchAsync(ct) > 0)

@@ -5,8 +5,12 @@ namespace TaggedMirror.Hosting.Kafka;
 /// <summary>Client settings the project relies on, in one place.</summary>
 public static class KafkaSettings
 {
-    /// <summary>The data path's longest wait between attempts to reach a broker that went away (librdkafka: 10 s).</summary>
-    public const int ReconnectBackoffMaxMs = 500;
+    /// <summary>
+    /// The data path's longest wait between attempts to reach a broker that went away (librdkafka: 10 s): the wait
+    /// until a device whose log came back is resynced starts with it. Each attempt at a broker still away costs one
+    /// connect() that is refused at once.
+    /// </summary>
+    public const int ReconnectBackoffMaxMs = 200;
 
     /// <summary>
     /// Producer for device topics: idempotent with acks=all, so a retried send neither duplicates nor
@@ -24,10 +28,10 @@ public static class KafkaSettings
         CompressionType = CompressionType.None,
         // Delivery reports carry only what the write path needs.
         DeliveryReportFields = "status",
-        // librdkafka backs off up to 10 s by default; a broker that comes back should be used within half a second
-        // (the wait until a mirror whose log was away is resynced starts with it). Attempts to a broker that stays
-        // away cost one connect() each.
         ReconnectBackoffMaxMs = ReconnectBackoffMaxMs,
+        // And a produce request that failed (its broker went away) is tried again within a quarter second, not after
+        // librdkafka's growing wait of up to 1 s: the barrier that finds a returning device's log is one of them.
+        RetryBackoffMaxMs = 250,
     };
 
     /// <summary>
@@ -66,6 +70,9 @@ public static class KafkaSettings
         FetchMaxBytes = 16 * 1024 * 1024,
         MaxPartitionFetchBytes = 4 * 1024 * 1024,
         ReconnectBackoffMaxMs = ReconnectBackoffMaxMs,
+        // After a failed fetch (the broker went away) librdkafka waits 500 ms before fetching that partition again;
+        // a device whose broker came back should see its log within a tenth of that.
+        FetchErrorBackoffMs = 50,
         // A fetch answered within FetchWaitMaxMs normally; a broker that went away and came back can leave a
         // request unanswered on a dead connection, and librdkafka's default 60 s wait would stall the device.
         SocketTimeoutMs = 10_000,
