@@ -102,13 +102,16 @@ internal sealed class DeviceConsumer(
         while (!ct.IsCancellationRequested)
         {
             batch.Clear();
-            if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct))
+            if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct) is { } logStart)
             {
-                // The state the rebuild recorded, and the log from its start, with the same consumer.
+                // The log from its start, with the same consumer: assigned at once, so its first fetch runs while the
+                // files are deleted and the state the rebuild recorded is loaded (that state starts at the same offsets).
+                consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, logStart[p])));
                 state = await _repository.LoadAsync(ct);
                 await ContinueRebuildAsync(state, ct);
                 status.Update(state);
-                consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
+                if (partitions.Any(p => state.NextOffsets.GetValueOrDefault(p, 0) != logStart[p]))
+                    consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
                 continue;
             }
             try
@@ -313,10 +316,10 @@ internal sealed class DeviceConsumer(
 
     /// <summary>
     /// Takes a rebuild request between two batches: the log's start and the device's next offsets (where the replay
-    /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>). True
-    /// when a rebuild began: the caller reloads its state and consumes again from the log's start.
+    /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>). The log's
+    /// start when a rebuild began (the caller reloads its state and consumes again from there); null when none did.
     /// </summary>
-    private async Task<bool> BeginRebuildAsync(
+    private async Task<Dictionary<int, long>?> BeginRebuildAsync(
         IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, RebuildRequests.Request request, CancellationToken ct)
     {
         if (state.Rebuild is { } current && (current.Id == request.Id || !current.Completed))
@@ -324,7 +327,7 @@ internal sealed class DeviceConsumer(
             request.Answer.TrySetResult(current.Id == request.Id
                 ? new RebuildAnswer(current.Progress(state.NextOffsets), null)
                 : new RebuildAnswer(null, $"rebuild {current.Id} of {_agent.DeviceId} is still replaying"));
-            return false;
+            return null;
         }
         try
         {
@@ -342,7 +345,7 @@ internal sealed class DeviceConsumer(
                 _agent.DeviceId, rebuild.Id, topic, Offsets(logStart), Offsets(until),
                 rebuild.LogTruncated ? "; the log no longer holds its start, so every object is marked for a full copy" : "");
             request.Answer.TrySetResult(new RebuildAnswer(rebuild.Progress(logStart), null));
-            return true;
+            return logStart;
         }
         catch (Exception ex)
         {
