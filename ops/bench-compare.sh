@@ -6,7 +6,7 @@
 # Results: bench-results/compare-<utc>/<label>-<workload>-<round>.json (the files `tm bench` and
 # `tm bench-resync` write), where label is old or new. An old revision may need what its own ops/setup.sh
 # installs (revisions before librdkafka.redist need Debian's librdkafka1).
-# TM_BENCH_ONLY=<regex> runs only the workloads whose name matches (e.g. TM_BENCH_ONLY=resync).
+# TM_BENCH_ONLY=<regex> runs only the workloads whose name matches (e.g. TM_BENCH_ONLY=resync, TM_BENCH_ONLY='resync|rebuild').
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,6 +34,7 @@ workloads=(
   "write-64k-c16|bench.sh|--writes 500 --size 65536 --concurrency 16"
   "resync-256m-50|bench-resync.sh|--partial-writes 50 --volume-size 256MiB"
   "resync-1g-200|bench-resync.sh|--partial-writes 200 --volume-size 1GiB"
+  "rebuild-1000|bench-rebuild.sh|--writes 1000 --size 4096"
 )
 for ((round = 1; round <= rounds; round++)); do
   for w in "${workloads[@]}"; do
