@@ -22,19 +22,7 @@ internal static class ReadEndpoints
             // whose append this device has not applied (or that never happened); the controller bounds reads.
             if (offset < 0 || length <= 0 || length > MaxReadBytes || offset % obj.BlockSize != 0)
                 return Results.Problem($"range [{offset}, {offset + length}) of {objectId} is not block-aligned, negative or longer than {MaxReadBytes} bytes", statusCode: 400);
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
-            try
-            {
-                files.Read(objectId, offset, buffer.AsSpan(0, length));
-                response.ContentType = "application/octet-stream";
-                response.ContentLength = length;
-                await response.Body.WriteAsync(buffer.AsMemory(0, length), ct);
-                return Results.Empty;
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
+            return await AnswerAsync(files, objectId, [offset], [length], response, ct);
         });
 
         // For a resync batch: several ranges of one object in one request (one request per range was most of a
@@ -49,25 +37,7 @@ internal static class ReadEndpoints
             if (refusal is not null) return refusal;
             if (request!.Invalid(obj.BlockSize) is { } why)
                 return Results.Problem($"ranges of {objectId}: {why}", statusCode: 400);
-            var total = request.Lengths.Sum();
-            var buffer = ArrayPool<byte>.Shared.Rent(total);
-            try
-            {
-                var at = 0;
-                for (var i = 0; i < request.Offsets.Length; i++)
-                {
-                    files.Read(objectId, request.Offsets[i], buffer.AsSpan(at, request.Lengths[i]));
-                    at += request.Lengths[i];
-                }
-                response.ContentType = "application/octet-stream";
-                response.ContentLength = total;
-                await response.Body.WriteAsync(buffer.AsMemory(0, total), ct);
-                return Results.Empty;
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
+            return await AnswerAsync(files, objectId, request.Offsets, request.Lengths, response, ct);
         });
 
         // For tm verify: the checksum of each block as it is now and as it was written (BlockStore/ObjectFiles).
@@ -81,5 +51,29 @@ internal static class ReadEndpoints
             var (actual, recorded) = files.Checksums(objectId, firstBlock, count, obj.BlockSize);
             return Results.Json(new Contracts.Api.BlockChecksums(obj.BlockSize, firstBlock, actual, recorded));
         });
+    }
+
+    /// <summary>Answers the ranges' bytes one after the other (checked by the caller: at most <see cref="MaxReadBytes"/> in all).</summary>
+    private static async Task<IResult> AnswerAsync(ObjectFiles files, string objectId, long[] offsets, int[] lengths, HttpResponse response, CancellationToken ct)
+    {
+        var total = lengths.Sum();
+        var buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var at = 0;
+            for (var i = 0; i < offsets.Length; i++)
+            {
+                files.Read(objectId, offsets[i], buffer.AsSpan(at, lengths[i]));
+                at += lengths[i];
+            }
+            response.ContentType = "application/octet-stream";
+            response.ContentLength = total;
+            await response.Body.WriteAsync(buffer.AsMemory(0, total), ct);
+            return Results.Empty;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 }
