@@ -67,7 +67,7 @@ public sealed class ControllerOptions
 
     /// <summary>
     /// Most bytes of one resync batch: small disjoint ranges fenced together, checked against one source, read from
-    /// it in one request and repaired together (writes to those ranges wait for the whole batch).
+    /// it in one request and repaired together (writes to those ranges wait for the whole batch). At most 16 MiB.
     /// </summary>
     public long ResyncBatchBytes { get; set; } = 1024 * 1024;
 
@@ -154,7 +154,10 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(ReconciliationStallTimeout, TimeSpan.FromSeconds(5));
         ArgumentOutOfRangeException.ThrowIfNegative(ResyncMaxBytesPerSecond);
         ArgumentOutOfRangeException.ThrowIfLessThan(ResyncParallelism, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(ResyncBatchBytes, 1);
+        // A batch is read from its source in one request, which an agent answers up to RangeRead.MaxBytes: a larger
+        // batch would be refused every time, and its ranges never copied.
+        if (ResyncBatchBytes < 1 || ResyncBatchBytes > Contracts.Api.RangeRead.MaxBytes)
+            throw new ArgumentException($"Controller:ResyncBatchBytes {ResyncBatchBytes} must be between 1 and {Contracts.Api.RangeRead.MaxBytes} (what one read from a device may carry)");
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
         if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
