@@ -178,7 +178,7 @@ public sealed class TelemetryTests
         Assert.True(LinksTo(decision, write), "reconciliation's decision links to the write");
         // The batch of requests is consumed in the trace of one of its decisions (carried over the bus by MassTransit).
         Assert.Contains(spans, s => s.Name == "reconcile resync-requested" && s.TraceId == resync.TraceId && ResyncCovers(resync, (string)s.Attributes["tm.tag"]!));
-        var copy = Assert.Single(spans, s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId && Holds(s, w));
+        var copy = Assert.Single(spans, s => s.Name == "copy range" && Under(spans, s, resync) && Holds(s, w));
         Assert.Equal(("d0", "d1"), ((string)copy.Attributes["tm.resync.source"]!, (string)copy.Attributes["tm.resync.target"]!));
         var repair = Assert.Single(spans, s => s.ParentSpanId == copy.SpanId && s.Kind == ProducerKind);
         Assert.Equal(("tm.device.d1", "repair"), ((string)repair.Attributes["messaging.destination.name"]!, (string)repair.Attributes["tm.kind"]!));
@@ -195,12 +195,20 @@ public sealed class TelemetryTests
         return first <= w.FirstBlock && w.FirstBlock + w.Blocks <= first + blocks;
     }
 
+    /// <summary>
+    /// A range's copy is a child of its resync, or, copied in a batch with other small ranges, of the batch's
+    /// "copy ranges" span, itself a child of the resync.
+    /// </summary>
+    private static bool Under(IReadOnlyCollection<ReceivedSpan> spans, ReceivedSpan copy, ReceivedSpan resync) =>
+        copy.ParentSpanId == resync.SpanId
+        || spans.Any(b => b.SpanId == copy.ParentSpanId && b.Name == "copy ranges" && b.ParentSpanId == resync.SpanId);
+
     private static ReceivedSpan? RepairReceive(OtlpReceiver otlp, WriteResult w)
     {
         var spans = otlp.Spans;
         var resync = spans.FirstOrDefault(s => s.Name == "resync" && ResyncCovers(s, w.Tag));
         if (resync is null) return null;
-        var copy = spans.FirstOrDefault(s => s.Name == "copy range" && s.ParentSpanId == resync.SpanId && Holds(s, w));
+        var copy = spans.FirstOrDefault(s => s.Name == "copy range" && Under(spans, s, resync) && Holds(s, w));
         var repair = copy is null ? null : spans.FirstOrDefault(s => s.ParentSpanId == copy.SpanId && s.Kind == ProducerKind);
         return repair is null ? null : spans.FirstOrDefault(s => s.ParentSpanId == repair.SpanId && s.ServiceName == "tm-it-agent-d1");
     }

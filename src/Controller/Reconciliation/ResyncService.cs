@@ -237,7 +237,7 @@ internal sealed class ResyncService(
                 at += lengths[i];
             }
             var read = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            var repairTags = await Task.WhenAll(chunks.Select((c, i) => pipeline.RepairAsync(v, target, c.FirstBlock, pieces[i], ct)));
+            var repairTags = await Task.WhenAll(chunks.Select((c, i) => RepairChunkAsync(v, source, target, c, pieces[i], ct)));
             var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var volume = new KeyValuePair<string, object?>(TelemetryAttributes.Volume, v.Name);
             var device = new KeyValuePair<string, object?>(TelemetryAttributes.Device, target.DeviceId);
@@ -262,6 +262,28 @@ internal sealed class ResyncService(
                     await CopyFencedAsync(v, v.MirrorOn(c.PreferredSource ?? ""), target, c.FirstBlock, c.Blocks, c.Extension, c.Label, c.Completes, ct);
             }
         }
+    }
+
+    /// <summary>
+    /// One range of a batch repaired, in a "copy range" span of its own under the batch's (its repair's produce span a
+    /// child of it), so the trace of a missed write still leads from its resync to the copy that carried its blocks.
+    /// </summary>
+    private async Task<Contracts.Tag> RepairChunkAsync(Volume v, Mirror source, Mirror target, ResyncChunk chunk, byte[] data, CancellationToken ct)
+    {
+        using var span = telemetry.Source.StartActivity("copy range");
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(TelemetryAttributes.Volume, v.Name);
+            span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
+            span.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
+            span.SetTag(TelemetryAttributes.FirstBlock, chunk.FirstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, chunk.Blocks);
+            span.SetTag("tm.extension", chunk.Extension);
+            span.SetTag("tm.bytes_copied", data.Length);
+        }
+        var repairTag = await pipeline.RepairAsync(v, target, chunk.FirstBlock, data, ct);
+        span?.SetTag("tm.repair_tag", repairTag.ToString());
+        return repairTag;
     }
 
     /// <summary>Repairs this controller's copies applied on <paramref name="target"/> over the span of <paramref name="missed"/>.</summary>
