@@ -270,20 +270,26 @@ internal sealed class ResyncService(
     /// </summary>
     private async Task<Contracts.Tag> RepairChunkAsync(Volume v, Mirror source, Mirror target, ResyncChunk chunk, byte[] data, CancellationToken ct)
     {
-        using var span = telemetry.Source.StartActivity("copy range");
+        using var span = StartCopyRangeSpan(v, target, chunk.FirstBlock, chunk.Blocks, chunk.Extension);
+        span?.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId).SetTag("tm.bytes_copied", data.Length);
+        var repairTag = await pipeline.RepairAsync(v, target, chunk.FirstBlock, data, ct);
+        span?.SetTag("tm.repair_tag", repairTag.ToString());
+        return repairTag;
+    }
+
+    /// <summary>The "copy range" span of one range, whether copied alone or in a batch.</summary>
+    private Activity? StartCopyRangeSpan(Volume v, Mirror target, long firstBlock, int blocks, bool extension)
+    {
+        var span = telemetry.Source.StartActivity("copy range");
         if (span is { IsAllDataRequested: true })
         {
             span.SetTag(TelemetryAttributes.Volume, v.Name);
             span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
-            span.SetTag(TelemetryAttributes.ResyncSource, source.DeviceId);
-            span.SetTag(TelemetryAttributes.FirstBlock, chunk.FirstBlock);
-            span.SetTag(TelemetryAttributes.Blocks, chunk.Blocks);
-            span.SetTag("tm.extension", chunk.Extension);
-            span.SetTag("tm.bytes_copied", data.Length);
+            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
+            span.SetTag(TelemetryAttributes.Blocks, blocks);
+            span.SetTag("tm.extension", extension);
         }
-        var repairTag = await pipeline.RepairAsync(v, target, chunk.FirstBlock, data, ct);
-        span?.SetTag("tm.repair_tag", repairTag.ToString());
-        return repairTag;
+        return span;
     }
 
     /// <summary>Repairs this controller's copies applied on <paramref name="target"/> over the span of <paramref name="missed"/>.</summary>
@@ -331,15 +337,7 @@ internal sealed class ResyncService(
     {
         var started = Stopwatch.GetTimestamp();
         // One span per copied range: fence, choose and wait for the source, read, repair (its produce span is a child).
-        using var span = telemetry.Source.StartActivity("copy range");
-        if (span is { IsAllDataRequested: true })
-        {
-            span.SetTag(TelemetryAttributes.Volume, v.Name);
-            span.SetTag(TelemetryAttributes.ResyncTarget, target.DeviceId);
-            span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
-            span.SetTag(TelemetryAttributes.Blocks, blocks);
-            span.SetTag("tm.extension", extension);
-        }
+        using var span = StartCopyRangeSpan(v, target, firstBlock, blocks, extension);
         // Paced before the fence goes up, never under it: writes to the range wait for the copy, not for the rate limit
         // (found by the attach test: at 1 MiB/s each step held its range's writes back for a second).
         await throttle.WaitAsync((long)blocks * v.BlockSize, ct);
@@ -396,7 +394,7 @@ internal sealed class ResyncService(
     /// <see cref="Volume.StreamLock"/>), so whoever takes the lock appends every record waiting, in one transaction.
     /// (One append per copy under the lock was most of a 200-write resync's time.) Returns once these are recorded.
     /// </summary>
-    private async Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) => await RecordAsync(v, [done], ct);
+    private Task RecordAsync(Volume v, ResyncCompleted done, CancellationToken ct) => RecordAsync(v, [done], ct);
 
     private async Task RecordAsync(Volume v, IReadOnlyList<ResyncCompleted> records, CancellationToken ct)
     {
