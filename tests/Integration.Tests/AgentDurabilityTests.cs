@@ -42,23 +42,14 @@ public sealed partial class AgentDurabilityTests
             await strace.WaitForExitAsync();
         }
 
-        var lines = await File.ReadAllLinesAsync(trace);
+        var lines = Stitched(await File.ReadAllLinesAsync(trace));
         var dir = cluster.DataDirectory("d0");
         var objectPath = Path.Combine(dir, "sync.d0.obj");
         var created = Array.FindIndex(lines, l => l.Contains($"\"{objectPath}\"", StringComparison.Ordinal) && l.Contains("O_CREAT", StringComparison.Ordinal));
         Assert.True(created >= 0, $"the agent did not create {objectPath} while traced:\n{string.Join('\n', lines.Take(50))}");
         var commit = Array.FindIndex(lines, created, l => l.Contains("COMMIT", StringComparison.Ordinal));
         Assert.True(commit > created, "no PostgreSQL COMMIT after the object file was created");
-        // Between the creation and the commit that records the write: the directory opened, and that descriptor fsynced.
-        var dirSynced = false;
-        for (var i = created + 1; i < commit && !dirSynced; i++)
-        {
-            var open = DirectoryOpen().Match(lines[i]);
-            if (!open.Success || open.Groups["path"].Value.TrimEnd('/') != dir) continue;
-            var fd = open.Groups["fd"].Value;
-            dirSynced = lines.Skip(i + 1).Take(commit - i - 1).Any(l => l.Contains($"fsync({fd}", StringComparison.Ordinal));
-        }
-        Assert.True(dirSynced, $"the data directory {dir} was not fsynced between creating {objectPath} (line {created}) and the COMMIT (line {commit}):\n"
+        Assert.True(DirectorySynced(lines, dir, created, commit), $"the data directory {dir} was not fsynced between creating {objectPath} (line {created}) and the COMMIT (line {commit}):\n"
             + string.Join('\n', lines.Skip(created).Take(commit - created + 1).Where(l => !l.Contains("write(", StringComparison.Ordinal)).Take(60)));
     }
 
@@ -122,10 +113,84 @@ public sealed partial class AgentDurabilityTests
         await Mirrors.AssertReadsEqualAsync(cluster, "tn", expected, BlockSize);
     }
 
+    [Fact]
+    public void a_directory_sync_split_by_strace_across_two_lines_is_still_seen()
+    {
+        // From a CI run's trace: another thread's sendmsg interrupted the agent's openat of the directory, so the
+        // descriptor (325) was on the "resumed" line. Read line by line, the directory was never opened.
+        const string Dir = "/tmp/t/data/d0";
+        string[] raw =
+        [
+            "8515  openat(AT_FDCWD, \"/tmp/t/data/d0/sync.d0.obj\", O_RDWR|O_CREAT|O_CLOEXEC, 0666) = 316",
+            "8515  openat(AT_FDCWD, \"/tmp/t/data/d0/sync.d0.sum\", O_RDWR|O_CREAT|O_CLOEXEC, 0666 <unfinished ...>",
+            "8575  sendmsg(307, {msg_name=NULL}, MSG_DONTWAIT|MSG_NOSIGNAL <unfinished ...>",
+            "8515  <... openat resumed>)             = 321",
+            "8515  fsync(316)                        = 0",
+            "8515  openat(AT_FDCWD, \"/tmp/t/data/d0\", O_RDONLY|O_CLOEXEC|O_DIRECTORY <unfinished ...>",
+            "8575  <... sendmsg resumed>)            = 102",
+            "8515  <... openat resumed>)             = 325",
+            "8515  fsync(325)                        = 0",
+            "8640  sendto(267, \"Q\\0\\0\\0\\vCOMMIT\\0\", 12, 0, NULL, 0) = 12",
+        ];
+        Assert.False(DirectorySynced(raw, Dir, 0, raw.Length - 1));
+        var lines = Stitched(raw);
+        Assert.Equal(7, lines.Length);
+        Assert.Equal("8515  openat(AT_FDCWD, \"/tmp/t/data/d0\", O_RDONLY|O_CLOEXEC|O_DIRECTORY)             = 325", lines[4]);
+        Assert.True(DirectorySynced(lines, Dir, 0, lines.Length - 1));
+        // The same trace without the directory's fsync is refused.
+        Assert.False(DirectorySynced([.. lines.Where(l => !l.Contains("fsync(325)", StringComparison.Ordinal))], Dir, 0, lines.Length - 2));
+    }
+
+    /// <summary>Between the creation and the commit that records the write: the directory opened, and that descriptor fsynced.</summary>
+    private static bool DirectorySynced(string[] lines, string dir, int created, int commit)
+    {
+        for (var i = created + 1; i < commit; i++)
+        {
+            var open = DirectoryOpen().Match(lines[i]);
+            if (!open.Success || open.Groups["path"].Value.TrimEnd('/') != dir) continue;
+            var fd = open.Groups["fd"].Value;
+            if (lines.Skip(i + 1).Take(commit - i - 1).Any(l => l.Contains($"fsync({fd})", StringComparison.Ordinal))) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// strace splits a call that another thread interrupts into "1234  openat(… &lt;unfinished ...&gt;" and, later,
+    /// "1234  &lt;... openat resumed&gt;) = 57": the result (the descriptor) is only on the second line. Each such pair
+    /// becomes one whole line where the call returned (its result usable from there on).
+    /// </summary>
+    internal static string[] Stitched(IEnumerable<string> lines)
+    {
+        var pending = new Dictionary<string, string>(StringComparer.Ordinal);
+        var whole = new List<string>();
+        foreach (var line in lines)
+        {
+            var pid = line.Split(' ', 2)[0];
+            const string Unfinished = " <unfinished ...>";
+            if (line.EndsWith(Unfinished, StringComparison.Ordinal))
+            {
+                pending[pid] = line[..^Unfinished.Length];
+                continue;
+            }
+            var resumed = Resumed().Match(line);
+            if (resumed.Success && pending.Remove(pid, out var start))
+            {
+                whole.Add(start + resumed.Groups["rest"].Value);
+                continue;
+            }
+            whole.Add(line);
+        }
+        return [.. whole];
+    }
+
     private static Task<long> NeedsFullCopyMarksAsync(TestCluster cluster) => cluster.ScalarAsync(
         "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-tn' AND type = 'mirror_state_changed' AND data->>'state' = 'NeedsFullCopy'");
 
     // 1234  openat(AT_FDCWD, "/tmp/…/data/d0", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 57
     [GeneratedRegex("""openat\(AT_FDCWD, "(?<path>[^"]+)", [^)]*O_DIRECTORY[^)]*\)\s*= (?<fd>\d+)""")]
     private static partial Regex DirectoryOpen();
+
+    // 1234  <... openat resumed>) = 57
+    [GeneratedRegex("""^\S+\s+<\.\.\. \w+ resumed>(?<rest>.*)$""")]
+    private static partial Regex Resumed();
 }
