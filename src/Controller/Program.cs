@@ -36,7 +36,7 @@ var controller = builder.Configuration.GetSection(ControllerOptions.Section).Get
 controller.Validate();
 
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
-var dataSource = PostgresDataSource.Create(options.Postgres);
+var dataSource = PostgresDataSource.Create(options.Postgres, "Controller");
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
 var reconciliationCommits = new ReconciliationCommits();
 // Started while PostgreSQL is away (a host reboot, a restart of both): wait for it rather than exit.

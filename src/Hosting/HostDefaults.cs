@@ -27,7 +27,7 @@ public static class HostDefaults
         var options = new TaggedMirrorOptions();
         builder.Configuration.GetSection(TaggedMirrorOptions.Section).Bind(options);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres));
+        builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres, component));
         var telemetry = new TaggedMirrorTelemetry(component);
         builder.Services.AddSingleton(telemetry);
         builder.Services.AddTaggedMirrorTelemetry(builder.Configuration, "taggedmirror-" + component.ToLowerInvariant(), telemetry);
@@ -35,13 +35,14 @@ public static class HostDefaults
         return options;
     }
 
-    /// <summary><c>GET /diag/process</c>: pid and peak memory, read by the benchmark.</summary>
+    /// <summary><c>GET /diag/process</c>: pid, peak memory and CPU time so far, read by the benchmarks.</summary>
     public static IEndpointRouteBuilder MapProcessDiagnostics(this IEndpointRouteBuilder app)
     {
         app.MapGet("/diag/process", () =>
         {
             using var p = Process.GetCurrentProcess();
-            return Results.Json(new ProcessDiagnostics(Environment.ProcessId, p.PeakWorkingSet64, p.WorkingSet64, GC.GetTotalAllocatedBytes()));
+            return Results.Json(new ProcessDiagnostics(Environment.ProcessId, p.PeakWorkingSet64, p.WorkingSet64, GC.GetTotalAllocatedBytes(),
+                p.TotalProcessorTime.TotalSeconds, GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)));
         });
         return app;
     }

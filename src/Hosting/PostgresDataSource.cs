@@ -11,12 +11,48 @@ public static class PostgresDataSource
     /// resync, a request): the loops that poll (the projection daemon, the outbox, the lag monitor) would
     /// otherwise put a root trace per query into the viewer, several a second, and bury the writes.
     /// </summary>
-    public static NpgsqlDataSource Create(string connectionString)
+    /// <remarks>
+    /// A server on this host (loopback or a Unix socket) is reached in clear text unless the connection string says
+    /// otherwise: Npgsql's default (<c>SSL Mode=Prefer</c>) negotiated TLS with Debian's PostgreSQL (<c>ssl = on</c>),
+    /// and encrypting every query and every row on loopback cost a seventh of the controller's CPU under writes (the
+    /// profile in docs/benchmarks.md) while protecting nothing that leaves the machine. Any other host keeps the
+    /// default; set <c>SSL Mode=Require</c> (or <c>VerifyFull</c>) to insist on TLS.
+    /// Connections carry an application name, <c>tm-&lt;component&gt;-&lt;pid&gt;</c>, unless the connection string sets
+    /// one: <c>pg_stat_activity</c> then tells which process a server backend works for (the benchmark counts each
+    /// backend's CPU to the process it serves).
+    /// </remarks>
+    public static NpgsqlDataSource Create(string connectionString, string component)
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString);
+        var settings = builder.ConnectionStringBuilder;
+        if (string.IsNullOrEmpty(settings.ApplicationName))
+            settings.ApplicationName = ApplicationName(component, Environment.ProcessId);
+        if (!SetsSslMode(connectionString) && IsLoopback(settings.Host))
+            settings.SslMode = SslMode.Disable;
         builder.ConfigureTracing(t => t
             .ConfigureCommandFilter(_ => Activity.Current is not null)
             .ConfigureBatchFilter(_ => Activity.Current is not null));
         return builder.Build();
     }
+
+    /// <summary>True when the connection string names an SSL mode (under any of its spellings).</summary>
+    public static bool SetsSslMode(string connectionString)
+    {
+        var keys = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys;
+        return keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("sslmode", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>True when every host of the (comma-separated) list is this machine: loopback names and addresses, or a Unix socket's directory.</summary>
+    public static bool IsLoopback(string? hosts) =>
+        !string.IsNullOrWhiteSpace(hosts) && hosts.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).All(h =>
+        {
+            var host = h.Split(':')[0];
+            if (h.StartsWith('/') || host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
+            var address = h.StartsWith('[') ? h[1..h.IndexOf(']', StringComparison.Ordinal)] : h.Count(c => c == ':') > 1 ? h : host;
+            return System.Net.IPAddress.TryParse(address, out var ip) && System.Net.IPAddress.IsLoopback(ip);
+        });
+
+    /// <summary>The application name a process's connections carry (see <see cref="Create"/>).</summary>
+    public static string ApplicationName(string component, int pid) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"tm-{component.ToLowerInvariant()}-{pid}");
 }
