@@ -20,6 +20,7 @@ internal static class Program
             BenchGrowthCommand.Create(),
             BenchRebuildCommand.Create(),
             BenchNbdCommand.Create(),
+            BenchChartCommand.Create(),
             StatusCommand.Create(),
             VerifyCommand.Create(),
             RebuildCommand.Create(),

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Npgsql;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
 using TaggedMirror.Contracts.Api;
@@ -32,9 +33,10 @@ internal static class BenchCommand
         var output = new Option<string?>("--output") { Description = "Result file (default bench-results/write-<UTC timestamp>.json)" };
         var kafka = new Option<string?>("--kafka") { Description = "Bootstrap servers for the raw baseline (default: TaggedMirror__Kafka, else .run/kafka.bootstrap)" };
         var noRaw = new Option<bool>("--no-raw") { Description = "Skip the raw Kafka baseline" };
+        var postgres = new Option<string?>("--postgres") { Description = "Npgsql connection string, to count each process's PostgreSQL backends (default: TaggedMirror__Postgres, else the local stack's)" };
         var command = new Command("bench", "Measure writes through the controller against raw Kafka produce, and peak memory")
         {
-            controller, writes, size, concurrency, volume, output, kafka, agents, warmup, noRaw,
+            controller, writes, size, concurrency, volume, output, kafka, agents, warmup, noRaw, postgres,
         };
         command.SetAction((parse, ct) => Program.RunAsync(() => RunAsync(new Settings(
             TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"),
@@ -46,12 +48,13 @@ internal static class BenchCommand
             parse.GetValue(output) ?? Path.Combine("bench-results", $"write-{DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.json"),
             parse.GetValue(noRaw) ? null : parse.GetValue(kafka),
             parse.GetValue(noRaw),
-            CommonOptions.ParseAgents(parse.GetValue(agents)!)), ct)));
+            CommonOptions.ParseAgents(parse.GetValue(agents)!),
+            parse.GetValue(postgres) ?? Environment.GetEnvironmentVariable("TaggedMirror__Postgres") ?? CommonOptions.DefaultPostgres), ct)));
         return command;
     }
 
     private sealed record Settings(Uri Controller, string Volume, int Writes, int Size, int Concurrency, int Warmup, string Output,
-        string? Kafka, bool NoRaw, Uri[] Agents);
+        string? Kafka, bool NoRaw, Uri[] Agents, string Postgres);
 
     private static async Task<int> RunAsync(Settings s, CancellationToken ct)
     {
@@ -88,11 +91,19 @@ internal static class BenchCommand
         await WaitAppliedAsync(http, s, TimeSpan.FromSeconds(60), ct);
 
         var apiTicks = new long[s.Writes];
+        var servicesBefore = await ServicesAsync(http, s, ct);
+        await using var db = NpgsqlDataSource.Create(s.Postgres);
+        var cpu = new CpuAccounting(servicesBefore, db);
+        var cpuBefore = await cpu.TakeAsync(ct);
         var tagsBefore = (await http.GetControllerAsync(s.Controller, ct)).TagsIssued;
         var apiSeconds = await ClosedLoop.RunAsync(s.Writes, s.Concurrency, apiTicks,
             (i, token) => http.WriteUncheckedBodyAsync(uris[s.Warmup + i], payload, token), ct);
         // Acknowledged means "in the log on every mirror"; how long the devices take to apply it is worth knowing too.
         var applied = await WaitAppliedAsync(http, s, TimeSpan.FromSeconds(120), ct);
+        // The devices' work for these writes ends when they have applied them: the CPU is counted up to here.
+        var cpuUsed = CpuAccounting.Between(cpuBefore, await cpu.TakeAsync(ct));
+        var servicesAfter = await ServicesAsync(http, s, ct);
+        var perWrite = PerWrite(cpuUsed, servicesBefore, servicesAfter, s.Writes);
         var tagsAfter = (await http.GetControllerAsync(s.Controller, ct)).TagsIssued;
         var api = LatencySummary.FromTicks(apiTicks);
         AnsiConsole.MarkupLine($"api: {s.Writes / apiSeconds:0} writes/s, p50 {api.P50Ms} ms, p99 {api.P99Ms} ms; all applied {applied.TotalSeconds:0.00} s after the last acknowledgement");
@@ -117,12 +128,7 @@ internal static class BenchCommand
             };
         }
 
-        var memory = new Dictionary<string, ProcessDiagnostics?>(StringComparer.Ordinal) { ["controller"] = await TryProcessAsync(http, s.Controller, ct) };
-        foreach (var agent in s.Agents)
-        {
-            var status = await TryAgentAsync(http, agent, ct);
-            memory["agent-" + (status?.DeviceId ?? agent.Authority)] = await TryProcessAsync(http, agent, ct);
-        }
+        var memory = await ServicesAsync(http, s, ct);
         using (var self = Process.GetCurrentProcess())
             memory["tm-bench"] = new ProcessDiagnostics(Environment.ProcessId, self.PeakWorkingSet64, self.WorkingSet64, GC.GetTotalAllocatedBytes());
 
@@ -171,6 +177,8 @@ internal static class BenchCommand
                 appliedAfterLastAckSeconds = applied.TotalSeconds,
             },
             rawKafka = raw,
+            // Process CPU time over the measured writes and until every mirror applied them, ÷ writes.
+            cpu = new { seconds = cpuUsed, perWrite },
             peakMemory = memory,
         };
         var outputPath = Path.GetFullPath(s.Output);
@@ -188,8 +196,52 @@ internal static class BenchCommand
         foreach (var (name, p) in memory)
             mem.AddRow(Markup.Escape(name), p?.Pid.ToString(CultureInfo.InvariantCulture) ?? "?", p is null ? "unreachable" : F1(p.PeakWorkingSetBytes / (1024.0 * 1024)));
         AnsiConsole.Write(mem);
+        var cpuTable = new Table().Border(TableBorder.Rounded).Title("CPU per write (until applied)");
+        cpuTable.AddColumns("process", "CPU s", "µs per write", "allocated per write");
+        foreach (var (name, seconds) in cpuUsed.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var allocated = perWrite.TryGetValue(name, out var w) && w.AllocatedBytes is { } a ? $"{a / 1024.0:0.0} KiB" : "";
+            cpuTable.AddRow(Markup.Escape(name), F2(seconds), F0(seconds * 1e6 / s.Writes), allocated);
+        }
+        foreach (var (name, w) in perWrite.Where(kv => kv.Value.WithPostgresMicroseconds is not null))
+            cpuTable.AddRow(Markup.Escape(name + " with its postgresql"), "", F0(w.WithPostgresMicroseconds!.Value), "");
+        AnsiConsole.Write(cpuTable);
         AnsiConsole.MarkupLine($"results: {Markup.Escape(outputPath)}");
         return 0;
+    }
+
+    /// <summary>Per service: CPU µs per write alone and with its PostgreSQL backends, managed bytes allocated per write, collections.</summary>
+    internal sealed record WriteCost(double Microseconds, double? WithPostgresMicroseconds, double? AllocatedBytes, int? Gen0, int? Gen1, int? Gen2);
+
+    private static Dictionary<string, WriteCost> PerWrite(Dictionary<string, double> used,
+        Dictionary<string, ProcessDiagnostics?> before, Dictionary<string, ProcessDiagnostics?> after, int writes)
+    {
+        var costs = new Dictionary<string, WriteCost>(StringComparer.Ordinal);
+        foreach (var (name, b) in before)
+        {
+            if (!used.TryGetValue(name, out var seconds)) continue;
+            var a = after.GetValueOrDefault(name);
+            var same = b is not null && a is not null && a.Pid == b.Pid;
+            double? withPostgres = used.TryGetValue(name + " postgresql", out var pg) ? (seconds + pg) * 1e6 / writes : null;
+            costs[name] = new WriteCost(seconds * 1e6 / writes, withPostgres,
+                same ? (double)(a!.TotalAllocatedBytes - b!.TotalAllocatedBytes) / writes : null,
+                same ? a!.Gen0Collections - b!.Gen0Collections : null,
+                same ? a!.Gen1Collections - b!.Gen1Collections : null,
+                same ? a!.Gen2Collections - b!.Gen2Collections : null);
+        }
+        return costs;
+    }
+
+    /// <summary>The controller's and every agent's <c>/diag/process</c>, named <c>controller</c> and <c>agent-&lt;device&gt;</c>.</summary>
+    private static async Task<Dictionary<string, ProcessDiagnostics?>> ServicesAsync(TmHttp http, Settings s, CancellationToken ct)
+    {
+        var services = new Dictionary<string, ProcessDiagnostics?>(StringComparer.Ordinal) { ["controller"] = await TryProcessAsync(http, s.Controller, ct) };
+        foreach (var agent in s.Agents)
+        {
+            var status = await TryAgentAsync(http, agent, ct);
+            services["agent-" + (status?.DeviceId ?? agent.Authority)] = await TryProcessAsync(http, agent, ct);
+        }
+        return services;
     }
 
     internal static string ResolveBootstrap(string? option)

@@ -19,7 +19,6 @@ internal static class BenchGrowthCommand
 {
     private const int BlockSize = 4096;
     private const long VolumeBytes = 1L << 30;
-    private const string DefaultPostgres = "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
     private static readonly string[] Mirrors = ["d0", "d1"];
     private static readonly JsonSerializerOptions OutputJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
@@ -53,7 +52,7 @@ internal static class BenchGrowthCommand
                 isShort && !idleGiven ? TimeSpan.FromSeconds(60) : parse.GetValue(idle),
                 isShort && !sampleGiven ? TimeSpan.FromSeconds(20) : parse.GetValue(sample),
                 isShort,
-                parse.GetValue(postgres) ?? Environment.GetEnvironmentVariable("TaggedMirror__Postgres") ?? DefaultPostgres,
+                parse.GetValue(postgres) ?? Environment.GetEnvironmentVariable("TaggedMirror__Postgres") ?? CommonOptions.DefaultPostgres,
                 parse.GetValue(schema) ?? Environment.GetEnvironmentVariable("TaggedMirror__Schema") ?? "tm_local",
                 parse.GetValue(output) ?? Path.Combine("bench-results", $"growth-{now.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.json")), ct);
         }));

@@ -7,6 +7,7 @@ internal static class CommonOptions
 {
     public const string DefaultController = "http://127.0.0.1:5100";
     public const string DefaultAgents = "http://127.0.0.1:5101,http://127.0.0.1:5102";
+    public const string DefaultPostgres = "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
 
     public static Option<string> Controller() => new("--controller")
     {

@@ -12,7 +12,12 @@ public sealed record ControllerInfo(int ControllerId, int Epoch, long TagsIssued
 /// <param name="PeakWorkingSetBytes">Peak resident memory.</param>
 /// <param name="WorkingSetBytes">Resident memory now.</param>
 /// <param name="TotalAllocatedBytes">Bytes allocated on the managed heap since start.</param>
-public sealed record ProcessDiagnostics(int Pid, long PeakWorkingSetBytes, long WorkingSetBytes, long TotalAllocatedBytes);
+/// <param name="CpuSeconds">CPU time (user and system) the process has used since start.</param>
+/// <param name="Gen0Collections">Garbage collections of generation 0 since start.</param>
+/// <param name="Gen1Collections">Of generation 1.</param>
+/// <param name="Gen2Collections">Of generation 2.</param>
+public sealed record ProcessDiagnostics(int Pid, long PeakWorkingSetBytes, long WorkingSetBytes, long TotalAllocatedBytes,
+    double CpuSeconds = 0, int Gen0Collections = 0, int Gen1Collections = 0, int Gen2Collections = 0);
 
 /// <summary>What a device agent's <c>GET /status</c> answers.</summary>
 /// <param name="DeviceId">The device.</param>
