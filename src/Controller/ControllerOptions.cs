@@ -101,6 +101,14 @@ public sealed class ControllerOptions
     /// <summary>Most bytes per second a scheduled verify reads from each volume's mirrors (0: no limit).</summary>
     public long VerifyMaxBytesPerSecond { get; set; }
 
+    /// <summary>
+    /// Reconciliation's decisions (set-based statements over every unsettled tag) run at most this often: after a
+    /// batch of the daemon when the last ran this long ago, else this long after the last, from the controller's
+    /// decision loop. Under writes the daemon commits a batch every few tens of milliseconds, and deciding after each
+    /// was most of what the controller asked of PostgreSQL. Zero decides after every batch. At most 5 s.
+    /// </summary>
+    public TimeSpan DecideInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
     /// <summary>Entries matched on every mirror but still live this long are retired by reconciliation (their tokens were lost).</summary>
     public TimeSpan RetireMatchedAfter { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -161,6 +169,8 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
         if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
+        if (DecideInterval < TimeSpan.Zero || DecideInterval > TimeSpan.FromSeconds(5))
+            throw new ArgumentException($"Controller:DecideInterval {DecideInterval} must be between 0 and 5 seconds");
         Intake.Validate();
         if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
             throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");

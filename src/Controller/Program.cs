@@ -38,7 +38,7 @@ controller.Validate();
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.
 var dataSource = PostgresDataSource.Create(options.Postgres, "Controller");
 var reconciliation = new ReconciliationProjection(options.Schema, controller);
-var reconciliationCommits = new ReconciliationCommits();
+var reconciliationCommits = new ReconciliationCommits(reconciliation.Pacing);
 // Started while PostgreSQL is away (a host reboot, a restart of both): wait for it rather than exit.
 var untilPostgres = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
 {

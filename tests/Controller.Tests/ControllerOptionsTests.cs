@@ -24,4 +24,24 @@ public sealed class ControllerOptionsTests
     {
         new ControllerOptions { ResyncBatchBytes = bytes }.Validate();
     }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(5001)]
+    [InlineData(int.MaxValue)]
+    public void a_decision_interval_below_zero_or_above_five_seconds_is_refused(int milliseconds)
+    {
+        var options = new ControllerOptions { DecideInterval = TimeSpan.FromMilliseconds(milliseconds) };
+        var ex = Assert.ThrowsAny<ArgumentException>(options.Validate);
+        Assert.Contains("DecideInterval", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(200)]
+    [InlineData(5000)]
+    public void a_decision_interval_from_zero_to_five_seconds_is_taken(int milliseconds)
+    {
+        new ControllerOptions { DecideInterval = TimeSpan.FromMilliseconds(milliseconds) }.Validate();
+    }
 }

@@ -5,19 +5,24 @@ namespace TaggedMirror.Controller.Reconciliation;
 
 /// <summary>
 /// Wakes what acts on reconciliation's results as soon as Marten's daemon commits one of its batches: the outbox
-/// publisher (decisions to publish) and the mirrors' maintenance (a resyncing mirror may be in sync now). Their timers
-/// stay as the fallback; this only takes their wait off the time to converge after an outage.
+/// publisher (decisions to publish), the mirrors' maintenance (a resyncing mirror may be in sync now), and the
+/// decision loop when the batch left its decisions for later. Their timers stay as the fallback; this only takes
+/// their wait off the time to converge after an outage.
 /// </summary>
-internal sealed class ReconciliationCommits : IChangeListener
+internal sealed class ReconciliationCommits(ReconciliationProjection.DecisionPacing pacing) : IChangeListener
 {
     public Wakeup Outbox { get; } = new();
 
     public Wakeup Maintenance { get; } = new();
 
+    /// <summary>Signalled when a committed batch skipped the decisions (<see cref="ControllerOptions.DecideInterval"/>).</summary>
+    public Wakeup Decisions { get; } = new();
+
     public Task AfterCommitAsync(IDocumentSession session, IChangeSet commit, CancellationToken token)
     {
         Outbox.Signal();
         Maintenance.Signal();
+        if (pacing.Committed()) Decisions.Signal();
         return Task.CompletedTask;
     }
 

@@ -83,12 +83,40 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
     {
         // The decisions on the timer take the same lock: they and a batch never interleave.
         operations.QueueSqlCommand(_lock);
+        // Entries recorded and retired are most of the events: each run of them goes in two statements (see TagRun).
+        var run = new TagRun(schema);
         foreach (var e in events)
-            Record(operations, e);
-        foreach (var statement in _decisions)
-            operations.QueueSqlCommand(statement);
+        {
+            switch (e.Data)
+            {
+                case TagRecorded r:
+                    run.Recorded(operations, e, r, Device(e));
+                    break;
+                case TagRetired r:
+                    run.Retired(Device(e), r.Token);
+                    break;
+                default:
+                    run.Flush(operations);
+                    Record(operations, e);
+                    break;
+            }
+        }
+        run.Flush(operations);
+        if (Pacing.TryBegin())
+        {
+            foreach (var statement in _decisions)
+                operations.QueueSqlCommand(statement);
+        }
         return Task.CompletedTask;
     }
+
+    /// <summary>
+    /// When the decisions last ran, and whether a batch left them owed (<see cref="ControllerOptions.DecideInterval"/>).
+    /// Skipping them in a batch is safe because they are idempotent and read only the tables: whoever runs them next
+    /// (the next batch, or <see cref="ReconciliationService"/> once the skipping batch committed) decides over
+    /// everything recorded so far. Only their delay changes, by at most the interval.
+    /// </summary>
+    public DecisionPacing Pacing { get; } = new(options.DecideInterval);
 
     private void Record(IDocumentOperations batch, IEvent e)
     {
@@ -121,23 +149,6 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 {
                     Add(batch, $"DELETE FROM {schema}.recon_volumes WHERE volume = ^", deleted.Name);
                     Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE volume = ^", deleted.Name);
-                    break;
-                }
-            case TagRecorded r:
-                {
-                    // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that
-                    // one whose token was lost is retired too.
-                    Add(batch, $"""
-                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent, owner_epoch)
-                    VALUES (^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^, ^) ON CONFLICT DO NOTHING
-                    """,
-                        r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, Device(e), Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount, r.Extension, e.Timestamp,
-                        r.Kind == TransactionKind.Repair, (object?)r.TraceParent ?? DBNull.Value, r.OwnerEpoch);
-                    break;
-                }
-            case TagRetired r:
-                {
-                    Add(batch, $"UPDATE {schema}.recon_entries SET retired = true WHERE device_id = ^ AND token = ^", Device(e), r.Token);
                     break;
                 }
             case BarrierPassed b:
@@ -287,6 +298,124 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             FROM marked GROUP BY volume
             """,
         ];
+    }
+
+    /// <summary>
+    /// A run of <c>tag_recorded</c> and <c>tag_retired</c> events between two others, written as one insert of every
+    /// entry and then one update of every retirement (arrays unnested) instead of a statement per event, each parsed
+    /// anew: under writes those were two thirds of the statements the daemon ran. The same rows result as event by
+    /// event: a device retires a token only after recording it, in its own stream, so a retirement never precedes the
+    /// entry it retires within a run; should an entry come for a token the run already retires (a device recording the
+    /// same token again), the run is written first, keeping the order. Other events end the run: a detach or a
+    /// deletion retires what was recorded before it, not after.
+    /// </summary>
+    private sealed class TagRun(string schema)
+    {
+        private readonly List<(int ControllerId, int Epoch, long Seq, string Device, string Volume, long Token, long FirstBlock, int BlockCount,
+            bool Extension, DateTimeOffset RecordedAt, bool Repair, string? TraceParent, long OwnerEpoch)> _recorded = [];
+        private readonly List<(string Device, long Token)> _retired = [];
+        private readonly HashSet<(string Device, long Token)> _retiredKeys = [];
+
+        public void Recorded(IDocumentOperations batch, IEvent e, TagRecorded r, string device)
+        {
+            if (_retiredKeys.Contains((device, r.Token))) Flush(batch);
+            // A repair's own tag is meant for its target only: never "missing" elsewhere, but kept so that one whose
+            // token was lost is retired too.
+            _recorded.Add((r.Tag.ControllerId, r.Tag.Epoch, r.Tag.Seq, device, Names.VolumeOfObject(r.ObjectId), r.Token, r.FirstBlock, r.BlockCount,
+                r.Extension, e.Timestamp.ToUniversalTime(), r.Kind == TransactionKind.Repair, r.TraceParent, r.OwnerEpoch));
+        }
+
+        public void Retired(string device, long token)
+        {
+            _retired.Add((device, token));
+            _retiredKeys.Add((device, token));
+        }
+
+        public void Flush(IDocumentOperations batch)
+        {
+            if (_recorded.Count > 0)
+            {
+                Add(batch, $"""
+                    INSERT INTO {schema}.recon_entries (controller_id, epoch, seq, device_id, volume, token, first_block, block_count, extension, recorded_at, repair, trace_parent, owner_epoch)
+                    SELECT * FROM unnest(^::int[], ^::int[], ^::bigint[], ^::text[], ^::text[], ^::bigint[], ^::bigint[], ^::int[], ^::boolean[], ^::timestamptz[], ^::boolean[], ^::text[], ^::bigint[])
+                    ON CONFLICT DO NOTHING
+                    """,
+                    _recorded.Select(x => x.ControllerId).ToArray(), _recorded.Select(x => x.Epoch).ToArray(), _recorded.Select(x => x.Seq).ToArray(),
+                    _recorded.Select(x => x.Device).ToArray(), _recorded.Select(x => x.Volume).ToArray(), _recorded.Select(x => x.Token).ToArray(),
+                    _recorded.Select(x => x.FirstBlock).ToArray(), _recorded.Select(x => x.BlockCount).ToArray(), _recorded.Select(x => x.Extension).ToArray(),
+                    _recorded.Select(x => x.RecordedAt).ToArray(), _recorded.Select(x => x.Repair).ToArray(), _recorded.Select(x => x.TraceParent).ToArray(),
+                    _recorded.Select(x => x.OwnerEpoch).ToArray());
+                _recorded.Clear();
+            }
+            if (_retired.Count > 0)
+            {
+                Add(batch, $"""
+                    UPDATE {schema}.recon_entries e SET retired = true FROM unnest(^::text[], ^::bigint[]) AS r(device_id, token)
+                    WHERE e.device_id = r.device_id AND e.token = r.token
+                    """,
+                    _retired.Select(x => x.Device).ToArray(), _retired.Select(x => x.Token).ToArray());
+                _retired.Clear();
+                _retiredKeys.Clear();
+            }
+        }
+    }
+
+    /// <summary>See <see cref="Pacing"/>. Thread-safe: the daemon's batches and the decision loop share it.</summary>
+    internal sealed class DecisionPacing(TimeSpan interval)
+    {
+        private readonly Lock _gate = new();
+        private long _last = long.MinValue;
+        private bool _skipped;
+        private bool _owed;
+
+        /// <summary>True (and counted as run now) when the decisions may run; else records that a batch skipped them.</summary>
+        public bool TryBegin()
+        {
+            lock (_gate)
+            {
+                var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (_last != long.MinValue && System.Diagnostics.Stopwatch.GetElapsedTime(_last, now) < interval)
+                {
+                    _skipped = true;
+                    return false;
+                }
+                _last = now;
+                _owed = false;
+                return true;
+            }
+        }
+
+        /// <summary>After a batch committed: its skipped decisions are owed now (they must see what it recorded). True when owed.</summary>
+        public bool Committed()
+        {
+            lock (_gate)
+            {
+                _owed |= _skipped;
+                _skipped = false;
+                return _owed;
+            }
+        }
+
+        /// <summary>How long until owed decisions may run; null when none are owed.</summary>
+        public TimeSpan? OwedIn()
+        {
+            lock (_gate)
+            {
+                if (!_owed) return null;
+                var since = _last == long.MinValue ? interval : System.Diagnostics.Stopwatch.GetElapsedTime(_last);
+                return since >= interval ? TimeSpan.Zero : interval - since;
+            }
+        }
+
+        /// <summary>Counts decisions run outside a batch (the decision loop) as run now.</summary>
+        public void Ran()
+        {
+            lock (_gate)
+            {
+                _last = System.Diagnostics.Stopwatch.GetTimestamp();
+                _owed = false;
+            }
+        }
     }
 
     private static string VolumeOfStream(IEvent e) => e.StreamKey!["volume-".Length..];

@@ -29,13 +29,26 @@ internal sealed class ReconciliationService(
     /// <summary>
     /// Runs reconciliation's decisions once a second even when no event arrives: devices record a barrier pass
     /// only when it covers something new, so on an idle cluster the time-based decisions (retire after the grace
-    /// period, ask again) would otherwise wait for the next write.
+    /// period, ask again) would otherwise wait for the next write. And the decisions a committed batch of the daemon
+    /// left owed, as soon as the pacing lets them run (<see cref="ControllerOptions.DecideInterval"/>).
     /// </summary>
     private async Task DecideOnTimerAsync(CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        while (await timer.WaitForNextTickAsync(ct))
+        var tick = Stopwatch.StartNew();
+        while (!ct.IsCancellationRequested)
         {
+            // Looked at again after every wait: a batch of the daemon may have run the decisions meanwhile.
+            var owedIn = projection.Pacing.OwedIn();
+            var untilTick = TimeSpan.FromSeconds(1) - tick.Elapsed;
+            var due = owedIn is { } owed && owed < untilTick ? owed : untilTick;
+            if (due > TimeSpan.Zero)
+            {
+                if (owedIn is null) await commits.Decisions.WaitAsync(due, ct);
+                else await Task.Delay(due, ct);
+                continue;
+            }
+            tick.Restart();
+            projection.Pacing.Ran();
             try
             {
                 await using var conn = await store.DataSource.OpenConnectionAsync(ct);
