@@ -141,7 +141,7 @@ internal static class BenchChartCommand
             double Y(double v) => Top + PanelHeight - (Math.Log10(v) - Math.Log10(lo)) / (Math.Log10(hi) - Math.Log10(lo)) * PanelHeight;
             s.Append(CultureInfo.InvariantCulture, $"<text x=\"{x0 + PanelWidth / 2}\" y=\"{Top - 16}\" text-anchor=\"middle\" font-size=\"13\">{Escape(title)}</text>\n");
             for (var tick = lo; tick <= hi * 1.0001; tick *= 10)
-                s.Append(CultureInfo.InvariantCulture, $"<line x1=\"{x0}\" x2=\"{x0 + PanelWidth}\" y1=\"{Y(tick):0.0}\" y2=\"{Y(tick):0.0}\" stroke=\"#ddd\"/><text x=\"{x0 - 6}\" y=\"{Y(tick) + 4:0.0}\" text-anchor=\"end\">{tick:G4}</text>\n");
+                s.Append(CultureInfo.InvariantCulture, $"<line x1=\"{x0}\" x2=\"{x0 + PanelWidth}\" y1=\"{Y(tick):0.0}\" y2=\"{Y(tick):0.0}\" stroke=\"#ddd\"/><text x=\"{x0 - 6}\" y=\"{Y(tick) + 4:0.0}\" text-anchor=\"end\">{Tick(tick)}</text>\n");
             foreach (var n in xs)
                 s.Append(CultureInfo.InvariantCulture, $"<line x1=\"{X(n):0.0}\" x2=\"{X(n):0.0}\" y1=\"{Top}\" y2=\"{Top + PanelHeight}\" stroke=\"#eee\"/><text x=\"{X(n):0.0}\" y=\"{Top + PanelHeight + 16}\" text-anchor=\"middle\">{n}</text>\n");
             s.Append(CultureInfo.InvariantCulture, $"<text x=\"{x0 + PanelWidth / 2}\" y=\"{Top + PanelHeight + 30}\" text-anchor=\"middle\">writes in flight</text>\n");
@@ -162,6 +162,8 @@ internal static class BenchChartCommand
         foreach (var (x, y) in list)
             svg.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{x:0.0}\" cy=\"{y:0.0}\" r=\"3\" fill=\"{color}\"/>\n");
     }
+
+    private static string Tick(double value) => value.ToString(value >= 1 ? "#,0" : "0.###", CultureInfo.InvariantCulture);
 
     private static string Escape(string text) => System.Security.SecurityElement.Escape(text) ?? "";
 
