@@ -1,13 +1,14 @@
 using BenchmarkDotNet.Attributes;
 using Confluent.Kafka;
 using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Controller.Fanout;
 
 namespace TaggedMirror.Micro.Benchmarks;
 
 /// <summary>
-/// One write transaction through the codec, both ends. <see cref="Encode"/> is what the controller's
-/// <c>Fanout/DeviceLog.SendAsync</c> does before it hands the message to librdkafka: encode the tokens, fill the
-/// header and its CRC32C (over header, object id, tokens and data), put them in the Kafka headers.
+/// One write transaction through the codec, both ends. <see cref="Encode"/> is the controller's own
+/// <c>DeviceLog.Transaction</c>, what <c>SendAsync</c> hands librdkafka: encode the tokens, fill the header and its
+/// CRC32C (over header, object id, tokens and data), put them in the Kafka headers.
 /// <see cref="Decode"/> is what the agent's <c>Consumption/TransactionApplier.ApplyOne</c> does before it touches the
 /// block store: take the three headers, check the CRC and the shape rules, read the tokens.
 /// The transaction carries one token, as in steady state (each write settled returns one token per device, which
@@ -19,6 +20,7 @@ public class TransactionCodecBenchmarks
     private const int BlockSize = 4096;
 
     private readonly byte[] _objectId = "bench.d0"u8.ToArray();
+    private readonly byte[] _key = "bench.d0"u8.ToArray();
     private readonly long[] _tokens = [42];
     private byte[] _data = [];
     private TransactionHeader _fields;
@@ -41,17 +43,7 @@ public class TransactionCodecBenchmarks
     }
 
     [Benchmark]
-    public Headers Encode()
-    {
-        ReadOnlySpan<long> tokens = _tokens;
-        var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
-        if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
-        var header = new byte[TransactionHeader.Size];
-        TransactionCodec.WriteHeader(header, _fields, _objectId, tokenBytes, _data);
-        var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, _objectId } };
-        if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
-        return headers;
-    }
+    public Headers Encode() => DeviceLog.Transaction(_key, _fields, _objectId, _tokens, _data).Headers;
 
     [Benchmark]
     public long Decode()

@@ -6,7 +6,6 @@ using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
-using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Micro.Benchmarks;
 
@@ -15,7 +14,7 @@ namespace TaggedMirror.Micro.Benchmarks;
 /// volume's write lock, the fence check, the tag (<see cref="TagGenerator.Next"/>), the <see cref="InflightWrite"/>
 /// and its entries in the in-flight collections, the header fields, and for each mirror the waiting tokens taken
 /// from its <see cref="DeviceChannel"/>, the copy marked sent, the Kafka message built as
-/// <c>Fanout/DeviceLog.SendAsync</c> builds it (tokens, header and CRC32C, headers, message) and the channel's
+/// <c>DeviceLog.Transaction</c> (the builder <c>SendAsync</c> uses: tokens, header and CRC32C, headers, message) and the channel's
 /// flow-control count.
 /// <para>
 /// Left out: everything from <c>IProducer.ProduceAsync</c> on (librdkafka's queue, the network, the delivery and its
@@ -101,7 +100,7 @@ public class WriteFanoutBenchmarks
                 var channel = _channels[m.Index];
                 var n = channel.Tokens.Take(tokenBuffer);
                 write.MarkSent(m.Index);
-                messages[m.Index] = BuildMessage(m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], _data);
+                messages[m.Index] = DeviceLog.Transaction(m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], _data);
                 tokensTaken[m.Index] = n == 0 ? null : tokenBuffer[..n].ToArray();
                 channel.OnSent(_data.Length);
             }
@@ -115,19 +114,5 @@ public class WriteFanoutBenchmarks
             channel.Tokens.Enqueue(++_nextToken);
         _tokensTaken = tokensTaken; // kept, as WritePipeline keeps them until delivery
         return messages;
-    }
-
-    // DeviceLog.SendAsync up to the ProduceAsync call, which gets this message.
-    private static Message<byte[]?, byte[]?> BuildMessage(
-        byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data)
-    {
-        var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
-        if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
-        var header = new byte[TransactionHeader.Size];
-        TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
-        var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
-        if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
-        KafkaTracing.Inject(null, headers);
-        return new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers };
     }
 }

@@ -43,6 +43,12 @@ internal sealed class DeviceLog : IDisposable
     public Task<DeliveryResult<byte[]?, byte[]?>> SendAsync(
         DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
         System.Diagnostics.Activity? span = null, byte[]? requestId = null)
+        => channel.Producer.ProduceAsync(channel.Topic, Transaction(key, fields, objectId, tokens, data, span, requestId));
+
+    /// <summary>A transaction's message as it goes to a device topic: the data as the value, the header, object id and tokens as headers.</summary>
+    internal static Message<byte[]?, byte[]?> Transaction(
+        byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
+        System.Diagnostics.Activity? span = null, byte[]? requestId = null)
     {
         var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
         if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
@@ -52,7 +58,7 @@ internal sealed class DeviceLog : IDisposable
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
         if (requestId is not null) headers.Add(HeaderNames.RequestId, requestId);
         KafkaTracing.Inject(span, headers);
-        return channel.Producer.ProduceAsync(channel.Topic, new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers });
+        return new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers };
     }
 
     /// <summary>Sends a barrier to one partition of the device's topic: every partition must see every barrier.</summary>
