@@ -4,6 +4,7 @@ using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Volumes;
+using TaggedMirror.Hosting.Kafka;
 
 namespace TaggedMirror.Controller.Fanout;
 
@@ -34,7 +35,11 @@ internal sealed class BarrierPublisher(
             foreach (var device in devices)
             {
                 var channel = log.Channel(device);
-                if (channel.BarrierInFlight is { IsCompleted: false }) continue;
+                if (channel.BarrierInFlight is { IsCompleted: false })
+                {
+                    ProbeWhileDegraded(channel);
+                    continue;
+                }
                 var tokensWaiting = channel.Tokens.Count > 0 && channel.SinceLastSend >= options.IdleTokenFlush;
                 var due = Stopwatch.GetElapsedTime(channel.LastBarrierTimestamp) >= options.BarrierInterval;
                 if (!tokensWaiting && !due) continue;
@@ -42,6 +47,17 @@ internal sealed class BarrierPublisher(
                 channel.BarrierInFlight = SendAsync(channel, stoppingToken);
             }
         }
+    }
+
+    /// <summary>
+    /// A barrier still waiting for a device with degraded mirrors is waiting for its log to come back: the producer is
+    /// asked to look for the log's broker every <see cref="LeaderProbe.Interval"/> instead of librdkafka's once a
+    /// second, so the barrier goes out (and the mirrors are resynced) as soon as the log is there.
+    /// </summary>
+    private void ProbeWhileDegraded(DeviceChannel channel)
+    {
+        if (catalog.All.Any(v => v.Owned && v.MirrorOn(channel.DeviceId) is { State: MirrorState.Degraded }))
+            channel.LogProbe.Poke();
     }
 
     private async Task SendAsync(DeviceChannel channel, CancellationToken ct)

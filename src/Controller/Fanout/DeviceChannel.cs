@@ -41,6 +41,9 @@ internal sealed class DeviceChannel(string deviceId, long maxLagBytes, long repa
 
     public long LastBarrierTimestamp { get; set; }
 
+    /// <summary>Looks for the device's log again while a barrier waits for it (<see cref="BarrierPublisher"/>).</summary>
+    public TaggedMirror.Hosting.Kafka.LeaderProbe LogProbe { get; } = new(producer, Contracts.Topics.Device(deviceId));
+
     /// <summary>Waits until the device is less than the lag bound behind. False on timeout: the caller degrades the mirror.</summary>
     public async ValueTask<bool> WaitForRoomAsync(long bytes, TimeSpan timeout, CancellationToken ct)
     {

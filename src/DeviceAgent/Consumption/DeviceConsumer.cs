@@ -86,9 +86,19 @@ internal sealed class DeviceConsumer(
 
         var topic = Topics.Device(_agent.DeviceId);
         var partitions = DiscoverPartitions(bootstrap, topic);
+        // A broker reported gone (librdkafka: transport error) makes a quiet log suspect: while it is quiet the log's
+        // broker is looked for every 100 ms (LeaderProbe), not once a second, so a mirror's log that came back is read,
+        // and its resync decided, that much sooner. Messages that arrive after the report end it; ones that arrive
+        // within a second of it may have been fetched before the broker went.
+        long brokerLostAt = 0;
         using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(KafkaSettings.DeviceConsumer(bootstrap, _agent.DeviceId))
-            .SetErrorHandler((_, e) => logger.LogDebug("Kafka: {Reason}", e.Reason))
+            .SetErrorHandler((_, e) =>
+            {
+                if (e.Code is ErrorCode.Local_Transport or ErrorCode.Local_AllBrokersDown) Interlocked.Exchange(ref brokerLostAt, Stopwatch.GetTimestamp());
+                logger.LogDebug("Kafka: {Reason}", e.Reason);
+            })
             .Build();
+        var probe = new LeaderProbe(consumer, topic);
         using var deadLetters = new ProducerBuilder<byte[]?, byte[]?>(
             KafkaSettings.Producer(bootstrap, "tm-agent-dlq-" + _agent.DeviceId, _agent.DeadLetterTimeout)).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));
@@ -123,8 +133,16 @@ internal sealed class DeviceConsumer(
                 await HandleTruncationAsync(consumer, topic, partitions, state, ct);
                 return; // reload state and reassign at the new offsets
             }
+            var lostAt = Interlocked.Read(ref brokerLostAt);
             if (batch.Count > 0)
+            {
+                if (lostAt != 0 && Stopwatch.GetElapsedTime(lostAt) > TimeSpan.FromSeconds(1)) Interlocked.CompareExchange(ref brokerLostAt, 0, lostAt);
                 await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
+            }
+            else if (lostAt != 0)
+            {
+                probe.Poke();
+            }
             // Under load too: a device that never idles must still repeat what the bus may have lost.
             if (lastReack.Elapsed > _agent.ReacknowledgeAfter)
             {
