@@ -14,16 +14,16 @@ public sealed class BrokerFaultTests
         cluster.SetPartitionLeader(topic, 0, 2);
 
         using var producer = KafkaClients.Producer(cluster.BootstrapServers, messageTimeoutMs: 2000);
-        var before = await producer.ProduceAsync(topic, Value("before"));
+        var before = await producer.ProduceAsync(topic, KafkaClients.Value("before"));
         Assert.Equal(PersistenceStatus.Persisted, before.Status);
 
         cluster.SetBrokerDown(2);
-        var failure = await Assert.ThrowsAsync<ProduceException<string, byte[]>>(() => producer.ProduceAsync(topic, Value("while-down")));
+        var failure = await Assert.ThrowsAsync<ProduceException<string, byte[]>>(() => producer.ProduceAsync(topic, KafkaClients.Value("while-down")));
         Assert.Equal(ErrorCode.Local_MsgTimedOut, failure.Error.Code);
         Assert.Equal(PersistenceStatus.NotPersisted, failure.DeliveryResult.Status);
 
         cluster.SetBrokerUp(2);
-        var after = await producer.ProduceAsync(topic, Value("after"));
+        var after = await producer.ProduceAsync(topic, KafkaClients.Value("after"));
         Assert.Equal(PersistenceStatus.Persisted, after.Status);
         Assert.Equal(before.Offset.Value + 1, after.Offset.Value);
     }
@@ -35,15 +35,12 @@ public sealed class BrokerFaultTests
         var topic = KafkaClients.NewTopic("pushed");
         cluster.CreateTopic(topic, partitions: 1, replicationFactor: 3);
         using var producer = KafkaClients.Producer(cluster.BootstrapServers);
-        await producer.ProduceAsync(topic, Value("warm-up"));
+        await producer.ProduceAsync(topic, KafkaClients.Value("warm-up"));
 
         // ApiKey 0 = Produce; NOT_ENOUGH_REPLICAS is retriable.
         cluster.PushRequestErrors(0, (int)ErrorCode.NotEnoughReplicas, (int)ErrorCode.NotEnoughReplicas);
-        var result = await producer.ProduceAsync(topic, Value("retried"));
+        var result = await producer.ProduceAsync(topic, KafkaClients.Value("retried"));
         Assert.Equal(PersistenceStatus.Persisted, result.Status);
         Assert.Equal(1, result.Offset.Value);
     }
-
-    private static Message<string, byte[]> Value(string text) =>
-        new() { Key = text, Value = System.Text.Encoding.UTF8.GetBytes(text) };
 }

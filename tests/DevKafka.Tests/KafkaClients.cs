@@ -28,4 +28,8 @@ internal static class KafkaClients
         }).Build();
 
     internal static string NewTopic(string prefix) => $"{prefix}-{Guid.NewGuid():N}";
+
+    /// <summary>A message keyed and filled with <paramref name="text"/>.</summary>
+    internal static Message<string, byte[]> Value(string text) =>
+        new() { Key = text, Value = System.Text.Encoding.UTF8.GetBytes(text) };
 }

@@ -18,10 +18,10 @@ public sealed class LeaderProbeTests
         cluster.SetPartitionLeader(topic, 0, 2);
         using var producer = KafkaClients.Producer(cluster.BootstrapServers, messageTimeoutMs: 30_000);
         var probe = new LeaderProbe(producer, topic);
-        var before = await producer.ProduceAsync(topic, Value("before"));
+        var before = await producer.ProduceAsync(topic, KafkaClients.Value("before"));
 
         cluster.SetBrokerDown(2);
-        var queued = producer.ProduceAsync(topic, Value("queued"));
+        var queued = producer.ProduceAsync(topic, KafkaClients.Value("queued"));
         // While the broker is away the probe looks (and finds it missing): nothing is delivered, nothing breaks.
         for (var i = 0; i < 5; i++)
         {
@@ -78,7 +78,4 @@ public sealed class LeaderProbeTests
         }
         Assert.Equal(2, probe.Requests);
     }
-
-    private static Message<string, byte[]> Value(string text) =>
-        new() { Key = text, Value = System.Text.Encoding.UTF8.GetBytes(text) };
 }
