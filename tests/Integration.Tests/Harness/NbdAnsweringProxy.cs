@@ -40,7 +40,11 @@ internal sealed class NbdAnsweringProxy : IAsyncDisposable
 
     private int _answered;
 
-    /// <summary>Offsets of the requests the server had not answered when it went away.</summary>
+    /// <summary>
+    /// Offsets of the requests the server never answered: those it had not answered when it went away, and those the
+    /// client sent after (answered <c>EIO</c> here, never sent; a loaded machine lets fio submit a few more before it
+    /// reads the first <c>EIO</c>).
+    /// </summary>
     public IReadOnlyCollection<ulong> Unanswered => _unanswered;
 
     private readonly ConcurrentBag<ulong> _unanswered = [];
@@ -128,6 +132,8 @@ internal sealed class NbdAnsweringProxy : IAsyncDisposable
                 }
                 if (gone)
                 {
+                    // Never sent, yet fio counts a write it was told failed as written: its block may read back old.
+                    proxy._unanswered.Add(r.Offset);
                     await AnswerEioAsync(r.Cookie, r.Command);
                     continue;
                 }
