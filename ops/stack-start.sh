@@ -127,7 +127,7 @@ for d in "${DEVICES[@]}"; do
     --Agent:DeviceId "$d" --Agent:DataDirectory "$TM_RUN_DIR/data/$d" "${COMMON_ARGS[@]}"
 done
 
-wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/controller"
+wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/health/live"
 for d in "${DEVICES[@]}"; do
   wait_ready "agent-$d" "$(agent_pattern "$d")" "${AGENT_URLS[$d]}/status"
 done

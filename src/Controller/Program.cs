@@ -8,6 +8,7 @@ using Polly;
 using Polly.Retry;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller;
+using TaggedMirror.Controller.Access;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
 using TaggedMirror.Controller.BlockDevice;
@@ -98,6 +99,7 @@ builder.Services.AddMarten(_ =>
 });
 builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
 builder.Services.AddSingleton(reconciliationCommits);
+builder.Services.AddSingleton<ApiKeyStore>();
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
 builder.Services.AddSingleton<DeviceLog>();
@@ -164,14 +166,27 @@ _ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist 
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
 await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), CancellationToken.None);
+try
+{
+    await untilPostgres.ExecuteAsync(async ct => await app.Services.GetRequiredService<ApiKeyStore>().EnsureOperatorKeyAsync(controller.OperatorKeyPath, ct), CancellationToken.None);
+}
+catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"Controller {controller.Id}: cannot write the operator key to {controller.OperatorKeyPath} ({ex.Message}); set Controller__OperatorKeyFile to a path this user may write");
+    Environment.Exit(2);
+    return;
+}
 
+// Every request but the health checks carries an API key that allows what it asks (docs/design.md, "Access").
+app.UseMiddleware<AccessControl>();
 app.MapVolumeEndpoints();
 app.MapVerifyEndpoints();
 app.MapRebuildEndpoints();
 app.MapVolumeChangeEndpoints();
+app.MapKeyEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
-    Results.Ok(new ControllerInfo(tags.ControllerId, tags.Epoch, tags.Issued, pipeline.InflightCount)));
+    Results.Ok(new ControllerInfo(tags.ControllerId, tags.Epoch, tags.Issued, pipeline.InflightCount))).Requires(AccessNeed.AnyKey);
 app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);
 await app.RunAsync();
