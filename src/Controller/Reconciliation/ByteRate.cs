@@ -30,6 +30,13 @@ internal sealed class ByteRate : IDisposable
         });
     }
 
+    /// <summary>
+    /// The most bytes one wait takes in a single grant (a second's worth; no limit: <see cref="long.MaxValue"/>). Work
+    /// cut to this size is granted whole and in the order asked; larger requests are granted a bucketful at a time,
+    /// interleaved with the other waiters', so several of them all finish near the end together.
+    /// </summary>
+    public long MaxAtOnce => _bucket is null ? long.MaxValue : _burst;
+
     /// <summary>Returns once <paramref name="bytes"/> may be copied (at once when there is no limit).</summary>
     public async ValueTask WaitAsync(long bytes, CancellationToken ct)
     {

@@ -157,10 +157,14 @@ internal sealed class ResyncService(
     /// The runs as units of work: runs of one chunk (the missed writes of an outage are mostly small and apart)
     /// packed in order into batches of at most <see cref="ControllerOptions.ResyncBatchBytes"/> and
     /// <see cref="Contracts.Api.RangeRead.MaxRanges"/> ranges; a run of several chunks (longer than one repair may
-    /// carry) copied on its own, chunk after chunk, as its chunks' completions assume.
+    /// carry) copied on its own, chunk after chunk, as its chunks' completions assume. Under a rate limit a batch is
+    /// also at most what the limit grants at once (<see cref="ByteRate.MaxAtOnce"/>): batches larger than that were
+    /// granted piece by piece, interleaved, and all completed together at the end, so a paced resync showed no
+    /// progress until it was done.
     /// </summary>
     private List<Copy> Copies(IReadOnlyList<IReadOnlyList<ResyncChunk>> runs, int blockSize)
     {
+        var maxBatchBytes = Math.Min(options.ResyncBatchBytes, throttle.MaxAtOnce);
         var copies = new List<Copy>();
         var batch = new List<ResyncChunk>();
         long bytes = 0;
@@ -172,7 +176,7 @@ internal sealed class ResyncService(
                 continue;
             }
             var size = (long)run[0].Blocks * blockSize;
-            if (batch.Count > 0 && (bytes + size > options.ResyncBatchBytes || batch.Count == Contracts.Api.RangeRead.MaxRanges))
+            if (batch.Count > 0 && (bytes + size > maxBatchBytes || batch.Count == Contracts.Api.RangeRead.MaxRanges))
             {
                 copies.Add(new Copy(true, batch));
                 (batch, bytes) = ([], 0);
