@@ -54,6 +54,7 @@ internal static class ControllerSchema
                 completed_at timestamptz);
             CREATE INDEX IF NOT EXISTS rebuilds_device ON {schema}.rebuilds (device_id, requested_at);
             {Access.ApiKeyStore.Ddl(schema)}
+            {Hosting.Access.ServiceSecret.Ddl(schema)}
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
             {Intake.IntakeSchema.Ddl(schema)}

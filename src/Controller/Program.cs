@@ -23,6 +23,7 @@ using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Verify;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
@@ -99,7 +100,10 @@ builder.Services.AddMarten(_ =>
 });
 builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
 builder.Services.AddSingleton(reconciliationCommits);
+builder.Services.AddSingleton(new ApiKeyLookup(dataSource, options.Schema));
 builder.Services.AddSingleton<ApiKeyStore>();
+builder.Services.AddSingleton(new ServiceSecret(dataSource, options.Schema));
+builder.Services.AddTransient<ServiceSecretHandler>();
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
 builder.Services.AddSingleton<DeviceLog>();
@@ -124,7 +128,8 @@ builder.Services.AddHostedService<ReconciliationService>();
 builder.Services.AddHostedService(sp => new ReconciliationRunner(
     sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
-builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
+// Agents serve the controller (this secret) and operators only (docs/design.md, "Access").
+builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10)).AddHttpMessageHandler<ServiceSecretHandler>();
 builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
 builder.Services.AddSingleton<IntakeStore>();
@@ -168,7 +173,11 @@ catalog.Epoch = epoch;
 await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), CancellationToken.None);
 try
 {
-    await untilPostgres.ExecuteAsync(async ct => await app.Services.GetRequiredService<ApiKeyStore>().EnsureOperatorKeyAsync(controller.OperatorKeyPath, ct), CancellationToken.None);
+    await untilPostgres.ExecuteAsync(async ct =>
+    {
+        await app.Services.GetRequiredService<ServiceSecret>().EnsureAsync(ct);
+        await app.Services.GetRequiredService<ApiKeyStore>().EnsureOperatorKeyAsync(controller.OperatorKeyPath, ct);
+    }, CancellationToken.None);
 }
 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
 {

@@ -123,6 +123,71 @@ public sealed class AccessTests
     }
 
     [Fact]
+    public async Task agents_serve_the_controller_and_operators_only_never_a_producer()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__AccessFailureLimit"] = "100000" });
+        await cluster.CreateVolumeAsync("mine", 4096, 16);
+        var data = new byte[4096];
+        Array.Fill(data, (byte)0x5a);
+        await cluster.WriteAsync("mine", 0, data, wait: "applied");
+        var producer = (await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["mine"]))).Key;
+        var objectId = (await GetAsync<VolumeStatus>(cluster, "/volumes/mine", cluster.OperatorKey)).Mirrors.Single(m => m.DeviceId == "d0").ObjectId;
+        string secret;
+        await using (var conn = await cluster.DataSource.OpenConnectionAsync())
+        await using (var cmd = new Npgsql.NpgsqlCommand($"SELECT secret FROM {cluster.Schema}.service_secret", conn))
+        {
+            secret = (string)(await cmd.ExecuteScalarAsync())!;
+        }
+        var agent = cluster.Agent("d0").Url;
+        var calls = new (HttpMethod Method, string Path, string? Body)[]
+        {
+            (HttpMethod.Get, "/status", null),
+            (HttpMethod.Get, $"/objects/{objectId}/data?offset=0&length=4096", null),
+            (HttpMethod.Post, $"/objects/{objectId}/ranges", """{"offsets":[0],"lengths":[4096]}"""),
+            (HttpMethod.Get, $"/objects/{objectId}/checksums?firstBlock=0&count=1", null),
+            (HttpMethod.Post, "/rebuild", null),
+            (HttpMethod.Get, "/diag/process", null),
+        };
+        foreach (var (method, path, body) in calls)
+        {
+            foreach (var (header, value, expected) in new (string?, string?, HttpStatusCode)[]
+            {
+                (null, null, HttpStatusCode.Unauthorized),
+                ("Authorization", "Bearer " + producer, HttpStatusCode.Forbidden),
+                ("Authorization", "Bearer tm_0123456789ab_" + new string('A', 43), HttpStatusCode.Unauthorized),
+                ("X-TM-Service", secret[..^2] + "xx", HttpStatusCode.Unauthorized),
+            })
+            {
+                var (status, detail) = await SendToAsync(agent + path, method, body, header, value);
+                Assert.True(status == expected, $"agent {method} {path} with {header} answered {(int)status}, not {(int)expected}: {detail}");
+            }
+        }
+        // The controller's secret and an operator's key are served (a rebuild without its id is a 400 of the endpoint itself).
+        foreach (var (header, value) in new[] { ("X-TM-Service", secret), ("Authorization", "Bearer " + cluster.OperatorKey) })
+        {
+            var (status, detail) = await SendToAsync(agent + $"/objects/{objectId}/data?offset=0&length=4096", HttpMethod.Get, null, header, value);
+            Assert.True(status == HttpStatusCode.OK, $"{header}: {(int)status} {detail}");
+            Assert.Equal(HttpStatusCode.BadRequest, (await SendToAsync(agent + "/rebuild", HttpMethod.Post, null, header, value)).Status);
+        }
+        using (var bare = new HttpClient())
+        {
+            Assert.Equal(HttpStatusCode.OK, (await bare.GetAsync(agent + "/health/live")).StatusCode);
+        }
+        // And the controller reads through them: the write reads back.
+        Assert.Equal(data, await cluster.ReadAsync("mine", 0, 1));
+    }
+
+    private static async Task<(HttpStatusCode Status, string Detail)> SendToAsync(string url, HttpMethod method, string? body, string? header, string? value)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        using var request = new HttpRequestMessage(method, url);
+        if (header is not null) request.Headers.TryAddWithoutValidation(header, value);
+        if (body is not null) request.Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        using var response = await http.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task keys_are_created_checked_listed_without_secrets_and_revoked_at_once()
     {
         await using var cluster = await TestCluster.StartAsync();

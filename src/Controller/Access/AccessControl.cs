@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using TaggedMirror.Contracts.Api;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Health;
 
 namespace TaggedMirror.Controller.Access;

@@ -1,22 +1,17 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using Npgsql;
 using TaggedMirror.Contracts.Api;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Events;
 
 namespace TaggedMirror.Controller.Access;
 
 /// <summary>
 /// The API keys, in the controller's table <c>api_keys</c>: created, listed, revoked, and looked up for every request
-/// through a short cache (<see cref="CacheFor"/>): a key revoked on another controller is refused there within that
-/// time, on this one at once. Only a salted hash of each secret is stored (<see cref="KeyText"/>).
+/// (<see cref="ApiKeyLookup"/>, a short cache: a key revoked on another controller is refused there within
+/// <see cref="ApiKeyLookup.CacheFor"/>, on this one at once). Only a salted hash of each secret is stored (<see cref="KeyText"/>).
 /// </summary>
-internal sealed class ApiKeyStore(EventStreams store, ILogger<ApiKeyStore> logger)
+internal sealed class ApiKeyStore(EventStreams store, ApiKeyLookup lookup, ILogger<ApiKeyStore> logger)
 {
-    /// <summary>How long a looked-up key (or its absence) is taken as it was.</summary>
-    public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(1);
-
-    private readonly ConcurrentDictionary<string, (StoredKey? Key, long At)> _cache = new(StringComparer.Ordinal);
 
     public static string Ddl(string schema) => $"""
         -- API keys (issue #12): the id is public, the secret only as a salted SHA-256; revoked keys are kept, marked.
@@ -39,22 +34,7 @@ internal sealed class ApiKeyStore(EventStreams store, ILogger<ApiKeyStore> logge
     }
 
     /// <summary>The principal a presented key stands for; null when it is not a key, unknown, wrong or revoked.</summary>
-    public async ValueTask<Principal?> AuthenticateAsync(string? presented, CancellationToken ct)
-    {
-        if (!KeyText.TryParse(presented, out var id, out var secret)) return null;
-        var key = await FindAsync(id, ct);
-        if (key is null || key.RevokedAt is not null || !KeyText.Matches(secret, key.Salt, key.Hash)) return null;
-        return new Principal(key.Id, key.Role, key.Volumes, key.ReadOnly);
-    }
-
-    private async ValueTask<StoredKey?> FindAsync(string id, CancellationToken ct)
-    {
-        if (_cache.TryGetValue(id, out var cached) && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
-        var found = (await SelectAsync("WHERE key_id = @id", c => c.Parameters.AddWithValue("id", id), ct)).FirstOrDefault();
-        if (_cache.Count > 100_000) _cache.Clear();   // unknown ids presented over and over must not grow it without bound
-        _cache[id] = (found, Stopwatch.GetTimestamp());
-        return found;
-    }
+    public ValueTask<Principal?> AuthenticateAsync(string? presented, CancellationToken ct) => lookup.AuthenticateAsync(presented, ct);
 
     public async Task<IReadOnlyList<ApiKeyInfo>> ListAsync(CancellationToken ct) =>
         [.. (await SelectAsync("ORDER BY created_at, key_id", _ => { }, ct)).Select(k => k.Info)];
@@ -87,7 +67,7 @@ internal sealed class ApiKeyStore(EventStreams store, ILogger<ApiKeyStore> logge
         return new CreatedKey(text, new ApiKeyInfo(id, role, volumes, readOnly, description, new DateTimeOffset(created, TimeSpan.Zero), null));
     }
 
-    /// <summary>Revokes a key: refused from now on (on other controllers within <see cref="CacheFor"/>). Null when there is no such key.</summary>
+    /// <summary>Revokes a key: refused from now on (on other controllers within <see cref="ApiKeyLookup.CacheFor"/>). Null when there is no such key.</summary>
     public async Task<ApiKeyInfo?> RevokeAsync(string id, CancellationToken ct)
     {
         await using var conn = await store.DataSource.OpenConnectionAsync(ct);
@@ -97,7 +77,7 @@ internal sealed class ApiKeyStore(EventStreams store, ILogger<ApiKeyStore> logge
             cmd.Parameters.AddWithValue("id", id);
             if (await cmd.ExecuteNonQueryAsync(ct) == 0) return null;
         }
-        _cache.TryRemove(id, out _);
+        lookup.Forget(id);
         logger.LogWarning("API key {KeyId} revoked", id);
         return (await SelectAsync("WHERE key_id = @id", c => c.Parameters.AddWithValue("id", id), ct)).Single().Info;
     }
@@ -125,7 +105,7 @@ internal sealed class ApiKeyStore(EventStreams store, ILogger<ApiKeyStore> logge
         var created = await InsertAsync(conn, tx, AccessRoles.Operator, [], false, $"created at the first start, written to {path} on {Environment.MachineName}", ct);
         WritePrivate(path, created.Key + "\n");
         await tx.CommitAsync(ct);
-        _cache.Clear();
+        lookup.Forget();
         logger.LogWarning("Operator key {KeyId} created and written to {Path} (readable by this user only){Why}", created.Info.Id, path,
             existing is null ? "" : ": the key the file held is not a live operator key of this cluster");
     }

@@ -1,21 +1,24 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace TaggedMirror.Controller.Access;
+namespace TaggedMirror.Hosting.Access;
 
 /// <summary>
 /// An API key's text: <c>tm_&lt;id&gt;_&lt;secret&gt;</c>, the id 12 lower-case hex digits (what lists, logs and
 /// provenance show), the secret 32 random bytes in base64url (43 characters). Only a salted SHA-256 of the secret is
 /// stored: a secret of 256 random bits cannot be guessed, so a slow hash would add nothing but cost on every request.
 /// </summary>
-internal static class KeyText
+public static class KeyText
 {
+    /// <summary>What every key starts with.</summary>
     public const string Prefix = "tm_";
     private const int IdChars = 12;
     private const int SecretBytes = 32;
     private const int SecretChars = 43;
+    /// <summary>Bytes of salt stored with each hash.</summary>
     public const int SaltBytes = 16;
 
+    /// <summary>Characters in a key's text.</summary>
     public static int Length => Prefix.Length + IdChars + 1 + SecretChars;
 
     /// <summary>A new key: its id, its whole text (shown once) and what is stored of it.</summary>
@@ -48,6 +51,7 @@ internal static class KeyText
         return true;
     }
 
+    /// <summary>SHA-256 of the salt followed by the secret's characters.</summary>
     public static byte[] Hash(byte[] salt, string secret)
     {
         var input = new byte[salt.Length + Encoding.ASCII.GetByteCount(secret)];

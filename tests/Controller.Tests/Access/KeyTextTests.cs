@@ -3,6 +3,7 @@ using FsCheck.Xunit;
 using Microsoft.AspNetCore.Http;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller.Access;
+using TaggedMirror.Hosting.Access;
 
 namespace TaggedMirror.Controller.Tests.Access;
 
