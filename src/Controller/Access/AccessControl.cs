@@ -78,7 +78,16 @@ internal sealed class AccessControl(RequestDelegate next, ApiKeyStore keys, Cont
                 $"an API key is required: send it as 'Authorization: Bearer <key>' or '{AccessHeaders.ApiKey}: <key>' (the CLI reads ${AccessHeaders.KeyEnvironment} or the file {AccessHeaders.DefaultKeyFile})");
             return;
         }
-        var principal = await keys.AuthenticateAsync(presented, context.RequestAborted);
+        Principal? principal;
+        try
+        {
+            principal = await keys.AuthenticateAsync(presented, context.RequestAborted);
+        }
+        catch (KeyLookupUnavailableException ex)
+        {
+            await RefuseAsync(context, StatusCodes.Status503ServiceUnavailable, "Unavailable", ex.Message);
+            return;
+        }
         if (principal is null)
         {
             Failed(source, "invalid_key");

@@ -28,7 +28,16 @@ internal sealed class AgentAccess(RequestDelegate next, ServiceSecret secret, Ap
         var key = authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? authorization["Bearer ".Length..].Trim()
             : context.Request.Headers[AccessHeaders.ApiKey].ToString().Trim();
-        var principal = key.Length > 0 ? await keys.AuthenticateAsync(key, context.RequestAborted) : null;
+        Principal? principal;
+        try
+        {
+            principal = key.Length > 0 ? await keys.AuthenticateAsync(key, context.RequestAborted) : null;
+        }
+        catch (KeyLookupUnavailableException ex)
+        {
+            await Results.Problem(ex.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Unavailable").ExecuteAsync(context);
+            return;
+        }
         if (principal is { IsOperator: true })
         {
             await next(context);

@@ -36,15 +36,16 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
 
     private async ValueTask<Stored?> FindAsync(string id, CancellationToken ct)
     {
-        if (_cache.TryGetValue(id, out var cached) && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
+        var known = _cache.TryGetValue(id, out var cached);
+        if (known && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
         Stored? found = null;
-        var conn = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
-        await using var disposeConnection = conn.ConfigureAwait(false);
-        var cmd = new NpgsqlCommand($"SELECT salt, hash, role, volumes, read_only, revoked_at IS NOT NULL FROM {schema}.api_keys WHERE key_id = @id", conn);
-        await using var disposeCommand = cmd.ConfigureAwait(false);
-        cmd.Parameters.AddWithValue("id", id);
         try
         {
+            var conn = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await using var disposeConnection = conn.ConfigureAwait(false);
+            var cmd = new NpgsqlCommand($"SELECT salt, hash, role, volumes, read_only, revoked_at IS NOT NULL FROM {schema}.api_keys WHERE key_id = @id", conn);
+            await using var disposeCommand = cmd.ConfigureAwait(false);
+            cmd.Parameters.AddWithValue("id", id);
             var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             await using var disposeReader = r.ConfigureAwait(false);
             if (await r.ReadAsync(ct).ConfigureAwait(false))
@@ -54,8 +55,20 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
         {
             // No controller has started on this cluster yet: there are no keys.
         }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
+        {
+            // PostgreSQL is away. Writes go on through such an outage (they did before there were keys), so a key seen
+            // before is taken as it was last seen, and asked for again a second later; one never seen cannot be checked.
+            if (!known) throw new KeyLookupUnavailableException(ex);
+            _cache[id] = (cached.Key, Stopwatch.GetTimestamp());
+            return cached.Key;
+        }
         if (_cache.Count > 100_000) _cache.Clear();
         _cache[id] = (found, Stopwatch.GetTimestamp());
         return found;
     }
 }
+
+/// <summary>A key never seen before could not be checked: PostgreSQL, which holds the keys, did not answer.</summary>
+public sealed class KeyLookupUnavailableException(Exception inner)
+    : Exception("the API key cannot be checked now: the cluster's PostgreSQL does not answer; try again", inner);

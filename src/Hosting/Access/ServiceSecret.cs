@@ -87,6 +87,10 @@ public sealed class ServiceSecret(NpgsqlDataSource dataSource, string schema)
         {
             return null;   // no controller has started on this cluster yet
         }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
+        {
+            return _secret;   // PostgreSQL is away: the secret last read stands (the controller keeps reading through an outage)
+        }
     }
 
     private static bool Same(string presented, string? secret) =>
