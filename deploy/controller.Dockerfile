@@ -25,6 +25,9 @@ FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble AS runtime
 # (runtimes/linux-x64/native/centos8-librdkafka.so), which src/KafkaNative binds at start.
 WORKDIR /app
 COPY --from=build /app ./
+# Where the operator key made at the first start is kept (a named volume in the compose file: a new volume takes
+# this directory's owner and mode, so the non-root user below may write it and no one else read it).
+RUN mkdir -p /var/lib/taggedmirror && chown "$APP_UID" /var/lib/taggedmirror && chmod 700 /var/lib/taggedmirror
 # The base image's non-root user (app, uid 1654).
 USER $APP_UID
 ENV ASPNETCORE_URLS=http://+:8080

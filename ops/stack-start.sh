@@ -127,8 +127,8 @@ for d in "${DEVICES[@]}"; do
     --Agent:DeviceId "$d" --Agent:DataDirectory "$TM_RUN_DIR/data/$d" "${COMMON_ARGS[@]}"
 done
 
-wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/controller"
+wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/health/live"
 for d in "${DEVICES[@]}"; do
-  wait_ready "agent-$d" "$(agent_pattern "$d")" "${AGENT_URLS[$d]}/status"
+  wait_ready "agent-$d" "$(agent_pattern "$d")" "${AGENT_URLS[$d]}/health/live"
 done
 log "stack: ready — controller $CONTROLLER_URL, agents ${AGENT_URLS[d0]} ${AGENT_URLS[d1]} (spare ${AGENT_URLS[d2]}), kafka $BOOTSTRAP, logs in $TM_RUN_DIR"

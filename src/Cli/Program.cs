@@ -26,6 +26,7 @@ internal static class Program
             RebuildCommand.Create(),
             OtlpSinkCommand.Create(),
             PublishCommand.Create(),
+            KeyCommands.Create(),
         };
         foreach (var command in MirrorCommands.Create()) root.Subcommands.Add(command);
         return root.Parse(args).InvokeAsync();

@@ -151,8 +151,22 @@ public sealed class ControllerOptions
         return Math.Max(1, Math.Min(FullCopyChunkBlocks, KafkaSettings.MaxDataBytes(DeviceMessageMaxBytes()) / blockSize));
     }
 
+    /// <summary>
+    /// Where the operator key the controller creates at its first start is written (readable by this user only), and
+    /// kept while it is a live operator key of the cluster; empty: <c>~/.config/taggedmirror/operator.key</c>, where the
+    /// CLI looks by default.
+    /// </summary>
+    public string OperatorKeyFile { get; set; } = "";
+
+    /// <summary>The operator key file in effect.</summary>
+    public string OperatorKeyPath => string.IsNullOrWhiteSpace(OperatorKeyFile) ? Contracts.Api.AccessHeaders.DefaultKeyFile : OperatorKeyFile;
+
+    /// <summary>Refused requests (no key, a wrong or revoked one) a source address may make in 10 seconds before every request of it is refused with 429 for the rest of them.</summary>
+    public int AccessFailureLimit { get; set; } = 50;
+
     public void Validate()
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(AccessFailureLimit, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(Id, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxLagBytes, 64 * 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWriteBytes, Contracts.BlockSizes.Max);

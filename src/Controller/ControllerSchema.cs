@@ -53,6 +53,8 @@ internal static class ControllerSchema
                 requested_at timestamptz NOT NULL DEFAULT now(),
                 completed_at timestamptz);
             CREATE INDEX IF NOT EXISTS rebuilds_device ON {schema}.rebuilds (device_id, requested_at);
+            {Access.ApiKeyStore.Ddl(schema)}
+            {Hosting.Access.ServiceSecret.Ddl(schema)}
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
             {Intake.IntakeSchema.Ddl(schema)}

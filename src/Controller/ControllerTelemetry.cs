@@ -28,6 +28,8 @@ internal sealed class ControllerTelemetry
         WriteBytes = meter.CreateCounter<long>("tm.write.bytes", "By", "Bytes accepted, per volume");
         Resyncs = meter.CreateCounter<long>("tm.resyncs", "{resync}", "Ranges copied to a mirror that lacked them (resyncs and full-copy chunks)");
         ResyncBytes = meter.CreateCounter<long>("tm.resync.bytes", "By", "Bytes copied by resyncs and full copies");
+        AccessRefused = meter.CreateCounter<long>("tm.access.refused", "{request}",
+            "Requests refused by access control, per reason (no_key, invalid_key, forbidden, rate_limited)");
         meter.CreateObservableGauge("tm.mirrors.degraded", () => DegradedMirrors(catalog), "{mirror}",
             "Mirrors of a volume that are not in sync (degraded, resyncing or needing a full copy)");
         _lag = meter.CreateObservableGauge("tm.device.lag", () => Lags.Select(kv => new Measurement<long>(kv.Value.Messages, new KeyValuePair<string, object?>(TelemetryAttributes.Device, kv.Key))),
@@ -37,6 +39,8 @@ internal sealed class ControllerTelemetry
     }
 
     private readonly ObservableGauge<long> _lag;
+
+    public Counter<long> AccessRefused { get; }
 
     public ActivitySource Source { get; }
 

@@ -8,6 +8,7 @@ using Polly;
 using Polly.Retry;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Controller;
+using TaggedMirror.Controller.Access;
 using TaggedMirror.Controller.Acks;
 using TaggedMirror.Controller.Api;
 using TaggedMirror.Controller.BlockDevice;
@@ -22,6 +23,7 @@ using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Verify;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
@@ -98,6 +100,10 @@ builder.Services.AddMarten(_ =>
 });
 builder.Services.AddSingleton(sp => new EventStreams(sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema));
 builder.Services.AddSingleton(reconciliationCommits);
+builder.Services.AddSingleton(new ApiKeyLookup(dataSource, options.Schema));
+builder.Services.AddSingleton<ApiKeyStore>();
+builder.Services.AddSingleton(new ServiceSecret(dataSource, options.Schema));
+builder.Services.AddTransient<ServiceSecretHandler>();
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
 builder.Services.AddSingleton<DeviceLog>();
@@ -122,7 +128,8 @@ builder.Services.AddHostedService<ReconciliationService>();
 builder.Services.AddHostedService(sp => new ReconciliationRunner(
     sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
-builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10));
+// Agents serve the controller (this secret) and operators only (docs/design.md, "Access").
+builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10)).AddHttpMessageHandler<ServiceSecretHandler>();
 builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
 builder.Services.AddSingleton<IntakeStore>();
@@ -164,14 +171,31 @@ _ = app.Services.GetRequiredService<ControllerTelemetry>(); // its gauges exist 
 var catalog = app.Services.GetRequiredService<VolumeCatalog>();
 catalog.Epoch = epoch;
 await untilPostgres.ExecuteAsync(async ct => await catalog.LoadAsync(ct), CancellationToken.None);
+try
+{
+    await untilPostgres.ExecuteAsync(async ct =>
+    {
+        await app.Services.GetRequiredService<ServiceSecret>().EnsureAsync(ct);
+        await app.Services.GetRequiredService<ApiKeyStore>().EnsureOperatorKeyAsync(controller.OperatorKeyPath, ct);
+    }, CancellationToken.None);
+}
+catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"Controller {controller.Id}: cannot write the operator key to {controller.OperatorKeyPath} ({ex.Message}); set Controller__OperatorKeyFile to a path this user may write");
+    Environment.Exit(2);
+    return;
+}
 
+// Every request but the health checks carries an API key that allows what it asks (docs/design.md, "Access").
+app.UseMiddleware<AccessControl>();
 app.MapVolumeEndpoints();
 app.MapVerifyEndpoints();
 app.MapRebuildEndpoints();
 app.MapVolumeChangeEndpoints();
+app.MapKeyEndpoints();
 app.MapProcessDiagnostics();
 app.MapTaggedMirrorHealth();
 app.MapGet("/controller", (TagGenerator tags, WritePipeline pipeline) =>
-    Results.Ok(new ControllerInfo(tags.ControllerId, tags.Epoch, tags.Issued, pipeline.InflightCount)));
+    Results.Ok(new ControllerInfo(tags.ControllerId, tags.Epoch, tags.Issued, pipeline.InflightCount))).Requires(AccessNeed.AnyKey);
 app.Logger.LogInformation("Controller {Id} started epoch {Epoch}", controller.Id, epoch);
 await app.RunAsync();

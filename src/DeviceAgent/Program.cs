@@ -6,6 +6,7 @@ using TaggedMirror.DeviceAgent.BlockStore;
 using TaggedMirror.DeviceAgent.Consumption;
 using TaggedMirror.DeviceAgent.TagTable;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Bus;
 using TaggedMirror.Hosting.Events;
 using TaggedMirror.Hosting.Health;
@@ -34,6 +35,8 @@ builder.Services.AddSingleton(sp => new EventStreams(
     sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema));
 builder.Services.AddTaggedMirrorBus(options);
 builder.Services.AddHostedService<DeviceConsumer>();
+builder.Services.AddSingleton(sp => new ServiceSecret(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema));
+builder.Services.AddSingleton(sp => new ApiKeyLookup(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), options.Schema));
 
 var app = builder.Build();
 _ = app.Services.GetRequiredService<AgentTelemetry>(); // its gauges exist from the start
@@ -41,6 +44,8 @@ var store = app.Services.GetRequiredService<EventStreams>();
 await DeviceSchema.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 await EventStoreSetup.MigrateAsync(store.DataSource, options.Schema, app.Lifetime.ApplicationStopping);
 
+// The controller and operators only (docs/design.md, "Access").
+app.UseMiddleware<AgentAccess>();
 app.MapReadEndpoints(agent.DeviceId);
 app.MapRebuildEndpoints(agent.DeviceId);
 app.MapProcessDiagnostics();

@@ -32,6 +32,7 @@ internal sealed class TmHttp : IDisposable
             UseProxy = false,
         };
         _http = new HttpClient(handler) { Timeout = timeout };
+        if (KeySource.Find() is { } key) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     }
 
     public static Uri ParseBase(string url, string what)
@@ -159,6 +160,21 @@ internal sealed class TmHttp : IDisposable
         return await response.Content.ReadAsByteArrayAsync(ct);
     }
 
+    public async Task<CreatedKey> CreateKeyAsync(Uri controller, CreateKeyRequest request, CancellationToken ct)
+    {
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Post, new Uri(controller, "keys")) { Content = JsonContent.Create(request, options: Json) }, ct);
+        return await ReadJsonAsync<CreatedKey>(response, ct);
+    }
+
+    public Task<ApiKeyInfo[]> ListKeysAsync(Uri controller, CancellationToken ct) =>
+        GetJsonAsync<ApiKeyInfo[]>(new Uri(controller, "keys"), ct);
+
+    public async Task<ApiKeyInfo> RevokeKeyAsync(Uri controller, string id, CancellationToken ct)
+    {
+        using var response = await SendAsync(new HttpRequestMessage(HttpMethod.Delete, new Uri(controller, "keys/" + Uri.EscapeDataString(id))), ct);
+        return await ReadJsonAsync<ApiKeyInfo>(response, ct);
+    }
+
     public Task<ProcessDiagnostics> GetProcessAsync(Uri service, CancellationToken ct) =>
         GetJsonAsync<ProcessDiagnostics>(new Uri(service, "diag/process"), ct);
 
@@ -224,6 +240,7 @@ internal sealed class TmHttp : IDisposable
             // Not a problem document: show the start of the raw body instead.
         }
         detail ??= body.Length > 300 ? body[..300] + "…" : body;
+        if (response.StatusCode == HttpStatusCode.Unauthorized) detail += $" ({KeySource.Describe()})";
         throw new CliException(
             $"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri} answered {(int)response.StatusCode} {response.ReasonPhrase}: {detail}");
     }

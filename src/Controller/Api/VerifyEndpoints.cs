@@ -1,4 +1,5 @@
 using System.Globalization;
+using TaggedMirror.Controller.Access;
 using TaggedMirror.Controller.Verify;
 using TaggedMirror.Controller.Volumes;
 
@@ -39,6 +40,6 @@ internal static class VerifyEndpoints
             return verify.Latest(name) is { } report
                 ? Results.Ok(report)
                 : ApiErrors.NotFound($"no verify of {name} since this controller started");
-        });
+        }).Requires(AccessNeed.ReadVolume);
     }
 }

@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Api;
 using TaggedMirror.Contracts.Transactions;
+using TaggedMirror.Controller.Access;
 using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Status;
@@ -28,23 +29,29 @@ internal static class VolumeEndpoints
     public static void MapVolumeEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapPost("/volumes", CreateAsync);
-        app.MapGet("/volumes", async (VolumeCatalog catalog, StatusService status, CancellationToken ct) =>
+        // A producer's key sees only the volumes it names: the others are not listed, and asking for one is refused
+        // before it is looked up (access control), so whether it exists is not told either.
+        app.MapGet("/volumes", async (HttpContext context, VolumeCatalog catalog, StatusService status, CancellationToken ct) =>
         {
+            var principal = context.Principal();
             var list = new List<VolumeStatus>();
-            foreach (var v in catalog.All) list.Add(await status.GetAsync(v, ct));
+            foreach (var v in catalog.All)
+            {
+                if (principal.MayRead(v.Name)) list.Add(await status.GetAsync(v, ct));
+            }
             return Results.Ok(list);
-        });
+        }).Requires(AccessNeed.AnyKey);
         app.MapGet("/volumes/{name}", async (string name, VolumeCatalog catalog, StatusService status, CancellationToken ct) =>
-            catalog.Find(name) is { } v ? Results.Ok(await status.GetAsync(v, ct)) : UnknownVolume(name));
+            catalog.Find(name) is { } v ? Results.Ok(await status.GetAsync(v, ct)) : UnknownVolume(name)).Requires(AccessNeed.ReadVolume);
         // Block numbers and counts are taken as text and parsed here: a route constraint or a typed query value
         // that does not parse would answer 404 or an empty 400, never a sentence saying what was wrong.
         app.MapPut("/volumes/{name}/blocks/{firstBlock}", (string name, string firstBlock, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedWriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, telemetry, ct));
+            TracedWriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
         app.MapPost("/volumes/{name}/append", (string name, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct));
-        app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync);
+            TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
+        app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync).Requires(AccessNeed.ReadVolume);
     }
 
     private static async Task<IResult> CreateAsync(

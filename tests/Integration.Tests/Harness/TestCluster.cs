@@ -113,6 +113,7 @@ internal sealed class TestCluster : IAsyncDisposable
             ["TaggedMirror__Schema"] = Schema,
             ["TaggedMirror__Kafka"] = Kafka.BootstrapServers,
             ["TaggedMirror__Cluster"] = Id,
+            ["Controller__OperatorKeyFile"] = OperatorKeyFile,
         };
         foreach (var (k, v) in extra) env[k] = v;
         if (_processEnvironment is not null)
@@ -146,12 +147,21 @@ internal sealed class TestCluster : IAsyncDisposable
             TimeSpan.FromSeconds(60), () => $"agent {device} did not start consuming:\n{agent.Tail()}");
     }
 
+    /// <summary>Where the cluster's controllers keep the operator key they create at the first start (the cluster's <see cref="Http"/> presents it).</summary>
+    public string OperatorKeyFile => Path.Combine(Directory, "operator.key");
+
+    /// <summary>The operator key (empty until the first controller has started).</summary>
+    public string OperatorKey => File.Exists(OperatorKeyFile) ? File.ReadAllText(OperatorKeyFile).Trim() : "";
+
     private async Task WaitReadyAsync(ServiceProcess p, string path)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
         {
             if (!p.Running) throw new InvalidOperationException($"{p.Name} exited during start:\n{p.Tail()}");
+            // Set once, before anything else uses the client: the key stays the same across restarts (the file's key is kept while it is live).
+            if (Http.DefaultRequestHeaders.Authorization is null && OperatorKey is { Length: > 0 } key)
+                Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
             try
             {
                 using var r = await Http.GetAsync(new Uri(p.Url + path));

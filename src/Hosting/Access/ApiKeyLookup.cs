@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Npgsql;
+
+namespace TaggedMirror.Hosting.Access;
+
+/// <summary>
+/// Finds the principal a presented API key stands for, in the controller's table <c>api_keys</c> (the controller owns
+/// it; agents only read it), through a short cache (<see cref="CacheFor"/>): a key revoked elsewhere is refused here
+/// within that time. An unknown id is cached too, and the cache is bounded, so keys made up over and over cost at
+/// most one query per id and second.
+/// </summary>
+public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
+{
+    /// <summary>How long a looked-up key (or its absence) is taken as it was.</summary>
+    public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<string, (Stored? Key, long At)> _cache = new(StringComparer.Ordinal);
+
+    private sealed record Stored(byte[] Salt, byte[] Hash, Principal Principal, bool Revoked);
+
+    /// <summary>The principal of a live key; null when the text is not a key, or the key is unknown, wrong or revoked.</summary>
+    public async ValueTask<Principal?> AuthenticateAsync(string? presented, CancellationToken ct)
+    {
+        if (!KeyText.TryParse(presented, out var id, out var secret)) return null;
+        var key = await FindAsync(id, ct).ConfigureAwait(false);
+        return key is { Revoked: false } && KeyText.Matches(secret, key.Salt, key.Hash) ? key.Principal : null;
+    }
+
+    /// <summary>Drops what is cached of a key (after its revocation, or every key's after a new one was written).</summary>
+    public void Forget(string? id = null)
+    {
+        if (id is null) _cache.Clear();
+        else _cache.TryRemove(id, out _);
+    }
+
+    private async ValueTask<Stored?> FindAsync(string id, CancellationToken ct)
+    {
+        var known = _cache.TryGetValue(id, out var cached);
+        if (known && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
+        Stored? found = null;
+        try
+        {
+            var conn = await dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await using var disposeConnection = conn.ConfigureAwait(false);
+            var cmd = new NpgsqlCommand($"SELECT salt, hash, role, volumes, read_only, revoked_at IS NOT NULL FROM {schema}.api_keys WHERE key_id = @id", conn);
+            await using var disposeCommand = cmd.ConfigureAwait(false);
+            cmd.Parameters.AddWithValue("id", id);
+            var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var disposeReader = r.ConfigureAwait(false);
+            if (await r.ReadAsync(ct).ConfigureAwait(false))
+                found = new Stored((byte[])r[0], (byte[])r[1], new Principal(id, r.GetString(2), (string[])r[3], r.GetBoolean(4)), r.GetBoolean(5));
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            // No controller has started on this cluster yet: there are no keys.
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
+        {
+            // PostgreSQL is away. Writes go on through such an outage (they did before there were keys), so a key seen
+            // before is taken as it was last seen, and asked for again a second later; one never seen cannot be checked.
+            if (!known) throw new KeyLookupUnavailableException(ex);
+            _cache[id] = (cached.Key, Stopwatch.GetTimestamp());
+            return cached.Key;
+        }
+        if (_cache.Count > 100_000) _cache.Clear();
+        _cache[id] = (found, Stopwatch.GetTimestamp());
+        return found;
+    }
+}
+
+/// <summary>A key never seen before could not be checked: PostgreSQL, which holds the keys, did not answer.</summary>
+public sealed class KeyLookupUnavailableException(Exception inner)
+    : Exception("the API key cannot be checked now: the cluster's PostgreSQL does not answer; try again", inner);
