@@ -27,6 +27,7 @@ internal static class Program
             OtlpSinkCommand.Create(),
             PublishCommand.Create(),
             KeyCommands.Create(),
+            WhoWroteCommand.Create(),
         };
         foreach (var command in MirrorCommands.Create()) root.Subcommands.Add(command);
         return root.Parse(args).InvokeAsync();

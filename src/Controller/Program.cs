@@ -106,6 +106,7 @@ builder.Services.AddSingleton(new ServiceSecret(dataSource, options.Schema));
 builder.Services.AddTransient<ServiceSecretHandler>();
 builder.Services.AddSingleton(new TagGenerator(controller.Id, epoch));
 builder.Services.AddSingleton<VolumeCatalog>();
+builder.Services.AddSingleton<BlockWritersService>();
 builder.Services.AddSingleton<DeviceLog>();
 builder.Services.AddSingleton<WritePipeline>();
 builder.Services.AddSingleton<DeviceReader>();

@@ -24,6 +24,7 @@ public sealed class AccessTests
         (HttpMethod.Get, "/controller", null, "any"),
         (HttpMethod.Get, $"/volumes/{volume}", null, "read"),
         (HttpMethod.Get, $"/volumes/{volume}/blocks/0?count=1", null, "read"),
+        (HttpMethod.Get, $"/volumes/{volume}/blocks/0/writer", null, "read"),
         (HttpMethod.Get, $"/volumes/{volume}/verify", null, "read"),
         (HttpMethod.Put, $"/volumes/{volume}/blocks/0", "data", "write"),
         (HttpMethod.Post, $"/volumes/{volume}/append", "data", "write"),

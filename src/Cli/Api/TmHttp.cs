@@ -175,6 +175,9 @@ internal sealed class TmHttp : IDisposable
         return await ReadJsonAsync<ApiKeyInfo>(response, ct);
     }
 
+    public Task<BlockWriters> GetBlockWritersAsync(Uri controller, string volume, long block, CancellationToken ct) =>
+        GetJsonAsync<BlockWriters>(new Uri(controller, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"volumes/{Uri.EscapeDataString(volume)}/blocks/{block}/writer")), ct);
+
     public Task<ProcessDiagnostics> GetProcessAsync(Uri service, CancellationToken ct) =>
         GetJsonAsync<ProcessDiagnostics>(new Uri(service, "diag/process"), ct);
 

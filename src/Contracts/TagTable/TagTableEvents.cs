@@ -45,6 +45,7 @@ public static class TagTableEventTypes
 /// <param name="Token">The device's identity of this entry.</param>
 /// <param name="TraceParent">W3C trace context of the copy's produce span, when the write was traced: reconciliation links its resync to it.</param>
 /// <param name="OwnerEpoch">The sender's owner epoch of the volume (0 from a sender that had none): a fence of a later one closes this write's fate.</param>
+/// <param name="Principal">Who asked for the write (header <c>tm-who</c>), null when it did not say (a repair, an older controller).</param>
 /// <param name="RequestId">For a write that came through the intake, the producer's request (<c>producer/request</c>, header <c>tm-req</c>): the controller finds a request written before its outcome was recorded by it.</param>
 public sealed record TagRecorded(
     Tag Tag,
@@ -58,7 +59,8 @@ public sealed record TagRecorded(
     long Token,
     string? TraceParent = null,
     long OwnerEpoch = 0,
-    string? RequestId = null);
+    string? RequestId = null,
+    string? Principal = null);
 
 /// <summary>A tag-table entry is gone: its token came back, or reconciliation matched it on every mirror.</summary>
 /// <param name="Tag">The entry's tag.</param>

@@ -24,6 +24,16 @@ public static class HeaderNames
     /// </summary>
     public const string RequestId = "tm-req";
 
+    /// <summary>
+    /// Who asked for the write (<c>key:&lt;key id&gt;</c>, <c>nbd:&lt;client address&gt;</c>, <c>intake:&lt;producer&gt;</c>;
+    /// UTF-8, printable ASCII, at most <see cref="MaxPrincipalBytes"/>): recorded by the device with the write's entry
+    /// and in its block-writer table (docs/design.md, "Who wrote a block"). Never a secret. Absent on repairs.
+    /// </summary>
+    public const string Principal = "tm-who";
+
+    /// <summary>Longest principal a device records; a longer or unprintable one is recorded as absent.</summary>
+    public const int MaxPrincipalBytes = 128;
+
     /// <summary>On dead-lettered messages: why the device refused it.</summary>
     public const string DeadLetterReason = "tm-dlq-reason";
 

@@ -52,6 +52,21 @@ internal static class VolumeEndpoints
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
             TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
         app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync).Requires(AccessNeed.ReadVolume);
+        // Who last wrote a block, with which tag, and which mirrors applied it (docs/design.md, "Who wrote a block").
+        app.MapGet("/volumes/{name}/blocks/{block}/writer", async (string name, string block, VolumeCatalog catalog, BlockWritersService writers, CancellationToken ct) =>
+        {
+            if (catalog.Find(name) is not { } v) return UnknownVolume(name);
+            if (!TryParseBlock(block, out var n) || n < 0 || n >= v.TotalBlocks)
+                return ApiErrors.BadRequest($"block number '{block}' is not a whole number from 0 to {v.TotalBlocks - 1}");
+            try
+            {
+                return Results.Ok(await writers.GetAsync(v, n, ct));
+            }
+            catch (Exception ex) when (TransientErrors.IsTransient(ex))
+            {
+                return ApiErrors.Unavailable($"volume {name}: the metadata store is unreachable ({ex.Message}); try again");
+            }
+        }).Requires(AccessNeed.ReadVolume);
     }
 
     private static async Task<IResult> CreateAsync(
@@ -164,7 +179,7 @@ internal static class VolumeEndpoints
         }
         try
         {
-            return Results.Ok(await pipeline.WriteAsync(v, kind, firstBlock, data, waitApplied.Value, ct));
+            return Results.Ok(await pipeline.WriteAsync(v, kind, firstBlock, data, waitApplied.Value, WriteOrigin.Key(request.HttpContext.Principal().KeyId), ct));
         }
         catch (WriteFailedException ex)
         {

@@ -19,7 +19,7 @@ namespace TaggedMirror.Controller.BlockDevice;
 /// in pieces of at most one write, at most <see cref="ZeroWritesInFlight"/> at a time.
 /// </para>
 /// </summary>
-internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description)
+internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description, WriteOrigin origin)
     : INbdExport
 {
     private const int ZeroWritesInFlight = 8;
@@ -98,7 +98,7 @@ internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePi
         var v = Current();
         try
         {
-            await pipeline.WriteAsync(v, TransactionKind.Write, firstBlock, data, waitApplied: false, ct);
+            await pipeline.WriteAsync(v, TransactionKind.Write, firstBlock, data, waitApplied: false, origin, ct);
         }
         catch (WriteFailedException ex)
         {

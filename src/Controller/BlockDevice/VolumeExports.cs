@@ -14,12 +14,12 @@ internal sealed class VolumeExports(VolumeCatalog catalog, WritePipeline pipelin
     public IReadOnlyList<NbdExportEntry> List() =>
         [.. catalog.All.Where(v => v.Owned).Select(v => new NbdExportEntry(v.Name, Describe(v)))];
 
-    public NbdOpenResult Open(string name)
+    public NbdOpenResult Open(string name, string client)
     {
         if (catalog.Find(name) is not { } v)
             return NbdOpenResult.Unknown(name.Length == 0 ? "there is no default export: name a volume (nbd://host:10809/<volume>)" : $"no volume named '{name}'");
         if (!v.Owned) return NbdOpenResult.Refused($"volume {name} is served by another controller: connect to its owner");
-        return NbdOpenResult.Opened(new VolumeExport(v, catalog, pipeline, reader, options, Describe(v)));
+        return NbdOpenResult.Opened(new VolumeExport(v, catalog, pipeline, reader, options, Describe(v), WriteOrigin.Nbd(client)));
     }
 
     private static string Describe(Volume v) =>

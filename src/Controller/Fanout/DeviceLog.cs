@@ -42,13 +42,13 @@ internal sealed class DeviceLog : IDisposable
     /// </summary>
     public Task<DeliveryResult<byte[]?, byte[]?>> SendAsync(
         DeviceChannel channel, byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
-        System.Diagnostics.Activity? span = null, byte[]? requestId = null)
-        => channel.Producer.ProduceAsync(channel.Topic, Transaction(key, fields, objectId, tokens, data, span, requestId));
+        System.Diagnostics.Activity? span = null, WriteOrigin origin = default)
+        => channel.Producer.ProduceAsync(channel.Topic, Transaction(key, fields, objectId, tokens, data, span, origin));
 
     /// <summary>A transaction's message as it goes to a device topic: the data as the value, the header, object id and tokens as headers.</summary>
     internal static Message<byte[]?, byte[]?> Transaction(
         byte[] key, in TransactionHeader fields, byte[] objectId, ReadOnlySpan<long> tokens, byte[] data,
-        System.Diagnostics.Activity? span = null, byte[]? requestId = null)
+        System.Diagnostics.Activity? span = null, WriteOrigin origin = default)
     {
         var tokenBytes = tokens.IsEmpty ? null : new byte[tokens.Length * 8];
         if (tokenBytes is not null) TransactionCodec.WriteTokens(tokens, tokenBytes);
@@ -56,7 +56,8 @@ internal sealed class DeviceLog : IDisposable
         TransactionCodec.WriteHeader(header, fields, objectId, tokenBytes, data);
         var headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectId } };
         if (tokenBytes is not null) headers.Add(HeaderNames.Tokens, tokenBytes);
-        if (requestId is not null) headers.Add(HeaderNames.RequestId, requestId);
+        if (origin.RequestId is not null) headers.Add(HeaderNames.RequestId, origin.RequestId);
+        if (origin.Principal is not null) headers.Add(HeaderNames.Principal, origin.Principal);
         KafkaTracing.Inject(span, headers);
         return new Message<byte[]?, byte[]?> { Key = key, Value = data, Headers = headers };
     }

@@ -60,15 +60,12 @@ internal sealed class WritePipeline(
         }
     }
 
-    public Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct) =>
-        WriteAsync(v, kind, firstBlock, data, waitApplied, requestId: null, ct);
-
     /// <summary>
-    /// A write; <paramref name="requestId"/> (an intake request's <c>producer/request</c>, UTF-8) travels with every
-    /// copy in the <c>tm-req</c> header and is recorded by each device with its entry (see docs/design.md, "Producers
+    /// A write; <paramref name="origin"/> (who asked, and an intake request's <c>producer/request</c>) travels with
+    /// every copy and is recorded by each device with its entry (docs/design.md, "Who wrote a block" and "Producers
     /// that publish writes").
     /// </summary>
-    public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, byte[]? requestId, CancellationToken ct)
+    public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var outcome = "failed";
@@ -78,7 +75,7 @@ internal sealed class WritePipeline(
             {
                 try
                 {
-                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, requestId, ct);
+                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, origin, ct);
                     outcome = "ok";
                     return result;
                 }
@@ -115,7 +112,7 @@ internal sealed class WritePipeline(
         _ => "barrier",
     };
 
-    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, byte[]? requestId, CancellationToken ct)
+    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
     {
         var blocks = data.Length / v.BlockSize;
         if (!v.Writable) throw NotWritable(v);
@@ -133,13 +130,16 @@ internal sealed class WritePipeline(
 
         var sends = new Send[v.Mirrors.Length];
         InflightWrite? write;
-        while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence, requestId: requestId)) is null)
+        while ((write = Enqueue(v, kind, firstBlock, blocks, data, sends, AllMirrors(v), out var fence, origin: origin)) is null)
             await fence!.WaitAsync(ct);
         var outcomes = new string?[v.Mirrors.Length];
         var holding = await AwaitDeliveriesAsync(v, write, sends, outcomes);
         // Activity.Current is ASP.NET Core's (unrecorded) request activity when nobody traces: tag only a recorded span.
         if (Activity.Current is { IsAllDataRequested: true } span)
+        {
             span.SetTag(TelemetryAttributes.Tag, write.Tag.ToString()).SetTag("tm.mirrors.holding", holding);
+            if (origin.Principal is { } who) span.SetTag("tm.principal", System.Text.Encoding.ASCII.GetString(who));
+        }
         Interlocked.Increment(ref v.WritesAccepted);
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
@@ -258,7 +258,7 @@ internal sealed class WritePipeline(
     /// </summary>
     private InflightWrite? Enqueue(
         Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data, Send[] sends, int targets,
-        out Task? fence, bool bypassFences = false, byte[]? requestId = null)
+        out Task? fence, bool bypassFences = false, WriteOrigin origin = default)
     {
         Span<long> tokenBuffer = stackalloc long[TransactionCodec.MaxTokensPerTransaction];
         lock (v.WriteLock)
@@ -295,7 +295,7 @@ internal sealed class WritePipeline(
                 var n = channel.Tokens.Take(tokenBuffer);
                 write.MarkSent(m.Index);
                 var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
-                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span, requestId);
+                var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span, origin);
                 sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
                 channel.OnSent(data.Length);
                 Faults.AfterCopy(options, kind, tag.Seq, log);

@@ -195,7 +195,7 @@ internal sealed class RequestHandler(
         var r = d.Request!;
         try
         {
-            var result = await pipeline.WriteAsync(v, TransactionKind.Write, r.FirstBlock, d.Data!, waitApplied: false, Encoding.ASCII.GetBytes(key), ct);
+            var result = await pipeline.WriteAsync(v, TransactionKind.Write, r.FirstBlock, d.Data!, waitApplied: false, WriteOrigin.Intake(r.ProducerId, key), ct);
             counted.Add(Counter.Accepted);
             return new IntakeOutcome(r.ProducerId, r.RequestId, v.Name, true, result.Tag, result.FirstBlock, result.Blocks, result.MirrorsHolding, result.Mirrors, null);
         }

@@ -23,6 +23,9 @@ internal sealed class AppliedBatch
     /// </summary>
     public HashSet<string> DeletedObjects { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Writes, appends and repairs applied (replayed ones too), in order: rows of the block-writer table.</summary>
+    public List<BlockWriteRow> BlockWrites { get; } = [];
+
     public Dictionary<int, long> NextOffsets { get; } = [];
 
     public Dictionary<(int Partition, int ControllerId), Contracts.TagTable.BarrierPassed> Barriers { get; } = [];
@@ -44,3 +47,7 @@ internal sealed class AppliedBatch
 
     public int Retired { get; set; }
 }
+
+/// <summary>One applied write as the block-writer table keeps it (see <c>DeviceSchema</c>, <c>block_writes</c>).</summary>
+internal readonly record struct BlockWriteRow(
+    string ObjectId, long FirstBlock, int BlockCount, Contracts.Tag Tag, Contracts.Transactions.TransactionKind Kind, long OwnerEpoch, string? Principal, int Partition, long Offset);

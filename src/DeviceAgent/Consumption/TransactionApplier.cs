@@ -170,6 +170,10 @@ internal sealed class TransactionApplier(ObjectFiles files)
             batch.ChangedObjects[objectId] = obj;
         }
         RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
+        var principal = PrincipalOf(headers);
+        // Who wrote these blocks, kept in the block-writer table (docs/design.md, "Who wrote a block"); a rebuild's
+        // replay writes it again, as the first time.
+        batch.BlockWrites.Add(new BlockWriteRow(objectId, first, h.BlockCount, h.Tag, h.Kind, h.OwnerEpoch, principal, m.Partition.Value, m.Offset.Value));
         if (replay)
         {
             batch.Replayed++;
@@ -180,7 +184,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         var token2 = state.StreamVersion + 1;
         Append(state, batch, new TagRecorded(
             h.Tag, h.Kind, objectId, first, h.BlockCount, h.Kind == TransactionKind.Append, m.Partition.Value, m.Offset.Value, token2,
-            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch, RequestIdOf(headers)));
+            KafkaTracing.TraceParentOf(headers), h.OwnerEpoch, RequestIdOf(headers), principal));
         state.Live[token2] = new LiveEntry(h.Tag, objectId, first, h.BlockCount, now);
         batch.Acknowledgements.Add(new AppliedEntry(h.Tag.ToString(), objectId, first, h.BlockCount, token2));
         return null;
@@ -217,6 +221,8 @@ internal sealed class TransactionApplier(ObjectFiles files)
         state.Objects.Remove(objectId);
         batch.ChangedObjects.Remove(objectId);
         batch.DeletedObjects.Add(objectId);
+        // Its writes earlier in this batch are gone with it: the table's rows of the object are deleted with the batch.
+        batch.BlockWrites.RemoveAll(w => w.ObjectId == objectId);
         if (replay)
         {
             batch.Replayed++;
@@ -263,6 +269,14 @@ internal sealed class TransactionApplier(ObjectFiles files)
     {
         var bytes = Get(headers, HeaderNames.RequestId);
         if (bytes.IsEmpty || bytes.Length > 300 || !Ascii.IsValid(bytes) || bytes.IndexOfAnyInRange((byte)0, (byte)31) >= 0) return null;
+        return Encoding.ASCII.GetString(bytes);
+    }
+
+    /// <summary>Who asked for the write (<see cref="HeaderNames.Principal"/>); null when absent, too long or not printable ASCII.</summary>
+    private static string? PrincipalOf(Headers? headers)
+    {
+        var bytes = Get(headers, HeaderNames.Principal);
+        if (bytes.IsEmpty || bytes.Length > HeaderNames.MaxPrincipalBytes || bytes.IndexOfAnyExceptInRange((byte)32, (byte)126) >= 0) return null;
         return Encoding.ASCII.GetString(bytes);
     }
 

@@ -105,7 +105,8 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     /// and, when the log no longer holds its start, every object marked as needing a full copy with a
     /// <c>log_truncated</c> per partition so the controller's full copy covers it; the owner epochs forgotten (the
     /// replay raises them again in log order, so an old owner's write is applied where it was applied the first
-    /// time); and the next offsets moved back to the log's start. The live tag table is kept: those entries'
+    /// time); the block-writer table's rows (the replay writes them again); and the next offsets moved back to the
+    /// log's start. The live tag table is kept: those entries'
     /// writes are replayed, and their tokens are still to come. The object files are deleted after this commits.
     /// </summary>
     public async Task BeginRebuildAsync(DeviceState state, RebuildState rebuild, CancellationToken ct)
@@ -120,6 +121,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
             VALUES (@d, @id, @start::jsonb, @until::jsonb, @at);
             UPDATE {_schema}.device_objects SET object_blocks = 0, ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
             DELETE FROM {_schema}.device_owner_epochs WHERE device_id = @d;
+            DELETE FROM {_schema}.block_writes WHERE device_id = @d;
             """, session.Connection, session.Transaction))
         {
             cmd.Parameters.AddWithValue("d", deviceId);
@@ -159,13 +161,15 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         IReadOnlyDictionary<int, long> nextOffsets,
         IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
         CancellationToken ct,
-        RebuildState? rebuild = null)
+        RebuildState? rebuild = null,
+        IReadOnlyList<Consumption.BlockWriteRow>? blockWrites = null)
     {
         await using var session = await store.BeginAsync(ct);
         if (events.Count > 0)
             session.Append(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events);
         await DeleteObjectsAsync(session, deletedObjects, ct);
         await UpsertObjectsAsync(session, changedObjects, ct);
+        await RecordBlockWritesAsync(session, blockWrites ?? [], ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
         await UpsertOwnerEpochsAsync(session, ownerEpochs, ct);
         if (rebuild is not null)
@@ -189,8 +193,10 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     private async Task DeleteObjectsAsync(EventTransaction session, IReadOnlyCollection<string> objectIds, CancellationToken ct)
     {
         if (objectIds.Count == 0) return;
-        await using var cmd = new NpgsqlCommand(
-            $"DELETE FROM {_schema}.device_objects WHERE device_id = @d AND object_id = ANY(@o)", session.Connection, session.Transaction);
+        await using var cmd = new NpgsqlCommand($"""
+            DELETE FROM {_schema}.device_objects WHERE device_id = @d AND object_id = ANY(@o);
+            DELETE FROM {_schema}.block_writes WHERE device_id = @d AND object_id = ANY(@o);
+            """, session.Connection, session.Transaction);
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("o", objectIds.ToArray());
         await cmd.ExecuteNonQueryAsync(ct);
@@ -213,6 +219,43 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         cmd.Parameters.AddWithValue("ob", list.Select(o => o.ObjectBlocks).ToArray());
         cmd.Parameters.AddWithValue("eb", list.Select(o => o.ExtensionBlocks).ToArray());
         cmd.Parameters.AddWithValue("nf", list.Select(o => o.NeedsFullCopy).ToArray());
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// The batch's writes into the block-writer table, then every row of the same object and partition that one of
+    /// them, applied later, covers whole (earlier rows of this batch included): what is left for a block always holds
+    /// its last writer, and the table stays about as large as the number of distinct ranges written.
+    /// </summary>
+    private async Task RecordBlockWritesAsync(EventTransaction session, IReadOnlyList<Consumption.BlockWriteRow> rows, CancellationToken ct)
+    {
+        if (rows.Count == 0) return;
+        // The covered rows are found range by range through (device, object, first_block), one index scan per write
+        // (LATERAL), never by scanning the table.
+        await using var cmd = new NpgsqlCommand($"""
+            INSERT INTO {_schema}.block_writes (device_id, object_id, partition, topic_offset, first_block, block_count, controller_id, epoch, seq, kind, owner_epoch, principal)
+            SELECT @d, * FROM unnest(@o, @p, @off, @f, @c, @ci, @e, @s, @k, @oe, @w)
+            ON CONFLICT DO NOTHING;
+            DELETE FROM {_schema}.block_writes w
+            USING unnest(@o, @p, @off, @f, @c) AS r(o, p, off, f, c)
+            CROSS JOIN LATERAL (
+                SELECT x.partition, x.topic_offset FROM {_schema}.block_writes x
+                WHERE x.device_id = @d AND x.object_id = r.o AND x.first_block >= r.f AND x.first_block < r.f + r.c
+                  AND x.first_block + x.block_count <= r.f + r.c AND x.partition = r.p AND x.topic_offset < r.off) covered
+            WHERE w.device_id = @d AND w.object_id = r.o AND w.partition = covered.partition AND w.topic_offset = covered.topic_offset;
+            """, session.Connection, session.Transaction);
+        cmd.Parameters.AddWithValue("d", deviceId);
+        cmd.Parameters.AddWithValue("o", rows.Select(r => r.ObjectId).ToArray());
+        cmd.Parameters.AddWithValue("p", rows.Select(r => r.Partition).ToArray());
+        cmd.Parameters.AddWithValue("off", rows.Select(r => r.Offset).ToArray());
+        cmd.Parameters.AddWithValue("f", rows.Select(r => r.FirstBlock).ToArray());
+        cmd.Parameters.AddWithValue("c", rows.Select(r => r.BlockCount).ToArray());
+        cmd.Parameters.AddWithValue("ci", rows.Select(r => r.Tag.ControllerId).ToArray());
+        cmd.Parameters.AddWithValue("e", rows.Select(r => r.Tag.Epoch).ToArray());
+        cmd.Parameters.AddWithValue("s", rows.Select(r => r.Tag.Seq).ToArray());
+        cmd.Parameters.AddWithValue("k", rows.Select(r => (short)r.Kind).ToArray());
+        cmd.Parameters.AddWithValue("oe", rows.Select(r => r.OwnerEpoch).ToArray());
+        cmd.Parameters.Add(new NpgsqlParameter("w", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text) { Value = rows.Select(r => r.Principal).ToArray() });
         await cmd.ExecuteNonQueryAsync(ct);
     }
 

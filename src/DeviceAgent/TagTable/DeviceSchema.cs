@@ -64,6 +64,26 @@ internal static class DeviceSchema
                 recorded_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, token));
             CREATE INDEX IF NOT EXISTS tag_table_tag ON {schema}.tag_table (controller_id, epoch, seq);
+            -- Who wrote each range of a device's objects (docs/design.md, "Who wrote a block"): a row per write, append
+            -- or repair applied (a rebuild's replay too), written with its batch; rows whose whole range a later write
+            -- to the object in the same partition covers are deleted with that write's batch, rows of a deleted object
+            -- with the delete's, and a rebuild starts the device's rows again.
+            CREATE TABLE IF NOT EXISTS {schema}.block_writes (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                partition int NOT NULL,
+                topic_offset bigint NOT NULL,
+                first_block bigint NOT NULL,
+                block_count int NOT NULL,
+                controller_id int NOT NULL,
+                epoch int NOT NULL,
+                seq bigint NOT NULL,
+                kind smallint NOT NULL,
+                owner_epoch bigint NOT NULL,
+                principal text,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (device_id, object_id, partition, topic_offset));
+            CREATE INDEX IF NOT EXISTS block_writes_range ON {schema}.block_writes (device_id, object_id, first_block);
             -- Rebuilds of a device from its log (tm rebuild), one row each: the log's start and where the replay
             -- ends (per partition, JSON), whether the object files were deleted yet, what was replayed; the row
             -- without completed_at is the one running. Progress is written with each replayed batch.

@@ -6,8 +6,11 @@ public interface INbdExports
     /// <summary>The exports a client may list (name and a line of description each).</summary>
     IReadOnlyList<NbdExportEntry> List();
 
-    /// <summary>Opens the export named <paramref name="name"/> for one connection, or says why not.</summary>
-    NbdOpenResult Open(string name);
+    /// <summary>
+    /// Opens the export named <paramref name="name"/> for one connection from <paramref name="client"/> (the peer's
+    /// address, as the server saw it), or says why not.
+    /// </summary>
+    NbdOpenResult Open(string name, string client);
 }
 
 /// <summary>One line of an export list.</summary>

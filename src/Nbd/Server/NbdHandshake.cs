@@ -10,7 +10,7 @@ namespace TaggedMirror.Nbd.Server;
 /// option's data is read whole before it is answered, so a refused option leaves the stream in frame. What cannot be
 /// answered in frame (a wrong magic, an oversized option, unknown client flags) ends the connection.
 /// </summary>
-internal sealed class NbdHandshake(Stream input, Stream output, INbdExports exports, NbdServerOptions options)
+internal sealed class NbdHandshake(Stream input, Stream output, INbdExports exports, NbdServerOptions options, string client)
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
@@ -99,7 +99,7 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
         {
             throw new NbdProtocolException("NBD_OPT_EXPORT_NAME: the name is not UTF-8");
         }
-        var opened = exports.Open(name);
+        var opened = exports.Open(name, client);
         if (opened.Export is not { } export) throw new NbdProtocolException($"NBD_OPT_EXPORT_NAME '{name}': {opened.Message}");
         await output.WriteAsync(NbdWire.ExportNameReply(export.Size, NbdSession.Flags(_structured), noZeroes), ct).ConfigureAwait(false);
         await output.FlushAsync(ct).ConfigureAwait(false);
@@ -126,7 +126,7 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             await ErrorAsync(option, NbdReplyType.ErrInvalid, invalid, ct).ConfigureAwait(false);
             return null;
         }
-        var opened = exports.Open(query.Name);
+        var opened = exports.Open(query.Name, client);
         if (opened.Export is not { } export)
         {
             await ErrorAsync(option, opened.Error, opened.Message, ct).ConfigureAwait(false);
@@ -161,7 +161,7 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             await ErrorAsync(option, NbdReplyType.ErrInvalid, invalid, ct).ConfigureAwait(false);
             return;
         }
-        var opened = exports.Open(query.Export);
+        var opened = exports.Open(query.Export, client);
         if (opened.Export is null)
         {
             await ErrorAsync(option, opened.Error, opened.Message, ct).ConfigureAwait(false);

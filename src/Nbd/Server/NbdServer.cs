@@ -102,7 +102,7 @@ public sealed class NbdServer
                 handshake.CancelAfter(_options.HandshakeTimeout);
                 try
                 {
-                    session = await new NbdHandshake(input, network, _exports, _options).NegotiateAsync(handshake.Token).ConfigureAwait(false);
+                    session = await new NbdHandshake(input, network, _exports, _options, (client.RemoteEndPoint as System.Net.IPEndPoint)?.Address.ToString() ?? peer).NegotiateAsync(handshake.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {

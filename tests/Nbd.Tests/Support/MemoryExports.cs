@@ -9,7 +9,7 @@ public sealed class MemoryExports(params MemoryExport[] exports) : INbdExports
 
     public IReadOnlyList<NbdExportEntry> List() => [.. exports.Select(e => new NbdExportEntry(e.Name, e.Description))];
 
-    public NbdOpenResult Open(string name) =>
+    public NbdOpenResult Open(string name, string client) =>
         exports.FirstOrDefault(e => e.Name == name) is { } export ? NbdOpenResult.Opened(export)
         : name == RefusedName ? NbdOpenResult.Refused($"export {name} is served by another server")
         : NbdOpenResult.Unknown($"no export named '{name}'");
