@@ -11,7 +11,8 @@ ensure_run_dir
 # No librdkafka: it comes with the NuGet package librdkafka.redist (see src/KafkaNative).
 # The NBD clients the block front end is tested and benchmarked with (qemu-io/qemu-img, nbdinfo/nbdcopy, fio's nbd
 # engine) and the unmirrored NBD servers it is compared against (nbdkit's file plugin, nbd-server).
-PACKAGES=(postgresql rabbitmq-server procps util-linux ca-certificates strace
+# openssl makes the local stack's self-signed TLS certificate (ops/stack-start.sh).
+PACKAGES=(postgresql rabbitmq-server procps util-linux ca-certificates strace openssl
   qemu-utils libnbd-bin fio nbdkit nbd-server)
 PG_VERSION="${TM_PG_VERSION:-15}"
 PG_CLUSTER="${TM_PG_CLUSTER:-main}"

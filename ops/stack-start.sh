@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack in the background: devkafka (mock Kafka with tm.device.d0/d1/d2), the controller on
-# :5100 and device agents d0 (:5101), d1 (:5102) and d2 (:5103, a spare: the demo's volume is mirrored on d0 and
+# :5100 (HTTP) and :5443 (HTTPS, with a self-signed certificate made here once: .run/tls/cert.pem, trusted by the
+# CLI with TM_CA_FILE=.run/tls/ca.pem) and device agents d0 (:5101), d1 (:5102) and d2 (:5103, a spare: the demo's volume is mirrored on d0 and
 # d1, so d2 is there to attach or replace onto), cluster `local`, PostgreSQL schema tm_local.
 # Pid files and logs in .run/ (<name>.pid, <name>.log; the previous run's log is kept as <name>.log.prev),
 # device data in .run/data/<device>. Idempotent: parts already running are left alone.
@@ -20,6 +21,8 @@ START_TIMEOUT="${TM_START_TIMEOUT:-60}"
 CLUSTER=local
 SCHEMA=tm_local
 CONTROLLER_URL=http://127.0.0.1:5100
+CONTROLLER_TLS_URL=https://127.0.0.1:5443
+CONTROLLER_URLS="$CONTROLLER_URL;$CONTROLLER_TLS_URL"
 declare -A AGENT_URLS=([d0]=http://127.0.0.1:5101 [d1]=http://127.0.0.1:5102 [d2]=http://127.0.0.1:5103)
 DEVICES=(d0 d1 d2)
 CONTROLLER_DLL="$TM_ROOT/src/Controller/bin/$CONFIGURATION/net10.0/TaggedMirror.Controller.dll"
@@ -30,7 +33,7 @@ ensure_run_dir
 cd "$TM_ROOT"
 
 # The strings each process's command line contains (pid_matches guards against a reused pid).
-controller_pattern() { echo "TaggedMirror.Controller.dll --urls $CONTROLLER_URL "; }
+controller_pattern() { echo "TaggedMirror.Controller.dll --urls $CONTROLLER_URLS "; }
 agent_pattern() { echo "TaggedMirror.DeviceAgent.dll --urls ${AGENT_URLS[$1]} "; }
 running() { local name="$1" pattern="$2"; pid_matches "$(cat "$TM_RUN_DIR/$name.pid" 2>/dev/null || true)" "$pattern"; }
 controller_running() { running controller "$(controller_pattern)"; }
@@ -85,8 +88,9 @@ export ASPNETCORE_ENVIRONMENT="${ASPNETCORE_ENVIRONMENT:-Production}"
 COMMON_ARGS=(--Logging:LogLevel:Microsoft.AspNetCore "${TM_ASPNETCORE_LOG_LEVEL:-Warning}")
 
 # start NAME URL PATTERN DLL ARGS...: starts one process unless it runs; refuses a port another process holds.
+# It listens on URL, or on $START_URLS (';'-separated, URL among them) when set.
 start() {
-  local name="$1" url="$2" pattern="$3" dll="$4"
+  local name="$1" url="$2" pattern="$3" dll="$4" urls="${START_URLS:-$2}"
   shift 4
   if running "$name" "$pattern"; then
     log "$name: already running (pid $(cat "$TM_RUN_DIR/$name.pid"))"
@@ -98,9 +102,9 @@ start() {
   local log_file="$TM_RUN_DIR/$name.log"
   [[ -f $log_file ]] && mv -f "$log_file" "$log_file.prev"
   # nohup execs dotnet, so $! is the process's own pid; stdin is closed on purpose.
-  nohup dotnet "$dll" --urls "$url" "$@" </dev/null >"$log_file" 2>&1 &
+  nohup dotnet "$dll" --urls "$urls" "$@" </dev/null >"$log_file" 2>&1 &
   echo "$!" >"$TM_RUN_DIR/$name.pid"
-  log "$name: started (pid $!) on $url, log $log_file"
+  log "$name: started (pid $!) on $urls, log $log_file"
 }
 
 # wait_ready NAME PATTERN URL: until URL answers; on failure shows the log's tail.
@@ -119,7 +123,21 @@ wait_ready() {
   done
 }
 
-start controller "$CONTROLLER_URL" "$(controller_pattern)" "$CONTROLLER_DLL" "${COMMON_ARGS[@]}"
+# The controller's HTTPS certificate: self-signed for localhost and 127.0.0.1, made once (kept across restarts, so
+# a client that trusts it goes on trusting it); ca.pem is the file to trust (the certificate is its own CA).
+TLS_DIR="$TM_RUN_DIR/tls"
+if [[ ! -s $TLS_DIR/cert.pem || ! -s $TLS_DIR/key.pem ]]; then
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (ops/setup.sh installs it)"
+  mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -subj "/CN=TaggedMirror local stack" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1 ||
+    die "stack: openssl could not make the controller's certificate in $TLS_DIR"
+  chmod 600 "$TLS_DIR/key.pem"
+  cp "$TLS_DIR/cert.pem" "$TLS_DIR/ca.pem"
+  log "stack: made a self-signed TLS certificate for the controller in $TLS_DIR (trust it with TM_CA_FILE=$TLS_DIR/ca.pem)"
+fi
+START_URLS="$CONTROLLER_URLS" start controller "$CONTROLLER_URL" "$(controller_pattern)" "$CONTROLLER_DLL" "${COMMON_ARGS[@]}" \
+  --Kestrel:Certificates:Default:Path "$TLS_DIR/cert.pem" --Kestrel:Certificates:Default:KeyPath "$TLS_DIR/key.pem"
 for d in "${DEVICES[@]}"; do
   mkdir -p "$TM_RUN_DIR/data/$d"
   # Device settings go on the command line (not only the environment) so pid_matches can tell d0 from d1.
@@ -131,4 +149,4 @@ wait_ready controller "$(controller_pattern)" "$CONTROLLER_URL/health/live"
 for d in "${DEVICES[@]}"; do
   wait_ready "agent-$d" "$(agent_pattern "$d")" "${AGENT_URLS[$d]}/health/live"
 done
-log "stack: ready — controller $CONTROLLER_URL, agents ${AGENT_URLS[d0]} ${AGENT_URLS[d1]} (spare ${AGENT_URLS[d2]}), kafka $BOOTSTRAP, logs in $TM_RUN_DIR"
+log "stack: ready — controller $CONTROLLER_URL and $CONTROLLER_TLS_URL (TM_CA_FILE=$TLS_DIR/ca.pem), agents ${AGENT_URLS[d0]} ${AGENT_URLS[d1]} (spare ${AGENT_URLS[d2]}), kafka $BOOTSTRAP, logs in $TM_RUN_DIR"

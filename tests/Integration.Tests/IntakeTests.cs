@@ -267,19 +267,6 @@ public sealed class IntakeTests(ITestOutputHelper output)
         Assert.True(code == 3 && stdout.Contains("outside volume known", StringComparison.Ordinal), stdout);
     }
 
-    private static async Task<(int Code, string Output)> TmAsync(TestCluster cluster, params string[] args)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Paths.Deployable("Cli"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        start.ArgumentList.Add("--kafka");
-        start.ArgumentList.Add(cluster.Kafka.BootstrapServers);
-        start.Environment["COLUMNS"] = "400"; // one outcome, one line
-        using var p = System.Diagnostics.Process.Start(start)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        await p.WaitForExitAsync(timeout.Token);
-        return (p.ExitCode, await stdout + await stderr);
-    }
+    private static Task<(int Code, string Output)> TmAsync(TestCluster cluster, params string[] args) =>
+        TmCli.RunAsync([.. args, "--kafka", cluster.Kafka.BootstrapServers]);
 }

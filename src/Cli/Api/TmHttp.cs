@@ -31,6 +31,7 @@ internal sealed class TmHttp : IDisposable
             ConnectTimeout = TimeSpan.FromSeconds(5),
             UseProxy = false,
         };
+        TlsTrust.Apply(handler);
         _http = new HttpClient(handler) { Timeout = timeout };
         if (KeySource.Find() is { } key) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     }
@@ -203,6 +204,10 @@ internal sealed class TmHttp : IDisposable
             try
             {
                 return await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, ct);
+            }
+            catch (HttpRequestException ex) when (ex.InnerException is System.Security.Authentication.AuthenticationException)
+            {
+                throw new CliException($"{request.Method} {request.RequestUri} failed: {ex.Message} — {TlsTrust.Hint}", 2);
             }
             catch (HttpRequestException ex)
             {

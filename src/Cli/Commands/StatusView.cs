@@ -21,7 +21,7 @@ internal static class StatusView
     public static IRenderable Render(IReadOnlyList<VolumeStatus> volumes)
     {
         ArgumentNullException.ThrowIfNull(volumes);
-        if (volumes.Count == 0) return new Markup("[grey]no volumes[/]");
+        if (volumes.Count == 0) return new Markup("[grey]no volumes[/]\n");
         return volumes.Any(v => v.Verify is not null)
             ? new Rows(VolumesTable(volumes), MirrorsTable(volumes), ResyncsTable(volumes), VerifyTable(volumes))
             : new Rows(VolumesTable(volumes), MirrorsTable(volumes), ResyncsTable(volumes));

@@ -29,6 +29,12 @@ public static class AccessHeaders
     /// <summary>The environment variable naming the file the CLI reads a key from next.</summary>
     public const string KeyFileEnvironment = "TM_KEY_FILE";
 
+    /// <summary>
+    /// The CLI's environment variable naming a PEM file of the certificates (a CA's, or a self-signed server's) it
+    /// trusts for <c>https://</c> URLs instead of the system's; the local stack's is <c>.run/tls/ca.pem</c>.
+    /// </summary>
+    public const string CaFileEnvironment = "TM_CA_FILE";
+
     /// <summary>Where the controller writes the operator key it creates at its first start, and where the CLI looks for one.</summary>
     public static string DefaultKeyFile =>
         Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".config", "taggedmirror", "operator.key");

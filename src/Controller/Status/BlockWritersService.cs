@@ -14,12 +14,6 @@ namespace TaggedMirror.Controller.Status;
 /// </summary>
 internal sealed class BlockWritersService(EventStreams store)
 {
-    /// <summary>
-    /// Blocks one device message can cover, at most: a row starting further back than this cannot cover the block. A
-    /// message is bounded by the log's message size (MiBs), so at 512-byte blocks this is far more than any write.
-    /// </summary>
-    internal const long MaxBlocksPerWrite = 1L << 22;
-
     public async Task<BlockWriters> GetAsync(Volume v, long block, CancellationToken ct)
     {
         var found = new (Mirror Mirror, Row? Row)[v.Mirrors.Length];
@@ -56,19 +50,24 @@ internal sealed class BlockWritersService(EventStreams store)
     private static BlockWrite Describe(Row r, string[] appliedBy) => new(
         r.Tag.ToString(), r.Kind.ToString().ToLowerInvariant(), r.Principal, r.FirstBlock, r.BlockCount, r.OwnerEpoch, r.AppliedAt, appliedBy);
 
-    /// <summary>The mirror's device's last applied write covering the block (its log's order: the highest offset).</summary>
+    /// <summary>
+    /// The mirror's device's last applied write covering the block (its log's order: the highest offset). Only rows
+    /// starting at most the object's longest write before the block can cover it (<c>block_write_spans</c>): a narrow
+    /// range of the (device, object, first_block) index, whatever the table's size.
+    /// </summary>
     private async Task<Row?> NewestAsync(Mirror m, long block, CancellationToken ct)
     {
         await using var cmd = store.DataSource.CreateCommand($"""
+            WITH candidates AS MATERIALIZED (
+                SELECT w.* FROM {store.Schema}.block_writes w, {store.Schema}.block_write_spans s
+                WHERE s.device_id = @d AND s.object_id = @o AND w.device_id = @d AND w.object_id = @o
+                  AND w.first_block <= @b AND w.first_block > @b - s.max_blocks AND w.first_block + w.block_count > @b)
             SELECT controller_id, epoch, seq, kind, owner_epoch, principal, first_block, block_count, applied_at
-            FROM {store.Schema}.block_writes
-            WHERE device_id = @d AND object_id = @o AND first_block <= @b AND first_block > @b - @max AND first_block + block_count > @b
-            ORDER BY partition DESC, topic_offset DESC LIMIT 1
+            FROM candidates ORDER BY partition DESC, topic_offset DESC LIMIT 1
             """);
         cmd.Parameters.AddWithValue("d", m.DeviceId);
         cmd.Parameters.AddWithValue("o", m.ObjectId);
         cmd.Parameters.AddWithValue("b", block);
-        cmd.Parameters.AddWithValue("max", MaxBlocksPerWrite);
         try
         {
             await using var r = await cmd.ExecuteReaderAsync(ct);

@@ -122,6 +122,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
             UPDATE {_schema}.device_objects SET object_blocks = 0, ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
             DELETE FROM {_schema}.device_owner_epochs WHERE device_id = @d;
             DELETE FROM {_schema}.block_writes WHERE device_id = @d;
+            DELETE FROM {_schema}.block_write_spans WHERE device_id = @d;
             """, session.Connection, session.Transaction))
         {
             cmd.Parameters.AddWithValue("d", deviceId);
@@ -196,6 +197,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         await using var cmd = new NpgsqlCommand($"""
             DELETE FROM {_schema}.device_objects WHERE device_id = @d AND object_id = ANY(@o);
             DELETE FROM {_schema}.block_writes WHERE device_id = @d AND object_id = ANY(@o);
+            DELETE FROM {_schema}.block_write_spans WHERE device_id = @d AND object_id = ANY(@o);
             """, session.Connection, session.Transaction);
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("o", objectIds.ToArray());
@@ -230,19 +232,20 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     private async Task RecordBlockWritesAsync(EventTransaction session, IReadOnlyList<Consumption.BlockWriteRow> rows, CancellationToken ct)
     {
         if (rows.Count == 0) return;
-        // The covered rows are found range by range through (device, object, first_block), one index scan per write
-        // (LATERAL), never by scanning the table.
+        // The covered rows are found range by range through (device, object, first_block): a nested loop over the
+        // batch's writes, one index range scan each, never a scan of the table (checked with EXPLAIN on 600k rows).
         await using var cmd = new NpgsqlCommand($"""
             INSERT INTO {_schema}.block_writes (device_id, object_id, partition, topic_offset, first_block, block_count, controller_id, epoch, seq, kind, owner_epoch, principal)
             SELECT @d, * FROM unnest(@o, @p, @off, @f, @c, @ci, @e, @s, @k, @oe, @w)
             ON CONFLICT DO NOTHING;
-            DELETE FROM {_schema}.block_writes w
+            DELETE FROM {_schema}.block_writes x
             USING unnest(@o, @p, @off, @f, @c) AS r(o, p, off, f, c)
-            CROSS JOIN LATERAL (
-                SELECT x.partition, x.topic_offset FROM {_schema}.block_writes x
-                WHERE x.device_id = @d AND x.object_id = r.o AND x.first_block >= r.f AND x.first_block < r.f + r.c
-                  AND x.first_block + x.block_count <= r.f + r.c AND x.partition = r.p AND x.topic_offset < r.off) covered
-            WHERE w.device_id = @d AND w.object_id = r.o AND w.partition = covered.partition AND w.topic_offset = covered.topic_offset;
+            WHERE x.device_id = @d AND x.object_id = r.o AND x.first_block >= r.f AND x.first_block < r.f + r.c
+              AND x.first_block + x.block_count <= r.f + r.c AND x.partition = r.p AND x.topic_offset < r.off;
+            INSERT INTO {_schema}.block_write_spans (device_id, object_id, max_blocks)
+            SELECT @d, o, max(c) FROM unnest(@o, @c) AS r(o, c) GROUP BY o
+            ON CONFLICT (device_id, object_id) DO UPDATE SET max_blocks = excluded.max_blocks
+            WHERE block_write_spans.max_blocks < excluded.max_blocks;
             """, session.Connection, session.Transaction);
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("o", rows.Select(r => r.ObjectId).ToArray());

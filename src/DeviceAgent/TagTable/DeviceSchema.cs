@@ -84,6 +84,13 @@ internal static class DeviceSchema
                 applied_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, object_id, partition, topic_offset));
             CREATE INDEX IF NOT EXISTS block_writes_range ON {schema}.block_writes (device_id, object_id, first_block);
+            -- The most blocks one row of block_writes covers, per object: a row that starts further back than this from a
+            -- block cannot cover it, so "who wrote block N" reads a narrow range of the index. Only ever raised.
+            CREATE TABLE IF NOT EXISTS {schema}.block_write_spans (
+                device_id text NOT NULL,
+                object_id text NOT NULL,
+                max_blocks int NOT NULL,
+                PRIMARY KEY (device_id, object_id));
             -- Rebuilds of a device from its log (tm rebuild), one row each: the log's start and where the replay
             -- ends (per partition, JSON), whether the object files were deleted yet, what was replayed; the row
             -- without completed_at is the one running. Progress is written with each replayed batch.

@@ -37,7 +37,34 @@ internal sealed class TestCluster : IAsyncDisposable
         DataSource = NpgsqlDataSource.Create(Postgres);
         _controllerSettings = controllerSettings ?? [];
         Devices = devices;
-        Http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        // Over https the cluster's client trusts exactly the controller's certificate (TlsCertificate), no other.
+        Http = new HttpClient(new SocketsHttpHandler
+        {
+            SslOptions = { RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && TlsCertificate is not null && presented.GetRawCertData().AsSpan().SequenceEqual(TlsCertificate.RawData) },
+        })
+        { Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    /// <summary>The controller's self-signed certificate when the cluster was started with <c>tls</c> (PEM in <see cref="TlsCertificateFile"/>).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? TlsCertificate { get; private set; }
+
+    public string TlsCertificateFile => Path.Combine(Directory, "tls-cert.pem");
+
+    /// <summary>A self-signed certificate for 127.0.0.1 and localhost, its PEM files in the cluster's directory.</summary>
+    private Dictionary<string, string> MakeTlsCertificate()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=tm-test", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var names = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+        names.AddIpAddress(System.Net.IPAddress.Loopback);
+        names.AddDnsName("localhost");
+        request.CertificateExtensions.Add(names.Build());
+        var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        File.WriteAllText(TlsCertificateFile, certificate.ExportCertificatePem());
+        var keyFile = Path.Combine(Directory, "tls-key.pem");
+        File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
+        TlsCertificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.RawData);
+        return new() { ["Kestrel__Certificates__Default__Path"] = TlsCertificateFile, ["Kestrel__Certificates__Default__KeyPath"] = keyFile };
     }
 
     public string Id { get; }
@@ -79,13 +106,15 @@ internal sealed class TestCluster : IAsyncDisposable
     /// </summary>
     public static async Task<TestCluster> StartAsync(
         string[]? devices = null, Dictionary<string, string>? controllerSettings = null,
-        Func<string, IReadOnlyDictionary<string, string>>? processEnvironment = null, Func<string, string>? dataDirectory = null)
+        Func<string, IReadOnlyDictionary<string, string>>? processEnvironment = null, Func<string, string>? dataDirectory = null, bool tls = false)
     {
         var c = new TestCluster(devices ?? ["d0", "d1"], controllerSettings, processEnvironment) { _dataDirectory = dataDirectory };
         try
         {
-            c.Controller = new ServiceProcess("controller", Paths.Deployable("Controller"), $"http://127.0.0.1:{Paths.FreePort()}", c.Directory,
-                c.Environment("controller", new(c._controllerSettings) { ["Controller__NbdListen"] = $"127.0.0.1:{c.NbdPort}" }));
+            var settings = new Dictionary<string, string>(c._controllerSettings) { ["Controller__NbdListen"] = $"127.0.0.1:{c.NbdPort}" };
+            if (tls) foreach (var (k, v) in c.MakeTlsCertificate()) settings[k] = v;
+            c.Controller = new ServiceProcess("controller", Paths.Deployable("Controller"), $"{(tls ? "https" : "http")}://127.0.0.1:{Paths.FreePort()}", c.Directory,
+                c.Environment("controller", settings));
             c.Controller.Start();
             await c.WaitReadyAsync(c.Controller, "/controller");
             foreach (var d in c.Devices)
