@@ -78,7 +78,7 @@ run_on_stack() {
   local rc=0
   dotnet "src/Cli/bin/${TM_BUILD_CONFIGURATION:-Release}/net10.0/TaggedMirror.Cli.dll" "$command" "${args[@]}" || rc=$?
   if ((keep == 1)); then
-    log "stack left running (--keep): controller http://127.0.0.1:5100, agents :5101 :5102 (spare :5103); stop with ops/stack-stop.sh"
+    log "stack left running (--keep): controller http://127.0.0.1:5100 and https://127.0.0.1:5443 (TM_CA_FILE=.run/tls/ca.pem), agents :5101 :5102 (spare :5103); stop with ops/stack-stop.sh"
   fi
   return "$rc"
 }

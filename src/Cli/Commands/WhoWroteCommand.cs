@@ -43,7 +43,7 @@ internal static class WhoWroteCommand
         {
             AnsiConsole.MarkupLine($"block {a.Block} of {Markup.Escape(a.Volume)} was last written by [bold]{Markup.Escape(w.Principal ?? "(unknown)")}[/] " +
                 $"with tag {w.Tag} ({w.Kind} of blocks {w.FirstBlock}–{w.FirstBlock + w.BlockCount - 1}, owner epoch {w.OwnerEpoch}), " +
-                $"applied by {Markup.Escape(string.Join(", ", w.AppliedBy))} from {w.AppliedAt.ToString("u", CultureInfo.InvariantCulture)}");
+                $"applied by {Markup.Escape(string.Join(", ", w.AppliedBy))} (first at {w.AppliedAt.ToString("u", CultureInfo.InvariantCulture)})");
         }
         else
         {
