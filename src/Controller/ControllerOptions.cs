@@ -124,8 +124,46 @@ public sealed class ControllerOptions
     /// </summary>
     public string NbdListen { get; set; } = "127.0.0.1:10809";
 
-    /// <summary>The NBD server's limits (largest payload, requests and bytes in flight per connection, handshake time).</summary>
+    /// <summary>
+    /// The NBD server's limits (largest payload, requests and bytes in flight per connection, handshake time) and its
+    /// TLS mode (<c>Controller__Nbd__Tls</c>: Auto, Off, Allow, Require).
+    /// </summary>
     public Nbd.Server.NbdServerOptions Nbd { get; set; } = new();
+
+    /// <summary>
+    /// The NBD server's TLS certificate and key (PEM files); empty: the HTTPS API's
+    /// (<c>Kestrel__Certificates__Default__Path</c> and <c>KeyPath</c>), if any.
+    /// </summary>
+    public string NbdCertificateFile { get; set; } = "";
+
+    /// <summary>The private key of <see cref="NbdCertificateFile"/> (PEM); empty: in the certificate's file, or the HTTPS API's key.</summary>
+    public string NbdCertificateKeyFile { get; set; } = "";
+
+    /// <summary>
+    /// Loads the NBD server's certificate: <see cref="NbdCertificateFile"/>, else the HTTPS API's from
+    /// <paramref name="configuration"/>; none when neither is set. A file that does not load is an error at start.
+    /// </summary>
+    public void LoadNbdCertificate(IConfiguration configuration)
+    {
+        var cert = NbdCertificateFile;
+        var key = NbdCertificateKeyFile;
+        if (string.IsNullOrWhiteSpace(cert))
+        {
+            cert = configuration["Kestrel:Certificates:Default:Path"] ?? "";
+            key = configuration["Kestrel:Certificates:Default:KeyPath"] ?? "";
+        }
+        if (string.IsNullOrWhiteSpace(cert)) return;
+        try
+        {
+            Nbd.Certificate = string.IsNullOrWhiteSpace(key)
+                ? System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(cert)
+                : System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(cert, key);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new ArgumentException($"the NBD server's certificate {cert} (key {(string.IsNullOrWhiteSpace(key) ? "in the same file" : key)}) cannot be loaded: {ex.Message}", ex);
+        }
+    }
 
     /// <summary>The write intake: producers that publish writes to Kafka (see docs/design.md, "Producers that publish writes").</summary>
     public Intake.IntakeOptions Intake { get; set; } = new();

@@ -35,6 +35,7 @@ using TaggedMirror.Nbd.Server;
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 var options = builder.AddTaggedMirrorDefaults("Controller");
 var controller = builder.Configuration.GetSection(ControllerOptions.Section).Get<ControllerOptions>() ?? new ControllerOptions();
+controller.LoadNbdCertificate(builder.Configuration);
 controller.Validate();
 
 // The epoch is taken before anything else: no tag of this run may exist before it is committed.

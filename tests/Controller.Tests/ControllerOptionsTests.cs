@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 namespace TaggedMirror.Controller.Tests;
 
 /// <summary>Settings a controller must refuse at start rather than run with.</summary>
@@ -43,5 +44,49 @@ public sealed class ControllerOptionsTests
     public void a_decision_interval_from_zero_to_five_seconds_is_taken(int milliseconds)
     {
         new ControllerOptions { DecideInterval = TimeSpan.FromMilliseconds(milliseconds) }.Validate();
+    }
+
+    [Fact]
+    public void the_nbd_certificate_comes_from_its_own_setting_else_the_https_one_and_one_that_does_not_load_is_named()
+    {
+        var dir = Directory.CreateTempSubdirectory("tm-cert-");
+        try
+        {
+            using var key = System.Security.Cryptography.ECDsa.Create();
+            using var cert = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=t", key, System.Security.Cryptography.HashAlgorithmName.SHA256)
+                .CreateSelfSigned(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+            var certFile = Path.Combine(dir.FullName, "c.pem");
+            var keyFile = Path.Combine(dir.FullName, "k.pem");
+            File.WriteAllText(certFile, cert.ExportCertificatePem());
+            File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
+            var https = new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Kestrel:Certificates:Default:Path"] = certFile,
+                ["Kestrel:Certificates:Default:KeyPath"] = keyFile,
+            }).Build();
+            var none = new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build();
+
+            var fromHttps = new ControllerOptions();
+            fromHttps.LoadNbdCertificate(https);
+            Assert.Equal(cert.Thumbprint, fromHttps.Nbd.Certificate?.Thumbprint);
+            Assert.Equal(Nbd.Server.NbdTlsMode.Allow, fromHttps.Nbd.EffectiveTls);
+
+            var without = new ControllerOptions();
+            without.LoadNbdCertificate(none);
+            Assert.Null(without.Nbd.Certificate);
+            Assert.Equal(Nbd.Server.NbdTlsMode.Off, without.Nbd.EffectiveTls);
+            without.Nbd.Tls = Nbd.Server.NbdTlsMode.Require;
+            Assert.ThrowsAny<ArgumentException>(without.Validate);
+
+            var missing = new ControllerOptions { NbdCertificateFile = Path.Combine(dir.FullName, "nope.pem") };
+            var ex = Assert.ThrowsAny<ArgumentException>(() => missing.LoadNbdCertificate(https));
+            Assert.Contains("nope.pem", ex.Message, StringComparison.Ordinal);
+            var keyless = new ControllerOptions { NbdCertificateFile = certFile };
+            Assert.ThrowsAny<ArgumentException>(() => { keyless.LoadNbdCertificate(none); });
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
     }
 }

@@ -39,7 +39,7 @@ internal sealed class NbdListener(VolumeExports exports, ControllerOptions optio
             }
             using (listener)
             {
-                _logger.LogInformation("NBD: volumes are exports on nbd://{Endpoint}/<volume>", listener.LocalEndPoint);
+                _logger.LogInformation("NBD: volumes are exports on nbd://{Endpoint}/<volume> (TLS: {Tls})", listener.LocalEndPoint, options.Nbd.EffectiveTls);
                 await server.RunAsync(listener, stoppingToken);
             }
         }

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Text;
 using TaggedMirror.Nbd.Protocol;
 
@@ -12,6 +14,19 @@ namespace TaggedMirror.Nbd.Server;
 /// </summary>
 internal sealed class NbdHandshake(Stream input, Stream output, INbdExports exports, NbdServerOptions options, string client)
 {
+    private Stream _input = input;
+    private Stream _output = output;
+    private SslStream? _tls;
+
+    /// <summary>Where the session reads requests: the connection's read buffer, or one over TLS after <c>NBD_OPT_STARTTLS</c>.</summary>
+    public Stream Input => _input;
+
+    /// <summary>Where the session writes replies: the connection, or its TLS stream.</summary>
+    public Stream Output => _output;
+
+    /// <summary>The TLS stream when the client upgraded (the caller disposes it), else null.</summary>
+    public SslStream? Tls => _tls;
+
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private bool _structured;
@@ -22,8 +37,8 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
     {
         var greeting = new byte[NbdWire.GreetingSize];
         NbdWire.WriteGreeting(greeting);
-        await output.WriteAsync(greeting, ct).ConfigureAwait(false);
-        await output.FlushAsync(ct).ConfigureAwait(false);
+        await _output.WriteAsync(greeting, ct).ConfigureAwait(false);
+        await _output.FlushAsync(ct).ConfigureAwait(false);
 
         var buffer = new byte[NbdWire.OptionHeaderSize];
         if (!await ReadOrEndAsync(buffer.AsMemory(0, 4), ct).ConfigureAwait(false)) return null;
@@ -41,8 +56,17 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             if (length > (uint)options.MaxOptionBytes)
                 throw new NbdProtocolException($"option {option} carries {length} bytes, more than the {options.MaxOptionBytes} accepted");
             var data = new byte[length];
-            await input.ReadExactlyAsync(data, ct).ConfigureAwait(false);
+            await _input.ReadExactlyAsync(data, ct).ConfigureAwait(false);
 
+            if (options.EffectiveTls == NbdTlsMode.Require && _tls is null && option is not (NbdOption.StartTls or NbdOption.Abort))
+            {
+                // Nothing about the exports before TLS, not even whether one exists (spec, "TLS support": FORCEDTLS).
+                if (option == NbdOption.ExportName)
+                    throw new NbdProtocolException("NBD_OPT_EXPORT_NAME before TLS, which this server requires");
+                await ErrorAsync(option, NbdReplyType.ErrTlsRequired,
+                    "this server requires TLS: upgrade with NBD_OPT_STARTTLS first (qemu: tls-creds; libnbd: nbds:// URIs)", ct).ConfigureAwait(false);
+                continue;
+            }
             switch (option)
             {
                 case NbdOption.ExportName:
@@ -78,13 +102,55 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
                     await MetaContextAsync(option, data, ct).ConfigureAwait(false);
                     break;
                 case NbdOption.StartTls:
-                    await ErrorAsync(option, NbdReplyType.ErrUnsupported, "this server does not offer TLS", ct).ConfigureAwait(false);
+                    await StartTlsAsync(data, ct).ConfigureAwait(false);
                     break;
                 default:
                     await ErrorAsync(option, NbdReplyType.ErrUnsupported, $"option {(uint)option} is not supported", ct).ConfigureAwait(false);
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// <c>NBD_OPT_STARTTLS</c>: acknowledged, then the TLS handshake on the same connection, and the option haggling
+    /// goes on inside TLS. What was negotiated before it (structured replies, a metadata context) is forgotten: a
+    /// client asks again over TLS (spec, "TLS support").
+    /// </summary>
+    private async Task StartTlsAsync(byte[] data, CancellationToken ct)
+    {
+        if (options.EffectiveTls == NbdTlsMode.Off || options.Certificate is null)
+        {
+            await ErrorAsync(NbdOption.StartTls, NbdReplyType.ErrUnsupported, "this server does not offer TLS", ct).ConfigureAwait(false);
+            return;
+        }
+        if (_tls is not null)
+        {
+            await ErrorAsync(NbdOption.StartTls, NbdReplyType.ErrInvalid, "TLS is on already", ct).ConfigureAwait(false);
+            return;
+        }
+        if (data.Length != 0)
+        {
+            await ErrorAsync(NbdOption.StartTls, NbdReplyType.ErrInvalid, "NBD_OPT_STARTTLS carries no data", ct).ConfigureAwait(false);
+            return;
+        }
+        await ReplyAsync(NbdOption.StartTls, NbdReplyType.Ack, ReadOnlyMemory<byte>.Empty, ct).ConfigureAwait(false);
+        // Straight on the connection (the output is the socket's stream): the client sends its ClientHello only after
+        // this ACK, so the read buffer holds nothing of it (TLS layered on that buffer stalled payloads of 32 KiB or more).
+        var tls = new SslStream(_output, leaveInnerStreamOpen: true);
+        try
+        {
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = options.Certificate }, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AuthenticationException or IOException)
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw new NbdProtocolException($"the TLS handshake failed: {ex.Message}");
+        }
+        _tls = tls;
+        _input = new BufferedStream(tls, 128 * 1024);
+        _output = tls;
+        _structured = false;
+        _allocationFor = null;
     }
 
     private async Task<NbdSession?> ExportNameAsync(byte[] data, bool noZeroes, CancellationToken ct)
@@ -101,8 +167,8 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
         }
         var opened = exports.Open(name, client);
         if (opened.Export is not { } export) throw new NbdProtocolException($"NBD_OPT_EXPORT_NAME '{name}': {opened.Message}");
-        await output.WriteAsync(NbdWire.ExportNameReply(export.Size, NbdSession.Flags(_structured), noZeroes), ct).ConfigureAwait(false);
-        await output.FlushAsync(ct).ConfigureAwait(false);
+        await _output.WriteAsync(NbdWire.ExportNameReply(export.Size, NbdSession.Flags(_structured), noZeroes), ct).ConfigureAwait(false);
+        await _output.FlushAsync(ct).ConfigureAwait(false);
         return Session(export);
     }
 
@@ -186,17 +252,17 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
     {
         var header = new byte[NbdWire.OptionReplyHeaderSize];
         NbdWire.WriteOptionReply(header, option, type, data.Length);
-        await output.WriteAsync(header, ct).ConfigureAwait(false);
-        if (data.Length > 0) await output.WriteAsync(data, ct).ConfigureAwait(false);
-        if (flush) await output.FlushAsync(ct).ConfigureAwait(false);
+        await _output.WriteAsync(header, ct).ConfigureAwait(false);
+        if (data.Length > 0) await _output.WriteAsync(data, ct).ConfigureAwait(false);
+        if (flush) await _output.FlushAsync(ct).ConfigureAwait(false);
     }
 
     /// <summary>Reads <paramref name="buffer"/> whole; false when the client closed before its first byte (a clean end of the handshake).</summary>
     private async Task<bool> ReadOrEndAsync(Memory<byte> buffer, CancellationToken ct)
     {
-        var first = await input.ReadAsync(buffer, ct).ConfigureAwait(false);
+        var first = await _input.ReadAsync(buffer, ct).ConfigureAwait(false);
         if (first == 0) return false;
-        if (first < buffer.Length) await input.ReadExactlyAsync(buffer[first..], ct).ConfigureAwait(false);
+        if (first < buffer.Length) await _input.ReadExactlyAsync(buffer[first..], ct).ConfigureAwait(false);
         return true;
     }
 }

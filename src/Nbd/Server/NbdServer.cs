@@ -85,6 +85,7 @@ public sealed class NbdServer
     {
         ArgumentNullException.ThrowIfNull(client);
         var peer = client.RemoteEndPoint?.ToString() ?? "unknown peer";
+        System.Net.Security.SslStream? closeTls = null;
         NbdTelemetry.Connections.Add(1);
         try
         {
@@ -97,22 +98,28 @@ public sealed class NbdServer
             await using var closeInput = input.ConfigureAwait(false);
 
             NbdSession? session;
+            var negotiation = new NbdHandshake(input, network, _exports, _options, (client.RemoteEndPoint as System.Net.IPEndPoint)?.Address.ToString() ?? peer);
             using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
                 handshake.CancelAfter(_options.HandshakeTimeout);
                 try
                 {
-                    session = await new NbdHandshake(input, network, _exports, _options, (client.RemoteEndPoint as System.Net.IPEndPoint)?.Address.ToString() ?? peer).NegotiateAsync(handshake.Token).ConfigureAwait(false);
+                    session = await negotiation.NegotiateAsync(handshake.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {
                     throw new NbdProtocolException($"no export chosen within {_options.HandshakeTimeout.TotalSeconds:0} s");
                 }
+                finally
+                {
+                    // The TLS stream, when the client upgraded, goes with the connection.
+                    if (negotiation.Tls is { } upgraded) closeTls = upgraded;
+                }
             }
             if (session is null) return;
-            _logger.LogInformation("NBD {Peer}: export {Export} ({Size} bytes, {Replies} replies)", peer, session.Export.Name, session.Export.Size,
-                session.Structured ? "structured" : "simple");
-            await new NbdTransmission(input, network, session, _options, peer, _logger).RunAsync(ct).ConfigureAwait(false);
+            _logger.LogInformation("NBD {Peer}: export {Export} ({Size} bytes, {Replies} replies{Tls})", peer, session.Export.Name, session.Export.Size,
+                session.Structured ? "structured" : "simple", negotiation.Tls is { } t ? $", {t.SslProtocol}" : ", no TLS");
+            await new NbdTransmission(negotiation.Input, negotiation.Output, session, _options, peer, _logger).RunAsync(ct).ConfigureAwait(false);
             _logger.LogInformation("NBD {Peer}: export {Export} disconnected", peer, session.Export.Name);
         }
         catch (NbdProtocolException ex)
@@ -140,6 +147,7 @@ public sealed class NbdServer
         finally
         {
             NbdTelemetry.Connections.Add(-1);
+            if (closeTls is not null) await closeTls.DisposeAsync().ConfigureAwait(false);
             client.Dispose();
         }
     }

@@ -27,9 +27,20 @@ public sealed class NbdServerOptions
     /// <summary>Time requests in flight get to finish when the client disconnects or the server stops.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Whether clients may, or must, upgrade to TLS (<c>NBD_OPT_STARTTLS</c>); see <see cref="NbdTlsMode"/>.</summary>
+    public NbdTlsMode Tls { get; set; } = NbdTlsMode.Auto;
+
+    /// <summary>The server's TLS certificate with its private key; set by the host (not from configuration).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate { get; set; }
+
+    /// <summary>The TLS mode in effect: <see cref="NbdTlsMode.Auto"/> resolved by whether there is a certificate.</summary>
+    public NbdTlsMode EffectiveTls => Tls == NbdTlsMode.Auto ? (Certificate is null ? NbdTlsMode.Off : NbdTlsMode.Allow) : Tls;
+
     /// <summary>Throws when a limit is out of range.</summary>
     public void Validate()
     {
+        if (EffectiveTls is NbdTlsMode.Allow or NbdTlsMode.Require && Certificate is null)
+            throw new ArgumentException($"NBD TLS is {Tls} but the server has no certificate");
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPayloadBytes, 65536);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxPayloadBytes, 32 * 1024 * 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestsInFlight, 1);
