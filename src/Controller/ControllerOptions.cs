@@ -136,6 +136,13 @@ public sealed class ControllerOptions
     /// </summary>
     public string NbdCertificateFile { get; set; } = "";
 
+    /// <summary>
+    /// PEM file of the certificate authorities that sign NBD clients' certificates; set, a client must upgrade to TLS
+    /// with a certificate one of them signed, whose subject CN is a live API key's id, and gets what that key may do.
+    /// Empty: NBD clients are not identified (every volume to whoever reaches the port).
+    /// </summary>
+    public string NbdClientCaFile { get; set; } = "";
+
     /// <summary>The private key of <see cref="NbdCertificateFile"/> (PEM); empty: in the certificate's file, or the HTTPS API's key.</summary>
     public string NbdCertificateKeyFile { get; set; } = "";
 
@@ -151,6 +158,20 @@ public sealed class ControllerOptions
         {
             cert = configuration["Kestrel:Certificates:Default:Path"] ?? "";
             key = configuration["Kestrel:Certificates:Default:KeyPath"] ?? "";
+        }
+        if (!string.IsNullOrWhiteSpace(NbdClientCaFile))
+        {
+            var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            try
+            {
+                roots.ImportFromPemFile(NbdClientCaFile);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+            {
+                throw new ArgumentException($"Controller:NbdClientCaFile {NbdClientCaFile} cannot be read as PEM certificates: {ex.Message}", ex);
+            }
+            if (roots.Count == 0) throw new ArgumentException($"Controller:NbdClientCaFile {NbdClientCaFile} holds no PEM certificate");
+            Nbd.ClientCertificateAuthorities = roots;
         }
         if (string.IsNullOrWhiteSpace(cert)) return;
         try
@@ -227,6 +248,8 @@ public sealed class ControllerOptions
         if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
             throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");
         Nbd.Validate();
+        if (Nbd.ClientCertificateAuthorities is not null && Nbd.EffectiveTls == TaggedMirror.Nbd.Server.NbdTlsMode.Off)
+            throw new ArgumentException("Controller:NbdClientCaFile asks NBD clients for certificates, but NBD has no TLS: give it a certificate (Controller:NbdCertificateFile or the HTTPS one) and leave Controller:Nbd:Tls on Auto, Allow or Require");
     }
 }
 

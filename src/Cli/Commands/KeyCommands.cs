@@ -18,6 +18,7 @@ internal static class KeyCommands
         key.Subcommands.Add(New());
         key.Subcommands.Add(List());
         key.Subcommands.Add(Revoke());
+        key.Subcommands.Add(Cert());
         return key;
     }
 
@@ -89,6 +90,36 @@ internal static class KeyCommands
             var revoked = await http.RevokeKeyAsync(TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"), parse.GetValue(id)!, ct);
             AnsiConsole.MarkupLine($"revoked key [bold]{revoked.Id}[/] ({Markup.Escape(Scope(revoked))}) at {revoked.RevokedAt?.ToString("u", CultureInfo.InvariantCulture)}");
             return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>
+    /// <c>tm key cert &lt;id&gt;</c>: a client certificate naming key <c>id</c> (subject CN), signed by the NBD client CA
+    /// the controller trusts (<c>Controller__NbdClientCaFile</c>), written as qemu and libnbd read a credentials
+    /// directory: <c>client-cert.pem</c>, <c>client-key.pem</c> (0600) and <c>ca-cert.pem</c> (the server's CA and the
+    /// client CA: qemu checks its own certificate too). Made here, offline: the CA's key never reaches the controller.
+    /// </summary>
+    private static Command Cert()
+    {
+        var id = new Argument<string>("id") { Description = "The key's id (tm key list): NBD connections with this certificate act as that key" };
+        var caCert = new Option<string>("--ca-cert") { Description = "The client CA's certificate (PEM)", Required = true };
+        var caKey = new Option<string>("--ca-key") { Description = "The client CA's private key (PEM)", Required = true };
+        var serverCa = new Option<string>("--server-ca") { Description = "The CA of the controller's TLS certificate (PEM), written into ca-cert.pem", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory to write the credentials to (created, mode 0700)", Required = true };
+        var days = new Option<int>("--days") { Description = "Days the certificate is valid", DefaultValueFactory = _ => 365 };
+        var command = new Command("cert", "Make an NBD client certificate for a key (qemu tls-creds-x509 dir=, libnbd tls-certificates=)") { id, caCert, caKey, serverCa, output, days };
+        command.SetAction((parse, _) => Program.RunAsync(() =>
+        {
+            var keyId = parse.GetValue(id)!;
+            if (!System.Text.RegularExpressions.Regex.IsMatch(keyId, "^[0-9a-f]{12}$"))
+                throw new CliException($"'{keyId}' is not a key id (12 lowercase hex characters, as tm key list shows)");
+            var valid = parse.GetValue(days);
+            if (valid is < 1 or > 3650) throw new CliException($"--days must be from 1 to 3650, not {valid}");
+            var dir = NbdClientCertificate.Write(keyId, parse.GetValue(caCert)!, parse.GetValue(caKey)!, parse.GetValue(serverCa)!, parse.GetValue(output)!, valid);
+            AnsiConsole.MarkupLine($"wrote an NBD client certificate for key [bold]{keyId}[/] to {Markup.Escape(dir)} (client-cert.pem, client-key.pem, ca-cert.pem); " +
+                $"qemu: tls-creds-x509,endpoint=client,dir={Markup.Escape(dir)}; libnbd: nbds://host/volume?tls-certificates={Markup.Escape(dir)}");
+            return Task.FromResult(0);
         }));
         return command;
     }

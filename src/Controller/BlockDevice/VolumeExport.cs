@@ -19,7 +19,7 @@ namespace TaggedMirror.Controller.BlockDevice;
 /// in pieces of at most one write, at most <see cref="ZeroWritesInFlight"/> at a time.
 /// </para>
 /// </summary>
-internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description, WriteOrigin origin)
+internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description, WriteOrigin origin, bool readOnly = false)
     : INbdExport
 {
     private const int ZeroWritesInFlight = 8;
@@ -28,6 +28,9 @@ internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePi
     private readonly int _piece = options.MaxWriteBytes / opened.BlockSize * opened.BlockSize;
 
     public string Name => opened.Name;
+
+    /// <summary>The client's key may read the volume but not write it.</summary>
+    public bool ReadOnly => readOnly;
 
     public string Description => description;
 

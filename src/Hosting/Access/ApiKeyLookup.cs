@@ -27,6 +27,13 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
         return key is { Revoked: false } && KeyText.Matches(secret, key.Salt, key.Hash) ? key.Principal : null;
     }
 
+    /// <summary>
+    /// The principal of live key <paramref name="id"/>, its holder proven some other way than by the secret (a client
+    /// certificate naming the key, on NBD); null when the key is unknown or revoked.
+    /// </summary>
+    public async ValueTask<Principal?> FindLiveAsync(string id, CancellationToken ct) =>
+        KeyText.IsId(id) && await FindAsync(id, ct).ConfigureAwait(false) is { Revoked: false } key ? key.Principal : null;
+
     /// <summary>Drops what is cached of a key (after its revocation, or every key's after a new one was written).</summary>
     public void Forget(string? id = null)
     {

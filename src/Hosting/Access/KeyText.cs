@@ -51,6 +51,10 @@ public static class KeyText
         return true;
     }
 
+    /// <summary>Whether <paramref name="text"/> is shaped like a key's id (lowercase hex of the id's length).</summary>
+    public static bool IsId(string? text) =>
+        text is { Length: IdChars } && text.All(c => c is (>= '0' and <= '9') or (>= 'a' and <= 'f'));
+
     /// <summary>SHA-256 of the salt followed by the secret's characters.</summary>
     public static byte[] Hash(byte[] salt, string secret)
     {

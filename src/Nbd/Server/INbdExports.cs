@@ -3,15 +3,20 @@ namespace TaggedMirror.Nbd.Server;
 /// <summary>What a server exports: listed for <c>NBD_OPT_LIST</c>, opened by name for <c>INFO</c>/<c>GO</c>/<c>EXPORT_NAME</c>.</summary>
 public interface INbdExports
 {
-    /// <summary>The exports a client may list (name and a line of description each).</summary>
-    IReadOnlyList<NbdExportEntry> List();
+    /// <summary>The exports <paramref name="client"/> may list (name and a line of description each).</summary>
+    ValueTask<IReadOnlyList<NbdExportEntry>> ListAsync(NbdClient client, CancellationToken ct);
 
-    /// <summary>
-    /// Opens the export named <paramref name="name"/> for one connection from <paramref name="client"/> (the peer's
-    /// address, as the server saw it), or says why not.
-    /// </summary>
-    NbdOpenResult Open(string name, string client);
+    /// <summary>Opens the export named <paramref name="name"/> for one connection from <paramref name="client"/>, or says why not.</summary>
+    ValueTask<NbdOpenResult> OpenAsync(string name, NbdClient client, CancellationToken ct);
 }
+
+/// <summary>Who a connection is: its address as the server saw it, and the certificate it proved over TLS, if any.</summary>
+/// <param name="Address">The peer's IP address.</param>
+/// <param name="Certificate">
+/// The client certificate, when the server asks for them (<see cref="NbdServerOptions.ClientCertificateAuthorities"/>)
+/// and the client upgraded to TLS: chained to one of those authorities, checked by the server. Null otherwise.
+/// </param>
+public sealed record NbdClient(string Address, System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate = null);
 
 /// <summary>One line of an export list.</summary>
 /// <param name="Name">The export's name, as a client asks for it.</param>
@@ -55,4 +60,7 @@ public interface INbdExport
 
     /// <summary>Returns once every write answered before it was called is durable.</summary>
     ValueTask FlushAsync(CancellationToken ct);
+
+    /// <summary>Read-only for this connection: advertised as such, and every write, zeroing or trim is refused with <c>EPERM</c>.</summary>
+    bool ReadOnly => false;
 }

@@ -12,9 +12,10 @@ namespace TaggedMirror.Nbd.Server;
 /// option's data is read whole before it is answered, so a refused option leaves the stream in frame. What cannot be
 /// answered in frame (a wrong magic, an oversized option, unknown client flags) ends the connection.
 /// </summary>
-internal sealed class NbdHandshake(Stream input, Stream output, INbdExports exports, NbdServerOptions options, string client)
+internal sealed class NbdHandshake(Stream input, Stream output, INbdExports exports, NbdServerOptions options, string address)
 {
     private Stream _input = input;
+    private NbdClient _client = new(address);
     private Stream _output = output;
     private SslStream? _tls;
 
@@ -139,7 +140,13 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
         var tls = new SslStream(_output, leaveInnerStreamOpen: true);
         try
         {
-            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = options.Certificate }, ct).ConfigureAwait(false);
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificate = options.Certificate,
+                // With client authorities, a client proves who it is or the handshake fails.
+                ClientCertificateRequired = options.ClientCertificateAuthorities is not null,
+                RemoteCertificateValidationCallback = options.ClientCertificateAuthorities is { } roots ? (_, presented, _, _) => Trusted(presented, roots) : null,
+            }, ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is AuthenticationException or IOException)
         {
@@ -147,10 +154,24 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             throw new NbdProtocolException($"the TLS handshake failed: {ex.Message}");
         }
         _tls = tls;
+        if (options.ClientCertificateAuthorities is not null && tls.RemoteCertificate is { } proved)
+            _client = _client with { Certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(proved.GetRawCertData()) };
         _input = new BufferedStream(tls, 128 * 1024);
         _output = tls;
         _structured = false;
         _allocationFor = null;
+    }
+
+    /// <summary>A client certificate chained to one of <paramref name="roots"/> (no revocation lists: the host checks the identity it names).</summary>
+    private static bool Trusted(System.Security.Cryptography.X509Certificates.X509Certificate? presented, System.Security.Cryptography.X509Certificates.X509Certificate2Collection roots)
+    {
+        if (presented is null) return false;
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(presented.GetRawCertData());
+        using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+        chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+        chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+        return chain.Build(certificate);
     }
 
     private async Task<NbdSession?> ExportNameAsync(byte[] data, bool noZeroes, CancellationToken ct)
@@ -165,9 +186,9 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
         {
             throw new NbdProtocolException("NBD_OPT_EXPORT_NAME: the name is not UTF-8");
         }
-        var opened = exports.Open(name, client);
+        var opened = await exports.OpenAsync(name, _client, ct).ConfigureAwait(false);
         if (opened.Export is not { } export) throw new NbdProtocolException($"NBD_OPT_EXPORT_NAME '{name}': {opened.Message}");
-        await _output.WriteAsync(NbdWire.ExportNameReply(export.Size, NbdSession.Flags(_structured), noZeroes), ct).ConfigureAwait(false);
+        await _output.WriteAsync(NbdWire.ExportNameReply(export.Size, NbdSession.Flags(_structured, export.ReadOnly), noZeroes), ct).ConfigureAwait(false);
         await _output.FlushAsync(ct).ConfigureAwait(false);
         return Session(export);
     }
@@ -179,7 +200,7 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             await ErrorAsync(NbdOption.List, NbdReplyType.ErrInvalid, "NBD_OPT_LIST carries no data", ct).ConfigureAwait(false);
             return;
         }
-        foreach (var entry in exports.List())
+        foreach (var entry in await exports.ListAsync(_client, ct).ConfigureAwait(false))
             await ReplyAsync(NbdOption.List, NbdReplyType.Server, NbdWire.ServerEntry(entry.Name, entry.Description), ct, flush: false).ConfigureAwait(false);
         await ReplyAsync(NbdOption.List, NbdReplyType.Ack, ReadOnlyMemory<byte>.Empty, ct).ConfigureAwait(false);
     }
@@ -192,13 +213,13 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             await ErrorAsync(option, NbdReplyType.ErrInvalid, invalid, ct).ConfigureAwait(false);
             return null;
         }
-        var opened = exports.Open(query.Name, client);
+        var opened = await exports.OpenAsync(query.Name, _client, ct).ConfigureAwait(false);
         if (opened.Export is not { } export)
         {
             await ErrorAsync(option, opened.Error, opened.Message, ct).ConfigureAwait(false);
             return null;
         }
-        await ReplyAsync(option, NbdReplyType.Info, NbdWire.InfoExport(export.Size, NbdSession.Flags(_structured)), ct, flush: false).ConfigureAwait(false);
+        await ReplyAsync(option, NbdReplyType.Info, NbdWire.InfoExport(export.Size, NbdSession.Flags(_structured, export.ReadOnly)), ct, flush: false).ConfigureAwait(false);
         // Sent whether asked or not (allowed): a client that did not ask still gets EINVAL for what breaks it.
         await ReplyAsync(option, NbdReplyType.Info,
             NbdWire.InfoBlockSize(export.MinimumBlockSize, export.PreferredBlockSize, NbdSession.MaxPayloadFor(export, options.MaxPayloadBytes)), ct, flush: false).ConfigureAwait(false);
@@ -227,7 +248,7 @@ internal sealed class NbdHandshake(Stream input, Stream output, INbdExports expo
             await ErrorAsync(option, NbdReplyType.ErrInvalid, invalid, ct).ConfigureAwait(false);
             return;
         }
-        var opened = exports.Open(query.Export, client);
+        var opened = await exports.OpenAsync(query.Export, _client, ct).ConfigureAwait(false);
         if (opened.Export is null)
         {
             await ErrorAsync(option, opened.Error, opened.Message, ct).ConfigureAwait(false);

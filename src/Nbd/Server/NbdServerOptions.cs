@@ -33,6 +33,12 @@ public sealed class NbdServerOptions
     /// <summary>The server's TLS certificate with its private key; set by the host (not from configuration).</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate { get; set; }
 
+    /// <summary>
+    /// When set, a client that upgrades to TLS must present a certificate chained to one of these; the export sees it
+    /// (<see cref="NbdClient.Certificate"/>) and decides what it may do. Set by the host (not from configuration).
+    /// </summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2Collection? ClientCertificateAuthorities { get; set; }
+
     /// <summary>The TLS mode in effect: <see cref="NbdTlsMode.Auto"/> resolved by whether there is a certificate.</summary>
     public NbdTlsMode EffectiveTls => Tls == NbdTlsMode.Auto ? (Certificate is null ? NbdTlsMode.Off : NbdTlsMode.Allow) : Tls;
 

@@ -6,8 +6,9 @@ namespace TaggedMirror.Nbd.Server;
 internal sealed record NbdSession(INbdExport Export, bool Structured, bool Allocation, uint MaxPayload)
 {
     /// <summary>The flags sent for an export: everything the server implements, DF only with structured replies (the spec's rule).</summary>
-    public static NbdTransmissionFlags Flags(bool structured) =>
-        NbdTransmissionFlags.HasFlags | NbdTransmissionFlags.SendFlush | NbdTransmissionFlags.SendFua | NbdTransmissionFlags.SendTrim
+    public static NbdTransmissionFlags Flags(bool structured, bool readOnly = false) =>
+        (readOnly ? NbdTransmissionFlags.ReadOnly : NbdTransmissionFlags.None)
+        | NbdTransmissionFlags.HasFlags | NbdTransmissionFlags.SendFlush | NbdTransmissionFlags.SendFua | NbdTransmissionFlags.SendTrim
         | NbdTransmissionFlags.SendWriteZeroes | NbdTransmissionFlags.CanMultiConn | (structured ? NbdTransmissionFlags.SendDf : NbdTransmissionFlags.None);
 
     /// <summary>The largest payload for <paramref name="export"/>: the server's, rounded down to the export's block size.</summary>

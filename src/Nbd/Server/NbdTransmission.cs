@@ -147,6 +147,8 @@ internal sealed class NbdTransmission(Stream input, Stream output, NbdSession se
             var error = r.Command is NbdCommand.Write or NbdCommand.WriteZeroes ? NbdError.NoSpace : NbdError.InvalidArgument;
             return (error, $"{r.Command} at {r.Offset}+{r.Length} runs past the end of the {_export.Size}-byte export", false);
         }
+        if (_export.ReadOnly && r.Command is NbdCommand.Write or NbdCommand.WriteZeroes or NbdCommand.Trim)
+            return (NbdError.NotPermitted, $"export {_export.Name} is read-only for this connection", false);
         if (r.Command == NbdCommand.BlockStatus && !session.Allocation)
             return (NbdError.InvalidArgument, "NBD_CMD_BLOCK_STATUS without the base:allocation context chosen", false);
         return (NbdError.None, "", false);

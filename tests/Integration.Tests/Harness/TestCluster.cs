@@ -59,6 +59,8 @@ internal sealed class TestCluster : IAsyncDisposable
         names.AddIpAddress(System.Net.IPAddress.Loopback);
         names.AddDnsName("localhost");
         request.CertificateExtensions.Add(names.Build());
+        // Its own CA, as openssl's self-signed certificates are (the local stack's): qemu takes a trust anchor only with these constraints.
+        request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
         var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
         File.WriteAllText(TlsCertificateFile, certificate.ExportCertificatePem());
         var keyFile = Path.Combine(Directory, "tls-key.pem");

@@ -19,6 +19,9 @@ public sealed class MemoryExport(string name, int size, uint blockSize = 512) : 
 
     public uint PreferredBlockSize => Math.Max(512, blockSize);
 
+    /// <summary>Served read-only (every connection).</summary>
+    public bool ReadOnly { get; init; }
+
     /// <summary>Writes, zero writes and trims that reached the export.</summary>
     public int Writes => Volatile.Read(ref _writes);
 

@@ -7,10 +7,20 @@ public sealed class MemoryExports(params MemoryExport[] exports) : INbdExports
 {
     public const string RefusedName = "elsewhere";
 
-    public IReadOnlyList<NbdExportEntry> List() => [.. exports.Select(e => new NbdExportEntry(e.Name, e.Description))];
+    public ValueTask<IReadOnlyList<NbdExportEntry>> ListAsync(NbdClient client, CancellationToken ct) =>
+        ValueTask.FromResult<IReadOnlyList<NbdExportEntry>>([.. exports.Select(e => new NbdExportEntry(e.Name, e.Description))]);
 
-    public NbdOpenResult Open(string name, string client) =>
-        exports.FirstOrDefault(e => e.Name == name) is { } export ? NbdOpenResult.Opened(export)
+    /// <summary>Every client an export was opened for, in order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<NbdClient> Clients { get; } = new();
+
+    public ValueTask<NbdOpenResult> OpenAsync(string name, NbdClient client, CancellationToken ct) => ValueTask.FromResult(
+        Record(client) && exports.FirstOrDefault(e => e.Name == name) is { } export ? NbdOpenResult.Opened(export)
         : name == RefusedName ? NbdOpenResult.Refused($"export {name} is served by another server")
-        : NbdOpenResult.Unknown($"no export named '{name}'");
+        : NbdOpenResult.Unknown($"no export named '{name}'"));
+
+    private bool Record(NbdClient client)
+    {
+        Clients.Enqueue(client);
+        return true;
+    }
 }

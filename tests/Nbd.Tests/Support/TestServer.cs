@@ -17,11 +17,15 @@ public sealed class TestServer : IAsyncDisposable
         Exports = exports;
         _listener = NbdServer.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
-        var server = new NbdServer(new MemoryExports(exports), options ?? new NbdServerOptions(), NullLogger<NbdServer>.Instance);
+        Served = new MemoryExports(exports);
+        var server = new NbdServer(Served, options ?? new NbdServerOptions(), NullLogger<NbdServer>.Instance);
         _run = server.RunAsync(_listener, _stop.Token);
     }
 
     public IReadOnlyList<MemoryExport> Exports { get; }
+
+    /// <summary>The exports as the server sees them (and the clients they were opened for).</summary>
+    public MemoryExports Served { get; }
 
     public int Port { get; }
 
