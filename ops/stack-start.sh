@@ -136,6 +136,9 @@ if [[ ! -s $TLS_DIR/cert.pem || ! -s $TLS_DIR/key.pem ]]; then
   cp "$TLS_DIR/cert.pem" "$TLS_DIR/ca.pem"
   log "stack: made a self-signed TLS certificate for the controller in $TLS_DIR (trust it with TM_CA_FILE=$TLS_DIR/ca.pem)"
 fi
+# NBD on the stack's loopback port serves every volume to each client (Controller__NbdAnonymous), as the demo and
+# ops/bench-nbd.sh use it; a controller started any other way serves NBD to no one until told whom to (README, "Access").
+if [[ -z ${Controller__NbdClientCaFile:-} ]]; then export Controller__NbdAnonymous="${Controller__NbdAnonymous:-true}"; fi
 START_URLS="$CONTROLLER_URLS" start controller "$CONTROLLER_URL" "$(controller_pattern)" "$CONTROLLER_DLL" "${COMMON_ARGS[@]}" \
   --Kestrel:Certificates:Default:Path "$TLS_DIR/cert.pem" --Kestrel:Certificates:Default:KeyPath "$TLS_DIR/key.pem"
 for d in "${DEVICES[@]}"; do

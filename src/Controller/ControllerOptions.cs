@@ -119,8 +119,9 @@ public sealed class ControllerOptions
     public int FullCopyChunkBlocks { get; set; } = 256;
 
     /// <summary>
-    /// Where the NBD server listens (<c>address:port</c>); empty: no NBD. Loopback by default, like the HTTP API's
-    /// default: until access control exists, whoever reaches the port can read and write every volume.
+    /// Where the NBD server listens (<c>address:port</c>); empty: no NBD. Loopback by default, like the HTTP API's.
+    /// Who may use which volume there: <see cref="NbdClientCaFile"/>, or <see cref="NbdAnonymous"/>; with neither,
+    /// the server answers but serves no volume.
     /// </summary>
     public string NbdListen { get; set; } = "127.0.0.1:10809";
 
@@ -139,9 +140,17 @@ public sealed class ControllerOptions
     /// <summary>
     /// PEM file of the certificate authorities that sign NBD clients' certificates; set, a client must upgrade to TLS
     /// with a certificate one of them signed, whose subject CN is a live API key's id, and gets what that key may do.
-    /// Empty: NBD clients are not identified (every volume to whoever reaches the port).
+    /// Empty: see <see cref="NbdAnonymous"/>.
     /// </summary>
     public string NbdClientCaFile { get; set; } = "";
+
+    /// <summary>
+    /// Serves every volume, read and write, to NBD clients that are not identified (writes recorded as
+    /// <c>nbd:&lt;address&gt;</c>): for a port only trusted hosts reach (the local stack and the tests set it on
+    /// loopback). Off by default: without it and without <see cref="NbdClientCaFile"/>, every export is refused with
+    /// a sentence saying which of the two to set.
+    /// </summary>
+    public bool NbdAnonymous { get; set; }
 
     /// <summary>The private key of <see cref="NbdCertificateFile"/> (PEM); empty: in the certificate's file, or the HTTPS API's key.</summary>
     public string NbdCertificateKeyFile { get; set; } = "";
@@ -248,6 +257,8 @@ public sealed class ControllerOptions
         if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
             throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");
         Nbd.Validate();
+        if (NbdAnonymous && !string.IsNullOrWhiteSpace(NbdClientCaFile))
+            throw new ArgumentException("Controller:NbdAnonymous serves every volume to clients that are not identified, and Controller:NbdClientCaFile asks every client for a certificate: set one of the two");
         if (Nbd.ClientCertificateAuthorities is not null && Nbd.EffectiveTls == TaggedMirror.Nbd.Server.NbdTlsMode.Off)
             throw new ArgumentException("Controller:NbdClientCaFile asks NBD clients for certificates, but NBD has no TLS: give it a certificate (Controller:NbdCertificateFile or the HTTPS one) and leave Controller:Nbd:Tls on Auto, Allow or Require");
     }

@@ -47,6 +47,19 @@ public sealed class ControllerOptionsTests
     }
 
     [Fact]
+    public void nbd_is_closed_by_default_and_anonymous_access_and_client_certificates_cannot_both_be_asked_for()
+    {
+        var defaults = new ControllerOptions();
+        Assert.False(defaults.NbdAnonymous);
+        Assert.Equal("", defaults.NbdClientCaFile);
+        new ControllerOptions { NbdAnonymous = true }.Validate();
+        var both = new ControllerOptions { NbdAnonymous = true, NbdClientCaFile = "/etc/tm/nbd-clients.pem" };
+        var ex = Assert.ThrowsAny<ArgumentException>(both.Validate);
+        Assert.Contains("NbdAnonymous", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("NbdClientCaFile", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void the_nbd_certificate_comes_from_its_own_setting_else_the_https_one_and_one_that_does_not_load_is_named()
     {
         var dir = Directory.CreateTempSubdirectory("tm-cert-");

@@ -74,6 +74,34 @@ public sealed class NbdAccessTests : IDisposable
         Assert.All(await cluster.ReadAsync("a", 0, 2), b => Assert.Equal(0x5a, b));
     }
 
+    [Fact]
+    public async Task with_neither_client_certificates_nor_anonymous_access_configured_nbd_serves_nothing_and_says_what_to_set()
+    {
+        // The product's default: Controller__NbdAnonymous unset (false), no client CA.
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__NbdAnonymous"] = "false" });
+        await cluster.CreateVolumeAsync("closed", 4096, 64);
+        var model = new VolumeModel(4096, 64);
+        model.Record(await cluster.WriteAsync("closed", 0, VolumeModel.Data(7, 2, 4096)), 7);
+
+        var listed = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--list", "--json", $"nbd://127.0.0.1:{cluster.NbdPort}"));
+        Assert.Empty(listed.RootElement.GetProperty("exports").EnumerateArray());
+        foreach (var (refused, saysWhy) in new[]
+                 {
+                     (await Tool.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x04 0 8k", cluster.NbdUri("closed")]), true),
+                     (await Tool.RunAsync("qemu-io", ["-f", "raw", "-r", "-c", "read 0 4k", cluster.NbdUri("closed")]), true),
+                     (await Tool.RunAsync("qemu-io", ["-f", "raw", "-r", "-c", "read 0 4k", cluster.NbdUri("no-such-volume")]), true),
+                     // libnbd prints only the error's kind ("server policy prevents NBD_OPT_GO"), not the server's text.
+                     (await Tool.RunAsync("nbdinfo", ["--size", cluster.NbdUri("closed")]), false),
+                 })
+        {
+            Assert.True(refused.ExitCode != 0 && !refused.Stdout.Contains("wrote", StringComparison.Ordinal) && !refused.Stdout.Contains("read ", StringComparison.Ordinal), refused.ToString());
+            // qemu shows the server's sentence: what to configure, not just "refused".
+            if (saysWhy) Assert.True(refused.Stderr.Contains("Controller__NbdAnonymous", StringComparison.Ordinal), refused.ToString());
+        }
+        Assert.Contains("NBD: no volume is served", cluster.Controller.Tail(1000), StringComparison.Ordinal);
+        await Mirrors.AssertReadsEqualAsync(cluster, "closed", model.Expected(), 4096);
+    }
+
     private static async Task<BlockWrite?> WriterOfAsync(TestCluster cluster, string volume, long block)
     {
         using var r = await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/{volume}/blocks/{block}/writer"));

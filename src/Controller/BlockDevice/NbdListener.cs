@@ -39,7 +39,10 @@ internal sealed class NbdListener(VolumeExports exports, ControllerOptions optio
             }
             using (listener)
             {
-                _logger.LogInformation("NBD: volumes are exports on nbd://{Endpoint}/<volume> (TLS: {Tls})", listener.LocalEndPoint, options.Nbd.EffectiveTls);
+                _logger.LogInformation("NBD: volumes are exports on nbd://{Endpoint}/<volume> (TLS: {Tls}; clients: {Access})", listener.LocalEndPoint, options.Nbd.EffectiveTls,
+                    options.Nbd.ClientCertificateAuthorities is not null ? "identified by certificate" : options.NbdAnonymous ? "not identified, every volume to each (Controller:NbdAnonymous)" : "none served");
+                if (options.Nbd.ClientCertificateAuthorities is null && !options.NbdAnonymous)
+                    _logger.LogWarning("NBD: no volume is served: {Reason}", VolumeExports.NotConfigured);
                 await server.RunAsync(listener, stoppingToken);
             }
         }

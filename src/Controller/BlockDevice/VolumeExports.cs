@@ -14,17 +14,23 @@ namespace TaggedMirror.Controller.BlockDevice;
 /// With client authorities (<see cref="ControllerOptions.NbdClientCaFile"/>) a client is the API key its certificate
 /// names (subject CN = the key's id): it lists and opens only the volumes that key may read, read-only where the key
 /// may not write, and is refused when the key is unknown or revoked; one without a certificate gets nothing
-/// (docs/design.md, "Who may use an NBD export").
+/// (docs/design.md, "Who may use an NBD export"). With <see cref="ControllerOptions.NbdAnonymous"/> instead, every
+/// client gets every volume. With neither, nothing is served: the list is empty and every open is refused with a
+/// sentence naming the two settings.
 /// </para>
 /// </summary>
 internal sealed class VolumeExports(VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, ApiKeyLookup keys) : INbdExports
 {
+    /// <summary>Why no client is served: neither way of deciding who may use a volume is configured.</summary>
+    public const string NotConfigured =
+        "this server has no NBD access configured: its operator sets Controller__NbdClientCaFile (clients present certificates made with tm key cert) or Controller__NbdAnonymous=true (every volume to whoever reaches the port)";
+
     private bool KeysRequired => options.Nbd.ClientCertificateAuthorities is not null;
 
     public async ValueTask<IReadOnlyList<NbdExportEntry>> ListAsync(NbdClient client, CancellationToken ct)
     {
-        var (principal, _) = await IdentifyAsync(client, ct);
-        if (KeysRequired && principal is null) return [];
+        var (principal, refusal) = await IdentifyAsync(client, ct);
+        if (refusal is not null) return [];
         return [.. catalog.All.Where(v => v.Owned && (principal?.MayRead(v.Name) ?? true)).Select(v => new NbdExportEntry(v.Name, Describe(v)))];
     }
 
@@ -45,7 +51,7 @@ internal sealed class VolumeExports(VolumeCatalog catalog, WritePipeline pipelin
     /// <summary>The key a client's certificate names, or why the client gets nothing; (null, null) when keys are not asked for.</summary>
     private async ValueTask<(Principal? Principal, string? Refusal)> IdentifyAsync(NbdClient client, CancellationToken ct)
     {
-        if (!KeysRequired) return (null, null);
+        if (!KeysRequired) return options.NbdAnonymous ? (null, null) : (null, NotConfigured);
         if (client.Certificate is not { } certificate)
             return (null, "this server serves volumes to clients with a certificate only: connect over TLS with a client certificate (tm key cert)");
         var id = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);

@@ -35,7 +35,10 @@ internal sealed class TestCluster : IAsyncDisposable
             Kafka.SetPartitionLeader("tm.device." + devices[i], 0, BrokerOf(i));
         }
         DataSource = NpgsqlDataSource.Create(Postgres);
-        _controllerSettings = controllerSettings ?? [];
+        _controllerSettings = new Dictionary<string, string>(controllerSettings ?? [], StringComparer.Ordinal);
+        // NBD serves nothing until told whom to (issue #12): the tests' loopback port serves every volume to every
+        // client unless a test identifies clients by certificate or says otherwise.
+        if (!_controllerSettings.ContainsKey("Controller__NbdClientCaFile")) _controllerSettings.TryAdd("Controller__NbdAnonymous", "true");
         Devices = devices;
         // Over https the cluster's client trusts exactly the controller's certificate (TlsCertificate), no other.
         Http = new HttpClient(new SocketsHttpHandler
