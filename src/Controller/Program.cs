@@ -135,6 +135,7 @@ builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(
 builder.Services.AddHostedService<BarrierPublisher>();
 builder.Services.AddHostedService<LeaseKeeper>();
 builder.Services.AddSingleton<IntakeStore>();
+builder.Services.AddSingleton<IntakeAccess>();
 builder.Services.AddSingleton<IntakeTelemetry>();
 builder.Services.AddSingleton<OutcomePublisher>();
 builder.Services.AddSingleton<RequestHandler>();

@@ -21,6 +21,7 @@ public sealed class IntakeProducer : IDisposable
     public static readonly ActivitySource Source = new("TaggedMirror.IntakeClient");
 
     private readonly IntakeProducerOptions _options;
+    private readonly byte[] _key;
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly IConsumer<byte[]?, byte[]?> _consumer;
     private readonly ConcurrentDictionary<string, TaskCompletionSource<IntakeOutcome>> _waiting = new(StringComparer.Ordinal);
@@ -31,6 +32,7 @@ public sealed class IntakeProducer : IDisposable
     private IntakeProducer(IntakeProducerOptions options, IProducer<byte[]?, byte[]?> producer, IConsumer<byte[]?, byte[]?> consumer)
     {
         _options = options;
+        _key = Encoding.UTF8.GetBytes(options.Key.Trim());
         _producer = producer;
         _consumer = consumer;
         _reader = new Thread(ReadOutcomes) { IsBackground = true, Name = "intake outcomes " + options.ProducerId };
@@ -51,6 +53,8 @@ public sealed class IntakeProducer : IDisposable
     public static IntakeProducer Create(IntakeProducerOptions options, TimeSpan? waitForTopics = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(options.Key))
+            throw new ArgumentException("an API key is required: the intake answers only requests that carry one (tm key create --role producer --volumes <volume>)", nameof(options));
         if (!IntakeCodec.IsValidId(options.ProducerId))
             throw new ArgumentException($"producer id '{options.ProducerId}' is not valid: use 1 to {IntakeCodec.MaxIdLength} letters, digits, '.', '_', ':' or '-'", nameof(options));
         var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
@@ -116,7 +120,8 @@ public sealed class IntakeProducer : IDisposable
         {
             throw new IntakeTimeoutException(
                 $"no outcome for request {requestId} of producer {_options.ProducerId} (volume {volume}, block {firstBlock}) within {_options.Timeout.TotalSeconds:0.#} s: "
-                + "its fate is unknown; publish it again with the same request id to learn it (it is never written twice)");
+                + "its fate is unknown; publish it again with the same request id to learn it (it is never written twice). "
+                + "A request whose key is wrong or revoked, or whose producer id another key holds, is quarantined unanswered");
         }
     }
 
@@ -153,7 +158,11 @@ public sealed class IntakeProducer : IDisposable
         using var span = Source.StartActivity("intake publish", ActivityKind.Producer);
         span?.SetTag("messaging.system", "kafka").SetTag("messaging.destination.name", _options.RequestsTopic)
             .SetTag("tm.volume", volume).SetTag("tm.intake.request", requestId);
-        var headers = new Headers { { IntakeHeaders.Request, IntakeCodec.EncodeRequest(_options.ProducerId, requestId, firstBlock, data.Span) } };
+        var headers = new Headers
+        {
+            { IntakeHeaders.Request, IntakeCodec.EncodeRequest(_options.ProducerId, requestId, firstBlock, data.Span) },
+            { IntakeHeaders.Key, _key },
+        };
         if (span?.Id is { } id && span.IdFormat == ActivityIdFormat.W3C)
         {
             headers.Add(HeaderNames.TraceParent, Encoding.ASCII.GetBytes(id));

@@ -11,6 +11,12 @@ public sealed class IntakeProducerOptions
     /// <summary>This producer's id (<see cref="IntakeCodec.IsValidId"/>): outcomes are keyed by it. Request ids are unique per producer.</summary>
     public required string ProducerId { get; init; }
 
+    /// <summary>
+    /// The API key the requests carry (a producer key naming the volumes written, or an operator's). The first key to
+    /// use a producer id holds it until that key is revoked: requests under another key's producer id go unanswered.
+    /// </summary>
+    public required string Key { get; init; }
+
     /// <summary>The requests topic.</summary>
     public string RequestsTopic { get; init; } = IntakeTopics.Requests;
 

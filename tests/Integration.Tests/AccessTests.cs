@@ -47,7 +47,7 @@ public sealed class AccessTests
     {
         await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__AccessFailureLimit"] = "100000" });
         await cluster.CreateVolumeAsync("mine", 4096, 16);
-        var revoked = await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Operator, null));
+        var revoked = await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Operator, null));
         await SendAsync(cluster, HttpMethod.Delete, "/keys/" + revoked.Info.Id, null, cluster.OperatorKey, HttpStatusCode.OK);
         var before = await StateAsync(cluster, "mine");
 
@@ -83,9 +83,9 @@ public sealed class AccessTests
         await using var cluster = await TestCluster.StartAsync(devices: ["d0", "d1", "d2"], controllerSettings: new() { ["Controller__AccessFailureLimit"] = "100000" });
         await cluster.CreateVolumeAsync("mine", 4096, 16, mirrors: ["d0", "d1"]);
         await cluster.CreateVolumeAsync("theirs", 4096, 16, mirrors: ["d0", "d1"]);
-        var producer = (await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["mine"], Description: "writer of mine"))).Key;
-        var reader = (await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["mine"], ReadOnly: true))).Key;
-        var other = (await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["theirs"]))).Key;
+        var producer = (await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["mine"], Description: "writer of mine"))).Key;
+        var reader = (await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["mine"], ReadOnly: true))).Key;
+        var other = (await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["theirs"]))).Key;
         var theirsBefore = await StateAsync(cluster, "theirs");
 
         // The producer of "mine": every endpoint on "theirs" refused (403, nothing changed); on "mine" it reads and
@@ -131,7 +131,7 @@ public sealed class AccessTests
         var data = new byte[4096];
         Array.Fill(data, (byte)0x5a);
         await cluster.WriteAsync("mine", 0, data, wait: "applied");
-        var producer = (await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["mine"]))).Key;
+        var producer = (await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["mine"]))).Key;
         var objectId = (await GetAsync<VolumeStatus>(cluster, "/volumes/mine", cluster.OperatorKey)).Mirrors.Single(m => m.DeviceId == "d0").ObjectId;
         string secret;
         await using (var conn = await cluster.DataSource.OpenConnectionAsync())
@@ -205,7 +205,7 @@ public sealed class AccessTests
         var keysBefore = await GetAsync<ApiKeyInfo[]>(cluster, "/keys", cluster.OperatorKey);
         Assert.Single(keysBefore);   // the operator key of the first start, and nothing the refusals made
 
-        var created = await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["v1", "v2", "v1"], ReadOnly: true, Description: "dashboard"));
+        var created = await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["v1", "v2", "v1"], ReadOnly: true, Description: "dashboard"));
         Assert.StartsWith("tm_" + created.Info.Id + "_", created.Key, StringComparison.Ordinal);
         Assert.Equal(["v1", "v2"], created.Info.Volumes);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(cluster, HttpMethod.Get, "/volumes", null, created.Key)).Status);
@@ -260,13 +260,6 @@ public sealed class AccessTests
             TimeSpan.FromSeconds(30), () => "the operator key was still refused after the window");
     }
 
-    private static async Task<CreatedKey> CreateKeyAsync(TestCluster cluster, CreateKeyRequest request)
-    {
-        using var http = Client(cluster.OperatorKey);
-        using var response = await http.PostAsJsonAsync(cluster.Controller.Url + "/keys", request, Json);
-        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
-        return (await response.Content.ReadFromJsonAsync<CreatedKey>(Json))!;
-    }
 
     private static async Task<T> GetAsync<T>(TestCluster cluster, string path, string key)
     {

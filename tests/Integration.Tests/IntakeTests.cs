@@ -1,5 +1,6 @@
 using System.Text;
 using Confluent.Kafka;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Contracts.Intake;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.IntakeClient;
@@ -13,10 +14,11 @@ public sealed class IntakeTests(ITestOutputHelper output)
 {
     private const int BlockSize = 4096;
 
-    private static IntakeProducer Producer(TestCluster cluster, string id = "p1", TimeSpan? timeout = null) => IntakeProducer.Create(new IntakeProducerOptions
+    private static IntakeProducer Producer(TestCluster cluster, string id = "p1", TimeSpan? timeout = null, string? key = null) => IntakeProducer.Create(new IntakeProducerOptions
     {
         BootstrapServers = cluster.Kafka.BootstrapServers,
         ProducerId = id,
+        Key = key ?? cluster.OperatorKey,
         Timeout = timeout ?? TimeSpan.FromSeconds(60),
     }, TimeSpan.FromSeconds(60));
 
@@ -192,7 +194,7 @@ public sealed class IntakeTests(ITestOutputHelper output)
         var key = Encoding.UTF8.GetBytes("mal");
         var one = VolumeModel.Data(1, 1, BlockSize);
 
-        Headers Envelope(byte[] envelope) => new() { { IntakeHeaders.Request, envelope } };
+        Headers Envelope(byte[] envelope) => new() { { IntakeHeaders.Request, envelope }, { IntakeHeaders.Key, Encoding.UTF8.GetBytes(cluster.OperatorKey) } };
         byte[] Valid(string id, long firstBlock, byte[] data) => IntakeCodec.EncodeRequest("p1", id, firstBlock, data);
 
         // Unanswerable (no request id to answer): quarantined only.
@@ -268,5 +270,5 @@ public sealed class IntakeTests(ITestOutputHelper output)
     }
 
     private static Task<(int Code, string Output)> TmAsync(TestCluster cluster, params string[] args) =>
-        TmCli.RunAsync([.. args, "--kafka", cluster.Kafka.BootstrapServers]);
+        TmCli.RunAsync([.. args, "--kafka", cluster.Kafka.BootstrapServers], new Dictionary<string, string> { [AccessHeaders.KeyEnvironment] = cluster.OperatorKey });
 }

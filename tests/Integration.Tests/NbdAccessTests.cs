@@ -29,9 +29,9 @@ public sealed class NbdAccessTests : IDisposable
         await using var cluster = await TestCluster.StartAsync(tls: true, controllerSettings: new() { ["Controller__NbdClientCaFile"] = caCert });
         await cluster.CreateVolumeAsync("a", 4096, 64);
         await cluster.CreateVolumeAsync("b", 4096, 64);
-        var writer = await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["a"]));
-        var reader = await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["a"], ReadOnly: true));
-        var other = await CreateKeyAsync(cluster, new CreateKeyRequest(AccessRoles.Producer, ["b"]));
+        var writer = await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["a"]));
+        var reader = await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["a"], ReadOnly: true));
+        var other = await cluster.CreateKeyAsync(new CreateKeyRequest(AccessRoles.Producer, ["b"]));
         var writerDir = await CertAsync(cluster, writer.Info.Id, caCert, caKey);
         var readerDir = await CertAsync(cluster, reader.Info.Id, caCert, caKey);
         var otherDir = await CertAsync(cluster, other.Info.Id, caCert, caKey);
@@ -131,12 +131,5 @@ public sealed class NbdAccessTests : IDisposable
         File.WriteAllText(cert, ca.ExportCertificatePem());
         File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
         return (cert, keyFile);
-    }
-
-    private static async Task<CreatedKey> CreateKeyAsync(TestCluster cluster, CreateKeyRequest request)
-    {
-        using var r = await cluster.Http.PostAsJsonAsync(new Uri(cluster.Controller.Url + "/keys"), request, Json);
-        Assert.True(r.StatusCode == HttpStatusCode.Created, await r.Content.ReadAsStringAsync());
-        return (await r.Content.ReadFromJsonAsync<CreatedKey>(Json))!;
     }
 }

@@ -45,6 +45,7 @@ internal static class PublishCommand
             {
                 BootstrapServers = BenchCommand.ResolveBootstrap(parse.GetValue(kafka)),
                 ProducerId = producerId,
+                Key = Api.KeySource.Find() ?? throw new CliException("the intake takes requests with an API key only, and there is none: " + Api.KeySource.Describe()),
                 Timeout = TimeSpan.FromSeconds(seconds),
             };
             return RunAsync(options, name, parse.GetValue(block), data, id, tries, parse.GetValue(json), ct);

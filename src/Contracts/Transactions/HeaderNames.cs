@@ -25,7 +25,7 @@ public static class HeaderNames
     public const string RequestId = "tm-req";
 
     /// <summary>
-    /// Who asked for the write (<c>key:&lt;key id&gt;</c>, <c>nbd:&lt;client address&gt;</c>, <c>intake:&lt;producer&gt;</c>;
+    /// Who asked for the write (<c>key:&lt;key id&gt;</c>, <c>nbd:&lt;client address&gt;</c>;
     /// UTF-8, printable ASCII, at most <see cref="MaxPrincipalBytes"/>): recorded by the device with the write's entry
     /// and in its block-writer table (docs/design.md, "Who wrote a block"). Never a secret. Absent on repairs.
     /// </summary>

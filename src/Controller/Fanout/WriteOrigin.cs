@@ -18,8 +18,8 @@ internal readonly record struct WriteOrigin(byte[]? Principal, byte[]? RequestId
     /// <summary>A write from an NBD client at <paramref name="client"/> (its address: NBD carries no identity of its own).</summary>
     public static WriteOrigin Nbd(string client) => new(Encode("nbd:" + client), null);
 
-    /// <summary>A write published to the intake by <paramref name="producer"/> as request <paramref name="requestId"/>.</summary>
-    public static WriteOrigin Intake(string producer, string requestId) => new(Encode("intake:" + producer), Encoding.ASCII.GetBytes(requestId));
+    /// <summary>A write published to the intake with API key <paramref name="keyId"/> as request <paramref name="requestId"/> (<c>producer/request</c>).</summary>
+    public static WriteOrigin Intake(string keyId, string requestId) => new(Encode("key:" + keyId), Encoding.ASCII.GetBytes(requestId));
 
     /// <summary>
     /// The text as a header value: control and non-ASCII characters become '?', cut to

@@ -2,7 +2,7 @@ namespace TaggedMirror.Controller.Intake;
 
 /// <summary>
 /// The intake's tables (owned by the controllers' intake, created with <see cref="ControllerSchema"/>):
-/// request ids and their outcomes, each volume's position in the requests topic, and quarantined requests.
+/// request ids and their outcomes, which key holds each producer id, each volume's position in the requests topic, and quarantined requests.
 /// </summary>
 internal static class IntakeSchema
 {
@@ -27,6 +27,12 @@ internal static class IntakeSchema
             partition int NOT NULL,
             next_offset bigint NOT NULL,
             PRIMARY KEY (volume, partition));
+        -- Which API key holds each producer id: the first key whose request named it, until that key is revoked (then
+        -- the next live key to name it). Only the holder's requests are answered and recorded under the id.
+        CREATE TABLE IF NOT EXISTS {schema}.intake_producers (
+            producer_id text PRIMARY KEY,
+            key_id text NOT NULL,
+            claimed_at timestamptz NOT NULL DEFAULT now());
         -- Requests refused as malformed, out of range or for no volume, kept as they came (the value up to 1 MiB).
         -- The first controller to insert a message's row is the one that answers it.
         CREATE TABLE IF NOT EXISTS {schema}.intake_quarantine (

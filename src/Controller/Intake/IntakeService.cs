@@ -20,7 +20,7 @@ namespace TaggedMirror.Controller.Intake;
 /// "Producers that publish writes".
 /// </summary>
 internal sealed class IntakeService(
-    ControllerOptions options, DeviceLog log, VolumeCatalog catalog, IntakeStore store, RequestHandler handler, OutcomePublisher outcomes,
+    ControllerOptions options, DeviceLog log, VolumeCatalog catalog, IntakeStore store, IntakeAccess access, RequestHandler handler, OutcomePublisher outcomes,
     IntakeTelemetry telemetry, ILogger<IntakeService> logger)
     : BackgroundService
 {
@@ -317,15 +317,26 @@ internal sealed class IntakeService(
         var name = d.Volume is { } n && Names.IsValid(n) ? n : null;
         if (name is not null && (catalog.Find(name) is not null || await store.VolumeExistsAsync(name, ct))) return;
         var reason = d.Error ?? $"no volume named '{name}'";
-        var refusal = d is { ProducerId: { } p, RequestId: { } q } ? IntakeOutcome.Refused(p, q, d.Volume ?? "", d.Request?.FirstBlock ?? 0, reason) : null;
+        IntakeOutcome? refusal = null, unrecorded = null;
+        if (d is { ProducerId: { } p, RequestId: { } q })
+        {
+            // As for a volume's requests (RequestHandler): no one's request is only quarantined; a key that may not
+            // write the volume it named hears so, unrecorded, whether or not the volume exists.
+            var (sender, stranger) = await access.IdentifyAsync(m.Headers, p, ct);
+            if (stranger is not null) reason = stranger;
+            else if (d.Error is null && !sender!.MayWrite(name ?? ""))
+                unrecorded = IntakeOutcome.Refused(p, q, d.Volume ?? "", d.Request?.FirstBlock ?? 0, reason = $"key {sender.KeyId} may not write volume {name}");
+            else refusal = IntakeOutcome.Refused(p, q, d.Volume ?? "", d.Request?.FirstBlock ?? 0, reason);
+        }
         var (claimed, publish) = await store.ClaimUnownedAsync(
             new QuarantinedRequest(m.Partition, m.Offset, d.Volume, d.ProducerId, d.RequestId, reason, m.Key, m.Envelope, m.Value), refusal, ct);
         if (!claimed) return;
         telemetry.Quarantined.Add(1);
         logger.LogWarning("Intake: request at {Partition}/{Offset} refused and quarantined: {Reason}", m.Partition, m.Offset, reason);
+        publish ??= unrecorded;
         if (publish is null) return;
         await outcomes.PublishAsync(publish, ct);
-        (ReferenceEquals(publish, refusal) ? telemetry.Refused : telemetry.Duplicates).Add(1);
+        (ReferenceEquals(publish, refusal) || ReferenceEquals(publish, unrecorded) ? telemetry.Refused : telemetry.Duplicates).Add(1);
     }
 
     /// <summary>The requests topic's partitions, creating both topics first when they are missing.</summary>

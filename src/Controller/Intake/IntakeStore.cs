@@ -16,6 +16,28 @@ internal sealed class IntakeStore(EventStreams store)
 
     private string Schema => store.Schema;
 
+    /// <summary>
+    /// The key holding <paramref name="producerId"/> after <paramref name="keyId"/> claims it: the id is taken when no
+    /// key holds it, or when <paramref name="replacing"/> (a key found not live) still does; otherwise the holder stays.
+    /// </summary>
+    public async Task<string> ClaimProducerAsync(string producerId, string keyId, string? replacing, CancellationToken ct)
+    {
+        await using var cmd = Db.CreateCommand($"""
+            WITH claim AS (
+                INSERT INTO {Schema}.intake_producers (producer_id, key_id) VALUES (@p, @k)
+                ON CONFLICT (producer_id) DO UPDATE SET key_id = EXCLUDED.key_id, claimed_at = now()
+                    WHERE {Schema}.intake_producers.key_id = @replacing
+                RETURNING key_id)
+            SELECT key_id FROM claim
+            UNION ALL
+            SELECT key_id FROM {Schema}.intake_producers WHERE producer_id = @p AND NOT EXISTS (SELECT 1 FROM claim)
+            """);
+        cmd.Parameters.AddWithValue("p", producerId);
+        cmd.Parameters.AddWithValue("k", keyId);
+        cmd.Parameters.AddWithValue("replacing", NpgsqlDbType.Text, (object?)replacing ?? DBNull.Value);
+        return (string)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
     /// <summary>The volume's positions per partition (none: it never had a request handled).</summary>
     public async Task<Dictionary<int, long>> PositionsAsync(string volume, CancellationToken ct)
     {

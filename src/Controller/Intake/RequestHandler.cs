@@ -8,6 +8,7 @@ using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reconciliation;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting;
+using TaggedMirror.Hosting.Access;
 using TaggedMirror.Hosting.Telemetry;
 
 namespace TaggedMirror.Controller.Intake;
@@ -22,7 +23,7 @@ namespace TaggedMirror.Controller.Intake;
 /// it and none can receive it any more.
 /// </summary>
 internal sealed class RequestHandler(
-    VolumeCatalog catalog, WritePipeline pipeline, LogProgress progress, IntakeStore store, OutcomePublisher outcomes,
+    VolumeCatalog catalog, WritePipeline pipeline, LogProgress progress, IntakeStore store, IntakeAccess access, OutcomePublisher outcomes,
     ControllerOptions options, ControllerTelemetry controllerTelemetry, IntakeTelemetry telemetry, ILogger<RequestHandler> logger)
 {
     /// <summary>How a step ended: requests done from the head of the step's list; why it stopped early; the volume is not ours any more.</summary>
@@ -39,6 +40,21 @@ internal sealed class RequestHandler(
             decoded[i] = Decode(items[i], v);
             if (decoded[i] is { ProducerId: { } p, RequestId: { } q }) ids.Add((p, q));
         }
+        // Whose each request is (docs/design.md, "Who may publish a write"): a request from no one is quarantined before
+        // anything else is looked at, and nothing is recorded or published under the producer id it names; one whose
+        // key may not write the volume is refused to its producer, unrecorded (the key may be given the volume later).
+        var nobody = new string?[items.Count];
+        var denied = new string?[items.Count];
+        var senders = new Principal?[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (decoded[i] is not { ProducerId: { } p }) continue;
+            var (sender, refusal) = await access.IdentifyAsync(items[i].Headers, p, ct);
+            nobody[i] = refusal;
+            senders[i] = sender;
+            if (sender is not null && !sender.MayWrite(v.Name))
+                denied[i] = $"key {sender.KeyId} may not write volume {v.Name}";
+        }
         var stored = await store.LookupAsync(ids, ct);
 
         // Every new, well-formed request of the step is recorded pending before the first of them is written.
@@ -46,8 +62,8 @@ internal sealed class RequestHandler(
         var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < items.Count; i++)
         {
-            if (decoded[i] is { Error: null, ProducerId: { } p, RequestId: { } q } && !stored.ContainsKey(IntakeCodec.RequestKey(p, q))
-                && seen.Add(IntakeCodec.RequestKey(p, q)))
+            if (decoded[i] is { Error: null, ProducerId: { } p, RequestId: { } q } && nobody[i] is null && denied[i] is null
+                && !stored.ContainsKey(IntakeCodec.RequestKey(p, q)) && seen.Add(IntakeCodec.RequestKey(p, q)))
             {
                 fresh.Add((p, q, v.Name, items[i].Partition, items[i].Offset));
             }
@@ -87,7 +103,23 @@ internal sealed class RequestHandler(
             var first = false; // the outcome is the request id's own (recorded now or before), not a refusal of this copy only
             try
             {
-                if (key is not null && inStep.TryGetValue(key, out var earlier))
+                if (nobody[i] is { } stranger)
+                {
+                    quarantined.Add(new QuarantinedRequest(m.Partition, m.Offset, v.Name, d.ProducerId, d.RequestId, stranger, m.Key, m.Envelope, m.Value));
+                    counted.Add(Counter.Quarantined);
+                    logger.LogWarning("Intake: request at {Partition}/{Offset} for volume {Volume} quarantined, unanswered: {Reason}", m.Partition, m.Offset, v.Name, stranger);
+                    outcome = null;
+                }
+                else if (denied[i] is { } forbidden)
+                {
+                    // The producer's own request (its key holds the id), so it hears why; not recorded, so the same
+                    // request id is written once the key may write the volume.
+                    outcome = IntakeOutcome.Refused(d.ProducerId!, d.RequestId ?? "", v.Name, d.Request?.FirstBlock ?? 0, forbidden);
+                    publish = d.RequestId is not null;
+                    counted.Add(Counter.Refused);
+                    logger.LogWarning("Intake: request at {Partition}/{Offset} refused: {Reason}", m.Partition, m.Offset, forbidden);
+                }
+                else if (key is not null && inStep.TryGetValue(key, out var earlier))
                 {
                     outcome = earlier;
                     first = true;
@@ -122,7 +154,7 @@ internal sealed class RequestHandler(
                     // Pending from before this step: a restart, a takeover or a failed attempt came between its write and its outcome.
                     outcome = stored.ContainsKey(key!) && !mine.Contains(key!) ? await RecoverAsync(intake, v, key!, d, ct) : null;
                     if (outcome is not null) counted.Add(outcome.Ok ? Counter.Accepted : Counter.Refused);
-                    outcome ??= await WriteAsync(intake, v, key!, d, counted, ct);
+                    outcome ??= await WriteAsync(intake, v, key!, d, senders[i]!, counted, ct);
                     record = true;
                 }
             }
@@ -190,12 +222,12 @@ internal sealed class RequestHandler(
         return d.Volume == v.Name || d.Error is not null ? d : d with { Error = $"the message key '{d.Volume}' is not volume {v.Name}" };
     }
 
-    private async Task<IntakeOutcome> WriteAsync(VolumeIntake intake, Volume v, string key, IntakeDecoded d, List<Counter> counted, CancellationToken ct)
+    private async Task<IntakeOutcome> WriteAsync(VolumeIntake intake, Volume v, string key, IntakeDecoded d, Principal sender, List<Counter> counted, CancellationToken ct)
     {
         var r = d.Request!;
         try
         {
-            var result = await pipeline.WriteAsync(v, TransactionKind.Write, r.FirstBlock, d.Data!, waitApplied: false, WriteOrigin.Intake(r.ProducerId, key), ct);
+            var result = await pipeline.WriteAsync(v, TransactionKind.Write, r.FirstBlock, d.Data!, waitApplied: false, WriteOrigin.Intake(sender.KeyId, key), ct);
             counted.Add(Counter.Accepted);
             return new IntakeOutcome(r.ProducerId, r.RequestId, v.Name, true, result.Tag, result.FirstBlock, result.Blocks, result.MirrorsHolding, result.Mirrors, null);
         }

@@ -22,7 +22,7 @@ public sealed class WriteOriginTests
     {
         var who = WriteOrigin.Intake(new string('p', 500), "p/1").Principal!;
         Assert.Equal(HeaderNames.MaxPrincipalBytes, who.Length);
-        Assert.StartsWith("intake:ppp", Encoding.ASCII.GetString(who), StringComparison.Ordinal);
+        Assert.StartsWith("key:ppp", Encoding.ASCII.GetString(who), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -41,8 +41,8 @@ public sealed class WriteOriginTests
     public void the_principal_and_request_travel_as_headers_only_when_there_are_some()
     {
         var fields = new TransactionHeader(TransactionKind.Write, new Tag(1, 1, 1), 0, 1, 512, 8);
-        var with = DeviceLog.Transaction([1], fields, "v.d0"u8.ToArray(), [], new byte[512], origin: WriteOrigin.Intake("prod", "prod/7"));
-        Assert.Equal("intake:prod", Encoding.ASCII.GetString(with.Headers.GetLastBytes(HeaderNames.Principal)));
+        var with = DeviceLog.Transaction([1], fields, "v.d0"u8.ToArray(), [], new byte[512], origin: WriteOrigin.Intake("k1", "prod/7"));
+        Assert.Equal("key:k1", Encoding.ASCII.GetString(with.Headers.GetLastBytes(HeaderNames.Principal)));
         Assert.Equal("prod/7", Encoding.ASCII.GetString(with.Headers.GetLastBytes(HeaderNames.RequestId)));
         var without = DeviceLog.Transaction([1], fields, "v.d0"u8.ToArray(), [], new byte[512]);
         Assert.False(without.Headers.TryGetLastBytes(HeaderNames.Principal, out _));

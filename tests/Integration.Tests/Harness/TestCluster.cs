@@ -214,6 +214,21 @@ internal sealed class TestCluster : IAsyncDisposable
     /// <summary>The volume's status as <paramref name="via"/> (by default the cluster's first controller) sees it.</summary>
     public Task<JsonElement> VolumeStatusAsync(string volume, ServiceProcess? via = null) => GetJsonAsync($"{(via ?? Controller).Url}/volumes/{volume}");
 
+    /// <summary>A new API key, made with the operator key (<c>POST /keys</c>): its secret text and what it is.</summary>
+    public async Task<CreatedKey> CreateKeyAsync(CreateKeyRequest request)
+    {
+        using var r = await Http.PostAsJsonAsync(new Uri(Controller.Url + "/keys"), request, JsonSerializerOptions.Web);
+        Assert.True(r.StatusCode == System.Net.HttpStatusCode.Created, await r.Content.ReadAsStringAsync());
+        return (await r.Content.ReadFromJsonAsync<CreatedKey>(JsonSerializerOptions.Web))!;
+    }
+
+    /// <summary>Revokes a key (<c>DELETE /keys/{id}</c>).</summary>
+    public async Task RevokeKeyAsync(string keyId)
+    {
+        using var r = await Http.DeleteAsync(new Uri($"{Controller.Url}/keys/{keyId}"));
+        Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
+    }
+
     public Task<JsonElement> ControllerInfoAsync(ServiceProcess? via = null) => GetJsonAsync((via ?? Controller).Url + "/controller");
 
     private async Task<JsonElement> GetJsonAsync(string url)
