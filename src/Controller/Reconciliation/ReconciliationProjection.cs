@@ -204,6 +204,9 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         var grace = $"interval '{retireAfter.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} milliseconds'";
         return
         [
+            // With a few thousand unsettled tags the decisions' plans cost past jit_above_cost (100,000), and compiling
+            // them took longer than running them (docs/benchmarks.md, "Decisions without JIT"). For this transaction only.
+            "SET LOCAL jit = off",
             $"""
             -- Tags every entry of which is retired are settled: forget them. Unless a mirror of the volume lacks the
             -- write and has not had it repaired: the entries were retired because their mirror left the volume (a detach
@@ -240,12 +243,16 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             WITH tags AS (
                 SELECT controller_id, epoch, seq, volume, min(device_id) AS source, min(first_block) AS first_block,
                        min(block_count) AS block_count, bool_or(extension) AS extension, min(trace_parent) AS trace_parent,
-                       max(owner_epoch) AS owner_epoch
+                       max(owner_epoch) AS owner_epoch, array_agg(device_id) AS devices
                 FROM {schema}.recon_entries WHERE NOT repair GROUP BY 1, 2, 3, 4)
             , missing AS (
-                SELECT t.*, d.device AS target
+                SELECT t.controller_id, t.epoch, t.seq, t.volume, t.source, t.first_block, t.block_count, t.extension,
+                       t.trace_parent, t.owner_epoch, d.device AS target
                 FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume CROSS JOIN LATERAL unnest(v.devices) AS d(device)
-                WHERE NOT EXISTS (SELECT 1 FROM {schema}.recon_entries e
+                -- A tag with an entry on every mirror lacks none: dropped before the per-mirror probes below, which
+                -- would each find its entry (most tags, most of the time; the same rows result, several times sooner).
+                WHERE NOT (v.devices <@ t.devices)
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_entries e
                                   WHERE (e.controller_id, e.epoch, e.seq, e.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
                   AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
                                   WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device))
