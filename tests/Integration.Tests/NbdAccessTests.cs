@@ -65,13 +65,33 @@ public sealed class NbdAccessTests : IDisposable
             Assert.True(!refused.Stdout.Contains("wrote", StringComparison.Ordinal) && (refused.ExitCode != 0 || refused.Stderr.Length > 0), refused.ToString());
         }
 
-        // Revoked: the next connection is refused.
+        // Revoked: a connection open since before can do nothing more (EPERM), and the next connection is refused.
+        var start = new System.Diagnostics.ProcessStartInfo("qemu-io") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in Qemu(writerDir, "a")) start.ArgumentList.Add(a);
+        using var open = System.Diagnostics.Process.Start(start)!;
+        var openOutput = new System.Text.StringBuilder();
+        open.OutputDataReceived += (_, e) => { lock (openOutput) openOutput.AppendLine(e.Data); };
+        open.ErrorDataReceived += (_, e) => { lock (openOutput) openOutput.AppendLine(e.Data); };
+        open.BeginOutputReadLine();
+        open.BeginErrorReadLine();
+        string Seen() { lock (openOutput) return openOutput.ToString(); }
+        await open.StandardInput.WriteLineAsync("write -P 0x5a 16k 4k");
+        await Eventually.TrueAsync(() => Task.FromResult(Seen().Contains("wrote 4096/4096", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), () => "the open connection's first write: " + Seen());
         using (var r = await cluster.Http.DeleteAsync(new Uri($"{cluster.Controller.Url}/keys/{writer.Info.Id}")))
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(1.5));   // another controller's cache; this one forgot it at once
+        await open.StandardInput.WriteLineAsync("write -P 0x06 16k 4k");
+        await open.StandardInput.WriteLineAsync("read 16k 4k");
+        await open.StandardInput.WriteLineAsync("quit");
+        open.StandardInput.Close();
+        await open.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var afterRevocation = Seen();
+        Assert.True(afterRevocation.Contains("write failed: Operation not permitted", StringComparison.Ordinal)
+            && afterRevocation.Contains("read failed: Operation not permitted", StringComparison.Ordinal), afterRevocation);
         var revoked = await Tool.RunAsync("qemu-io", Qemu(writerDir, "a", "write -P 0x05 0 4k"));
         Assert.DoesNotContain("wrote", revoked.Stdout, StringComparison.Ordinal);
         Assert.All(await cluster.ReadAsync("a", 0, 2), b => Assert.Equal(0x5a, b));
+        Assert.All(await cluster.ReadAsync("a", 4, 1), b => Assert.Equal(0x5a, b));
     }
 
     [Fact]

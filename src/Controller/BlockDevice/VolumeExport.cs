@@ -18,8 +18,14 @@ namespace TaggedMirror.Controller.BlockDevice;
 /// tagged writes at once (NBD promises no atomicity for a request); zeroes and trims are tagged writes of zeroes,
 /// in pieces of at most one write, at most <see cref="ZeroWritesInFlight"/> at a time.
 /// </para>
+/// <para>
+/// <paramref name="authorize"/>, when the connection acts as a key, runs before every request and throws
+/// <c>EPERM</c> once that key is revoked: a revocation ends what open connections may do, not only new ones.
+/// </para>
 /// </summary>
-internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description, WriteOrigin origin, bool readOnly = false)
+internal sealed class VolumeExport(
+    Volume opened, VolumeCatalog catalog, WritePipeline pipeline, VolumeReader reader, ControllerOptions options, string description, WriteOrigin origin,
+    bool readOnly = false, Func<CancellationToken, ValueTask>? authorize = null)
     : INbdExport
 {
     private const int ZeroWritesInFlight = 8;
@@ -42,6 +48,7 @@ internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePi
 
     public async ValueTask<byte[]> ReadAsync(ulong offset, int length, CancellationToken ct)
     {
+        await AuthorizeAsync(ct);
         var v = Current();
         try
         {
@@ -57,16 +64,21 @@ internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePi
         }
     }
 
-    public ValueTask WriteAsync(ulong offset, byte[] data, bool fua, CancellationToken ct)
+    public async ValueTask WriteAsync(ulong offset, byte[] data, bool fua, CancellationToken ct)
     {
-        if (data.Length <= _piece) return new ValueTask(WriteOneAsync((long)(offset / MinimumBlockSize), data, ct));
+        await AuthorizeAsync(ct);
+        if (data.Length <= _piece)
+        {
+            await WriteOneAsync((long)(offset / MinimumBlockSize), data, ct);
+            return;
+        }
         var pieces = new List<Task>();
         for (var at = 0; at < data.Length; at += _piece)
         {
             var piece = data.AsSpan(at, Math.Min(_piece, data.Length - at)).ToArray();
             pieces.Add(WriteOneAsync((long)((offset + (ulong)at) / MinimumBlockSize), piece, ct));
         }
-        return new ValueTask(Task.WhenAll(pieces));
+        await Task.WhenAll(pieces);
     }
 
     public ValueTask WriteZeroesAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
@@ -74,18 +86,21 @@ internal sealed class VolumeExport(Volume opened, VolumeCatalog catalog, WritePi
     /// <summary>A trim is a tagged write of zeroes like any other (a mirror that missed one is resynced the same way).</summary>
     public ValueTask TrimAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
 
+    private ValueTask AuthorizeAsync(CancellationToken ct) => authorize is null ? ValueTask.CompletedTask : authorize(ct);
+
     /// <summary>
     /// Every write answered before it is in every reachable mirror's log (acks=all, the product's durability, as an
     /// HTTP acknowledgement): nothing left to wait for, on this connection or any other. The volume must still be here.
     /// </summary>
-    public ValueTask FlushAsync(CancellationToken ct)
+    public async ValueTask FlushAsync(CancellationToken ct)
     {
+        await AuthorizeAsync(ct);
         Current();
-        return ValueTask.CompletedTask;
     }
 
     private async Task ZeroAsync(ulong offset, ulong length, CancellationToken ct)
     {
+        await AuthorizeAsync(ct);
         var full = new byte[Math.Min((ulong)_piece, length)];   // never written to: shared by every piece of its size
         var starts = new List<ulong>();
         for (var at = 0UL; at < length; at += (ulong)_piece) starts.Add(at);

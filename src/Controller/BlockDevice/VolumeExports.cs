@@ -3,6 +3,7 @@ using TaggedMirror.Controller.Fanout;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Volumes;
 using TaggedMirror.Hosting.Access;
+using TaggedMirror.Nbd.Protocol;
 using TaggedMirror.Nbd.Server;
 
 namespace TaggedMirror.Controller.BlockDevice;
@@ -45,7 +46,20 @@ internal sealed class VolumeExports(VolumeCatalog catalog, WritePipeline pipelin
             return NbdOpenResult.Unknown(name.Length == 0 ? "there is no default export: name a volume (nbd://host:10809/<volume>)" : $"no volume named '{name}'");
         if (!v.Owned) return NbdOpenResult.Refused($"volume {name} is served by another controller: connect to its owner");
         var origin = principal is null ? WriteOrigin.Nbd(client.Address) : WriteOrigin.Key(principal.KeyId);
-        return NbdOpenResult.Opened(new VolumeExport(v, catalog, pipeline, reader, options, Describe(v), origin, readOnly: principal is not null && !principal.MayWrite(name)));
+        return NbdOpenResult.Opened(new VolumeExport(v, catalog, pipeline, reader, options, Describe(v), origin,
+            readOnly: principal is not null && !principal.MayWrite(name),
+            authorize: principal is null ? null : c => StillLiveAsync(principal.KeyId, name, c)));
+    }
+
+    /// <summary>
+    /// Before each request of a connection that acts as a key: that key is still live (the lookup's one-second cache,
+    /// so a revocation holds within a second on open connections too). While PostgreSQL is away the key stands as last
+    /// seen, as on the API.
+    /// </summary>
+    private async ValueTask StillLiveAsync(string keyId, string volume, CancellationToken ct)
+    {
+        if (await keys.FindLiveAsync(keyId, ct) is null)
+            throw new NbdException(NbdError.NotPermitted, $"key {keyId} was revoked: this connection may not use volume {volume} any more");
     }
 
     /// <summary>The key a client's certificate names, or why the client gets nothing; (null, null) when keys are not asked for.</summary>
