@@ -199,7 +199,8 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         await batch.ExecuteNonQueryAsync(ct);
     }
 
-    private static string[] Decisions(string schema, TimeSpan retireAfter)
+    /// <summary>The decisions, in order. Each is queued on its own by a daemon batch (Marten's QueueSqlCommand), which refuses any ";".</summary>
+    internal static string[] Decisions(string schema, TimeSpan retireAfter)
     {
         var grace = $"interval '{retireAfter.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} milliseconds'";
         return
@@ -250,7 +251,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                        t.trace_parent, t.owner_epoch, d.device AS target
                 FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume CROSS JOIN LATERAL unnest(v.devices) AS d(device)
                 -- A tag with an entry on every mirror lacks none: dropped before the per-mirror probes below, which
-                -- would each find its entry (most tags, most of the time; the same rows result, several times sooner).
+                -- would each find its entry (most tags, most of the time: the same rows result, several times sooner).
                 WHERE NOT (v.devices <@ t.devices)
                   AND NOT EXISTS (SELECT 1 FROM {schema}.recon_entries e
                                   WHERE (e.controller_id, e.epoch, e.seq, e.device_id) = (t.controller_id, t.epoch, t.seq, d.device))

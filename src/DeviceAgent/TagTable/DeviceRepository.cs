@@ -232,16 +232,28 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     private async Task RecordBlockWritesAsync(EventTransaction session, IReadOnlyList<Consumption.BlockWriteRow> rows, CancellationToken ct)
     {
         if (rows.Count == 0) return;
-        // The covered rows are found range by range through (device, object, first_block): a nested loop over the
-        // batch's writes, one index range scan each, never a scan of the table (checked with EXPLAIN on 600k rows).
+        // The covered rows are found range by range through (device, object, first_block): one index range scan per
+        // write of the batch, whatever the table's size and whatever its statistics say. Written so the planner has no
+        // other choice: the lateral subquery is fenced (OFFSET 0, so it is not flattened into a join); partition and
+        // offset are compared as expressions (+ 0) so the primary key, which matches more columns, is not used instead;
+        // and sequential scans are off for this one statement, since a table that grew since it was last analyzed (a
+        // new device's, within seconds) looks small enough to scan whole for each write. The plain join this replaces
+        // was planned as a hash join over every row of the device: 36 ms per batch with 4,000 rows, growing with the
+        // table (docs/benchmarks.md, "Who wrote a block: the cost").
         await using var cmd = new NpgsqlCommand($"""
             INSERT INTO {_schema}.block_writes (device_id, object_id, partition, topic_offset, first_block, block_count, controller_id, epoch, seq, kind, owner_epoch, principal)
             SELECT @d, * FROM unnest(@o, @p, @off, @f, @c, @ci, @e, @s, @k, @oe, @w)
             ON CONFLICT DO NOTHING;
+            SET LOCAL enable_seqscan = off;
             DELETE FROM {_schema}.block_writes x
-            USING unnest(@o, @p, @off, @f, @c) AS r(o, p, off, f, c)
-            WHERE x.device_id = @d AND x.object_id = r.o AND x.first_block >= r.f AND x.first_block < r.f + r.c
-              AND x.first_block + x.block_count <= r.f + r.c AND x.partition = r.p AND x.topic_offset < r.off;
+            WHERE x.ctid = ANY (ARRAY(
+                SELECT y.ctid FROM unnest(@o, @p, @off, @f, @c) AS r(o, p, off, f, c)
+                CROSS JOIN LATERAL (
+                    SELECT z.ctid FROM {_schema}.block_writes z
+                    WHERE z.device_id = @d AND z.object_id = r.o AND z.first_block >= r.f AND z.first_block < r.f + r.c
+                      AND z.first_block + z.block_count <= r.f + r.c AND z.partition + 0 = r.p AND z.topic_offset + 0 < r.off
+                    OFFSET 0) y));
+            SET LOCAL enable_seqscan TO DEFAULT;
             INSERT INTO {_schema}.block_write_spans (device_id, object_id, max_blocks)
             SELECT @d, o, max(c) FROM unnest(@o, @c) AS r(o, c) GROUP BY o
             ON CONFLICT (device_id, object_id) DO UPDATE SET max_blocks = excluded.max_blocks

@@ -48,6 +48,18 @@ public sealed class MissingDecisionProperties
         return expected.SetEquals(asked) && asked.Count == asked.Distinct(StringComparer.Ordinal).Count();
     }
 
+    /// <summary>
+    /// A daemon batch queues each decision with Marten's <c>QueueSqlCommand</c>, which refuses a ';' anywhere in the text
+    /// (comments included); the properties here run them in a plain batch, which would not notice.
+    /// </summary>
+    [Fact]
+    public void every_decision_is_one_statement_marten_will_queue()
+    {
+        var decisions = Controller.Reconciliation.ReconciliationProjection.Decisions("s", TimeSpan.FromSeconds(2));
+        Assert.NotEmpty(decisions);
+        Assert.All(decisions, d => Assert.DoesNotContain(';', d));
+    }
+
     private static async Task<List<string>> DecideAsync(List<Case> tags, HashSet<string> behind)
     {
         await using var scratch = await ScratchReconciliation.CreateAsync();
