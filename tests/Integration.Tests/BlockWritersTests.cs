@@ -29,12 +29,12 @@ public sealed class BlockWritersTests
         // Alice writes blocks 0-3 in one write, then Bob overwrites block 2 only.
         var a = await WriteAsync(cluster, alice.Key, "prov", 0, 4);
         var b = await WriteAsync(cluster, bob.Key, "prov", 2, 1);
-        var block2 = await WritersAsync(cluster, "prov", 2);
+        var block2 = await cluster.WritersAsync("prov", 2);
         AssertLastWrite(block2, b.Tag, "key:" + bob.Info.Id, 2, 1, ["d0", "d1"]);
         Assert.All(block2.Mirrors, m => Assert.Equal("last-write", m.Holds));
         foreach (var n in new long[] { 0, 1, 3 })
-            AssertLastWrite(await WritersAsync(cluster, "prov", n), a.Tag, "key:" + alice.Info.Id, 0, 4, ["d0", "d1"]);
-        var never = await WritersAsync(cluster, "prov", 4);
+            AssertLastWrite(await cluster.WritersAsync("prov", n), a.Tag, "key:" + alice.Info.Id, 0, 4, ["d0", "d1"]);
+        var never = await cluster.WritersAsync("prov", 4);
         Assert.Null(never.LastWrite);
         Assert.All(never.Mirrors, m => Assert.Equal(("none", (BlockWrite?)null), (m.Holds, m.Write)));
 
@@ -42,12 +42,12 @@ public sealed class BlockWritersTests
         cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
         var missed = await WriteAsync(cluster, alice.Key, "prov", 5, 1);
         Assert.Equal("Degraded", await cluster.MirrorStateAsync("prov", "d1"));
-        var block5 = await WritersAsync(cluster, "prov", 5);
+        var block5 = await cluster.WritersAsync("prov", 5);
         AssertLastWrite(block5, missed.Tag, "key:" + alice.Info.Id, 5, 1, ["d0"]);
         Assert.Equal("none", block5.Mirrors.Single(m => m.Device == "d1").Holds);
         cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
         await cluster.WaitConvergedAsync("prov");
-        block5 = await WritersAsync(cluster, "prov", 5);
+        block5 = await cluster.WritersAsync("prov", 5);
         AssertLastWrite(block5, missed.Tag, "key:" + alice.Info.Id, 5, 1, ["d0"]);
         var copied = block5.Mirrors.Single(m => m.Device == "d1");
         Assert.True(copied.Holds == "copy" && copied.Write is { Kind: "repair", Principal: null },
@@ -63,9 +63,9 @@ public sealed class BlockWritersTests
             },
             TimeSpan.FromSeconds(120), () => "the rebuild of d0 did not end\n" + cluster.Logs());
         await cluster.WaitConvergedAsync("prov");
-        AssertLastWrite(await WritersAsync(cluster, "prov", 2), b.Tag, "key:" + bob.Info.Id, 2, 1, ["d0", "d1"]);
-        AssertLastWrite(await WritersAsync(cluster, "prov", 0), a.Tag, "key:" + alice.Info.Id, 0, 4, ["d0", "d1"]);
-        Assert.Equal("last-write", (await WritersAsync(cluster, "prov", 5)).Mirrors.Single(m => m.Device == "d0").Holds);
+        AssertLastWrite(await cluster.WritersAsync("prov", 2), b.Tag, "key:" + bob.Info.Id, 2, 1, ["d0", "d1"]);
+        AssertLastWrite(await cluster.WritersAsync("prov", 0), a.Tag, "key:" + alice.Info.Id, 0, 4, ["d0", "d1"]);
+        Assert.Equal("last-write", (await cluster.WritersAsync("prov", 5)).Mirrors.Single(m => m.Device == "d0").Holds);
     }
 
     [Fact]
@@ -74,9 +74,9 @@ public sealed class BlockWritersTests
         await using var cluster = await TestCluster.StartAsync();
         await cluster.CreateVolumeAsync("nbdprov", BlockSize, 64);
         await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 12k 4k", cluster.NbdUri("nbdprov"));
-        await Eventually.TrueAsync(async () => (await WritersAsync(cluster, "nbdprov", 3)).LastWrite?.AppliedBy.Length == 2,
+        await Eventually.TrueAsync(async () => (await cluster.WritersAsync("nbdprov", 3)).LastWrite?.AppliedBy.Length == 2,
             TimeSpan.FromSeconds(30), () => "both mirrors never recorded the NBD write");
-        var w = (await WritersAsync(cluster, "nbdprov", 3)).LastWrite!;
+        var w = (await cluster.WritersAsync("nbdprov", 3)).LastWrite!;
         Assert.Equal(("nbd:127.0.0.1", "write", 3L, 1), (w.Principal, w.Kind, w.FirstBlock, w.BlockCount));
 
         foreach (var (block, expected) in new[] { ("-1", "is not a whole number from 0 to 63"), ("64", "is not a whole number from 0 to 63"),
@@ -96,13 +96,6 @@ public sealed class BlockWritersTests
         Assert.True(w is not null && w.Tag == tag && w.Principal == principal && w.FirstBlock == first && w.BlockCount == count
                 && w.Kind == "write" && w.AppliedBy.Order().SequenceEqual(appliedBy),
             $"block {answer.Block}: expected {tag} by {principal} on {string.Join(",", appliedBy)}, got {JsonSerializer.Serialize(answer)}");
-    }
-
-    private static async Task<BlockWriters> WritersAsync(TestCluster cluster, string volume, long block)
-    {
-        using var r = await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/{volume}/blocks/{block}/writer"));
-        Assert.True(r.IsSuccessStatusCode, $"writer of {volume}/{block}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
-        return (await r.Content.ReadFromJsonAsync<BlockWriters>(Json))!;
     }
 
     /// <summary>A write with <paramref name="key"/>, waited for on every mirror it was sent to.</summary>

@@ -129,9 +129,5 @@ public sealed class IntakeAccessTests
         return await GetWriterAsync(cluster, volume, block);
     }
 
-    private static async Task<BlockWrite?> GetWriterAsync(TestCluster cluster, string volume, long block)
-    {
-        using var r = await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/{volume}/blocks/{block}/writer"));
-        return (await r.Content.ReadFromJsonAsync<BlockWriters>(JsonSerializerOptions.Web))!.LastWrite;
-    }
+    private static async Task<BlockWrite?> GetWriterAsync(TestCluster cluster, string volume, long block) => (await cluster.WritersAsync(volume, block)).LastWrite;
 }

@@ -122,11 +122,7 @@ public sealed class NbdAccessTests : IDisposable
         await Mirrors.AssertReadsEqualAsync(cluster, "closed", model.Expected(), 4096);
     }
 
-    private static async Task<BlockWrite?> WriterOfAsync(TestCluster cluster, string volume, long block)
-    {
-        using var r = await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/{volume}/blocks/{block}/writer"));
-        return (await r.Content.ReadFromJsonAsync<BlockWriters>(Json))!.LastWrite;
-    }
+    private static async Task<BlockWrite?> WriterOfAsync(TestCluster cluster, string volume, long block) => (await cluster.WritersAsync(volume, block)).LastWrite;
 
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     private async Task<string> CertAsync(TestCluster cluster, string keyId, string caCert, string caKey)

@@ -222,6 +222,14 @@ internal sealed class TestCluster : IAsyncDisposable
         return (await r.Content.ReadFromJsonAsync<CreatedKey>(JsonSerializerOptions.Web))!;
     }
 
+    /// <summary>Who last wrote a block (<c>GET /volumes/{name}/blocks/{block}/writer</c>), with the operator key.</summary>
+    public async Task<BlockWriters> WritersAsync(string volume, long block)
+    {
+        using var r = await Http.GetAsync(new Uri($"{Controller.Url}/volumes/{volume}/blocks/{block}/writer"));
+        Assert.True(r.IsSuccessStatusCode, $"writer of {volume}/{block}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+        return (await r.Content.ReadFromJsonAsync<BlockWriters>(JsonSerializerOptions.Web))!;
+    }
+
     /// <summary>Revokes a key (<c>DELETE /keys/{id}</c>).</summary>
     public async Task RevokeKeyAsync(string keyId)
     {
