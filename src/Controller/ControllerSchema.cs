@@ -7,11 +7,15 @@ namespace TaggedMirror.Controller;
 /// <summary>
 /// The tables the controller owns (the device agents only read some of them): epochs, leases, full copies done, its
 /// projections' tables and the reconciliation's. Created idempotently at every start, under an advisory lock so controllers starting together
-/// do not race.
+/// do not race, and without locking a table that has what the start would add (<see cref="Hosting.SchemaChanges"/>): a
+/// controller starting beside a running one must not stop its lease renewals or its reconciliation.
 /// </summary>
 internal static class ControllerSchema
 {
-    public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
+    public static Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct) =>
+        Hosting.SchemaChanges.RunAsync(c => MigrateOnceAsync(dataSource, schema, c), ct);
+
+    private static async Task MigrateOnceAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
     {
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
@@ -32,7 +36,7 @@ internal static class ControllerSchema
                 epoch int NOT NULL,
                 expires_at timestamptz NOT NULL);
             -- Bumped whenever the lease passes to another process (another controller, or a new epoch of the same id).
-            ALTER TABLE {schema}.volume_leases ADD COLUMN IF NOT EXISTS owner_epoch bigint NOT NULL DEFAULT 1;
+            {Hosting.SchemaChanges.ColumnIfMissing(schema, "volume_leases", "owner_epoch", "bigint NOT NULL DEFAULT 1")}
             -- Full copies done, per mirror: the newest truncation of the target device's log each one covers (the
             -- version of its log_truncated event). The device clears its own "needs a full copy" mark from this.
             CREATE TABLE IF NOT EXISTS {schema}.full_copies (
@@ -52,7 +56,7 @@ internal static class ControllerSchema
                 verifies jsonb NOT NULL DEFAULT '[]',
                 requested_at timestamptz NOT NULL DEFAULT now(),
                 completed_at timestamptz);
-            CREATE INDEX IF NOT EXISTS rebuilds_device ON {schema}.rebuilds (device_id, requested_at);
+            {Hosting.SchemaChanges.IndexIfMissing(schema, "rebuilds_device", $"{schema}.rebuilds (device_id, requested_at)")}
             {Access.ApiKeyStore.Ddl(schema)}
             {Hosting.Access.ServiceSecret.Ddl(schema)}
             {VolumeCatalogProjection.Ddl(schema)}

@@ -7,6 +7,7 @@ using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.Controller.Volumes;
+using TaggedMirror.Hosting;
 
 namespace TaggedMirror.Controller.Reconciliation;
 
@@ -41,10 +42,10 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 extension boolean NOT NULL, recorded_at timestamptz NOT NULL, repair boolean NOT NULL DEFAULT false,
                 retired boolean NOT NULL DEFAULT false, retire_requested boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (controller_id, epoch, seq, device_id));
-            CREATE INDEX IF NOT EXISTS recon_entries_token ON {schemaName}.recon_entries (device_id, token);
-            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS trace_parent text;
-            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS retire_requested_at timestamptz;
-            ALTER TABLE {schemaName}.recon_entries ADD COLUMN IF NOT EXISTS owner_epoch bigint NOT NULL DEFAULT 0;
+            {SchemaChanges.IndexIfMissing(schemaName, "recon_entries_token", $"{schemaName}.recon_entries (device_id, token)")}
+            {SchemaChanges.ColumnIfMissing(schemaName, "recon_entries", "trace_parent", "text")}
+            {SchemaChanges.ColumnIfMissing(schemaName, "recon_entries", "retire_requested_at", "timestamptz")}
+            {SchemaChanges.ColumnIfMissing(schemaName, "recon_entries", "owner_epoch", "bigint NOT NULL DEFAULT 0")}
             -- The newest owner fence each device passed for each volume.
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_fences (
                 device_id text NOT NULL, volume text NOT NULL, owner_epoch bigint NOT NULL,
@@ -72,7 +73,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
             CREATE TABLE IF NOT EXISTS {schemaName}.recon_outbox (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL,
                 created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
-            CREATE INDEX IF NOT EXISTS recon_outbox_unpublished ON {schemaName}.recon_outbox (id) WHERE published_at IS NULL;
+            {SchemaChanges.IndexIfMissing(schemaName, "recon_outbox_unpublished", $"{schemaName}.recon_outbox (id) WHERE published_at IS NULL")}
             -- Rows are deleted when published (ReconciliationService); rows a version that only marked them left behind go now.
             DELETE FROM {schemaName}.recon_outbox WHERE published_at IS NOT NULL;
             """, c, t);

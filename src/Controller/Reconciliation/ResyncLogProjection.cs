@@ -13,10 +13,10 @@ internal sealed class ResyncLogProjection(string schema) : IProjection
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, volume text NOT NULL, tag text, target text NOT NULL, source text NOT NULL,
             first_block bigint NOT NULL, block_count int NOT NULL, extension boolean NOT NULL, bytes bigint NOT NULL,
             duration_ms double precision NOT NULL, repair_tag text NOT NULL, completed_at timestamptz NOT NULL);
-        CREATE INDEX IF NOT EXISTS resyncs_tag ON {schema}.resyncs (volume, tag, target);
+        {Hosting.SchemaChanges.IndexIfMissing(schema, "resyncs_tag", $"{schema}.resyncs (volume, tag, target)")}
         -- The missed writes each copy completed (coalesced resyncs complete several); null before coalescing: the tag.
-        ALTER TABLE {schema}.resyncs ADD COLUMN IF NOT EXISTS tags text[];
-        CREATE INDEX IF NOT EXISTS resyncs_tags ON {schema}.resyncs USING gin (tags);
+        {Hosting.SchemaChanges.ColumnIfMissing(schema, "resyncs", "tags", "text[]")}
+        {Hosting.SchemaChanges.IndexIfMissing(schema, "resyncs_tags", $"{schema}.resyncs USING gin (tags)")}
         """;
 
     public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)

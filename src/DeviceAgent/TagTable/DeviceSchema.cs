@@ -1,4 +1,5 @@
 using Npgsql;
+using TaggedMirror.Hosting;
 
 namespace TaggedMirror.DeviceAgent.TagTable;
 
@@ -8,22 +9,8 @@ namespace TaggedMirror.DeviceAgent.TagTable;
 /// </summary>
 internal static class DeviceSchema
 {
-    public static async Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
-    {
-        // A deadlock with another process's transaction rolls this one back whole: start again (a few times).
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                await MigrateOnceAsync(dataSource, schema, ct);
-                return;
-            }
-            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.DeadlockDetected && attempt < 5)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), ct);
-            }
-        }
-    }
+    public static Task MigrateAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct) =>
+        SchemaChanges.RunAsync(c => MigrateOnceAsync(dataSource, schema, c), ct);
 
     private static async Task MigrateOnceAsync(NpgsqlDataSource dataSource, string schema, CancellationToken ct)
     {
@@ -80,14 +67,7 @@ internal static class DeviceSchema
                 topic_offset bigint NOT NULL,
                 recorded_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, token));
-            -- Indexes only when missing: CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index
-            -- exists, held to the end of this transaction, and with two of them an agent starting while another applied a
-            -- batch (which writes both tables) deadlocked (40P01), and the starting agent exited.
-            DO $do$ BEGIN
-                IF to_regclass('{schema}.tag_table_tag') IS NULL THEN
-                    CREATE INDEX tag_table_tag ON {schema}.tag_table (controller_id, epoch, seq);
-                END IF;
-            END $do$;
+            {SchemaChanges.IndexIfMissing(schema, "tag_table_tag", $"{schema}.tag_table (controller_id, epoch, seq)")}
             -- Who wrote each range of a device's objects (docs/design.md, "Who wrote a block"): a row per write, append
             -- or repair applied (a rebuild's replay too), written with its batch; rows whose whole range a later write
             -- to the object in the same partition covers are deleted with that write's batch, rows of a deleted object
@@ -107,11 +87,7 @@ internal static class DeviceSchema
                 principal text,
                 applied_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, object_id, partition, topic_offset));
-            DO $do$ BEGIN
-                IF to_regclass('{schema}.block_writes_range') IS NULL THEN
-                    CREATE INDEX block_writes_range ON {schema}.block_writes (device_id, object_id, first_block);
-                END IF;
-            END $do$;
+            {SchemaChanges.IndexIfMissing(schema, "block_writes_range", $"{schema}.block_writes (device_id, object_id, first_block)")}
             -- The most blocks one row of block_writes covers, per object: a row that starts further back than this from a
             -- block cannot cover it, so "who wrote block N" reads a narrow range of the index. Only ever raised.
             CREATE TABLE IF NOT EXISTS {schema}.block_write_spans (
