@@ -27,6 +27,15 @@ public static class SchemaChanges
         END $do$;
         """;
 
+    /// <summary><c>DROP INDEX</c> <paramref name="index"/> of <paramref name="schema"/> if there is one (an index a later version replaced).</summary>
+    public static string IndexDropped(string schema, string index) => $"""
+        DO $do$ BEGIN
+            IF to_regclass('{schema}.{index}') IS NOT NULL THEN
+                DROP INDEX {schema}.{index};
+            END IF;
+        END $do$;
+        """;
+
     /// <summary><c>ALTER TABLE … ADD COLUMN <paramref name="column"/> <paramref name="definition"/></c>, when the table has no such column.</summary>
     public static string ColumnIfMissing(string schema, string table, string column, string definition) => $"""
         DO $do$ BEGIN

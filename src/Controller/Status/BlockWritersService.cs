@@ -53,14 +53,15 @@ internal sealed class BlockWritersService(EventStreams store)
     /// <summary>
     /// The mirror's device's last applied write covering the block (its log's order: the highest offset). Only rows
     /// starting at most the object's longest write before the block can cover it (<c>block_write_spans</c>): a narrow
-    /// range of the (device, object, first_block) index, whatever the table's size.
+    /// range of the device's <c>block_writes_cover</c> index, whatever the table's size (the object id compared in the C
+    /// collation, as that index holds it, so no other index can be taken instead).
     /// </summary>
     private async Task<Row?> NewestAsync(Mirror m, long block, CancellationToken ct)
     {
         await using var cmd = store.DataSource.CreateCommand($"""
             WITH candidates AS MATERIALIZED (
                 SELECT w.* FROM {store.Schema}.block_writes w, {store.Schema}.block_write_spans s
-                WHERE s.device_id = @d AND s.object_id = @o AND w.device_id = @d AND w.object_id = @o
+                WHERE s.device_id = @d AND s.object_id = @o AND w.device_id = @d AND w.object_id COLLATE "C" = @o
                   AND w.first_block <= @b AND w.first_block > @b - s.max_blocks AND w.first_block + w.block_count > @b)
             SELECT controller_id, epoch, seq, kind, owner_epoch, principal, first_block, block_count, applied_at
             FROM candidates ORDER BY partition DESC, topic_offset DESC LIMIT 1

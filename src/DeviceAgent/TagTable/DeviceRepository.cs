@@ -232,14 +232,15 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     private async Task RecordBlockWritesAsync(EventTransaction session, IReadOnlyList<Consumption.BlockWriteRow> rows, CancellationToken ct)
     {
         if (rows.Count == 0) return;
-        // The covered rows are found range by range through (device, object, first_block): one index range scan per
-        // write of the batch, whatever the table's size and whatever its statistics say. Written so the planner has no
-        // other choice: the lateral subquery is fenced (OFFSET 0, so it is not flattened into a join); partition and
-        // offset are compared as expressions (+ 0) so the primary key, which matches more columns, is not used instead;
-        // and sequential scans are off for this one statement, since a table that grew since it was last analyzed (a
-        // new device's, within seconds) looks small enough to scan whole for each write. The plain join this replaces
-        // was planned as a hash join over every row of the device: 36 ms per batch with 4,000 rows, growing with the
-        // table (docs/benchmarks.md, "Who wrote a block: the cost").
+        // The covered rows are found range by range through block_writes_cover (device, object in the C collation,
+        // first_block): one index range scan per write of the batch, whatever the table's size and whatever its statistics
+        // say. Written so the planner has no other choice: the object id is compared in the C collation, which only that
+        // index has (the primary key starts with the same two columns, and a table never analyzed yet, as every new
+        // device's is for its first minute, made the planner take it and read every row of the object per write); the
+        // lateral subquery is fenced (OFFSET 0, so it is not flattened into a join); partition and offset are compared as
+        // expressions (+ 0); and sequential scans are off for this one statement. The plain join this replaced was a hash
+        // join over every row of the device (docs/benchmarks.md, "Who wrote a block: the cost", and "The covered rows'
+        // index").
         await using var cmd = new NpgsqlCommand($"""
             INSERT INTO {_schema}.block_writes (device_id, object_id, partition, topic_offset, first_block, block_count, controller_id, epoch, seq, kind, owner_epoch, principal)
             SELECT @d, * FROM unnest(@o, @p, @off, @f, @c, @ci, @e, @s, @k, @oe, @w)
@@ -250,7 +251,7 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
                 SELECT y.ctid FROM unnest(@o, @p, @off, @f, @c) AS r(o, p, off, f, c)
                 CROSS JOIN LATERAL (
                     SELECT z.ctid FROM {_schema}.block_writes z
-                    WHERE z.device_id = @d AND z.object_id = r.o AND z.first_block >= r.f AND z.first_block < r.f + r.c
+                    WHERE z.device_id = @d AND z.object_id COLLATE "C" = r.o AND z.first_block >= r.f AND z.first_block < r.f + r.c
                       AND z.first_block + z.block_count <= r.f + r.c AND z.partition + 0 = r.p AND z.topic_offset + 0 < r.off
                     OFFSET 0) y));
             SET LOCAL enable_seqscan TO DEFAULT;

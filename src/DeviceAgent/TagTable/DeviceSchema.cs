@@ -87,7 +87,12 @@ internal static class DeviceSchema
                 principal text,
                 applied_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (device_id, object_id, partition, topic_offset));
-            {SchemaChanges.IndexIfMissing(schema, "block_writes_range", $"{schema}.block_writes (device_id, object_id, first_block)")}
+            -- The ranges of an object by first block, for pruning covered rows and for "who wrote block N". Its object id
+            -- is in the C collation, which no other index of the table has: a query comparing object_id COLLATE "C" can
+            -- only be served by this index, whatever the statistics say (without them, the planner took the primary key's
+            -- (device_id, object_id) prefix instead and read every row of the object for each write of a batch).
+            {SchemaChanges.IndexIfMissing(schema, "block_writes_cover", $"{schema}.block_writes (device_id, object_id COLLATE \"C\", first_block)")}
+            {SchemaChanges.IndexDropped(schema, "block_writes_range")}
             -- The most blocks one row of block_writes covers, per object: a row that starts further back than this from a
             -- block cannot cover it, so "who wrote block N" reads a narrow range of the index. Only ever raised.
             CREATE TABLE IF NOT EXISTS {schema}.block_write_spans (
