@@ -9,8 +9,7 @@ namespace TaggedMirror.Hosting.Tests;
 /// </summary>
 public sealed class PostgresDataSourceTests
 {
-    private static readonly string Local =
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
+    private static readonly string Local = TestPostgres.ConnectionString;
 
     [Theory]
     [InlineData("127.0.0.1", true)]

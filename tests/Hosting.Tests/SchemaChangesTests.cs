@@ -8,8 +8,7 @@ namespace TaggedMirror.Hosting.Tests;
 /// </summary>
 public sealed class SchemaChangesTests
 {
-    private static readonly string Local =
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
+    private static readonly string Local = TestPostgres.ConnectionString;
 
     [Fact]
     public async Task a_change_adds_what_is_missing_and_waits_for_nobody_when_nothing_is()

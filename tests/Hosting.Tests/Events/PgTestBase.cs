@@ -10,8 +10,7 @@ namespace TaggedMirror.Hosting.Tests.Events;
 /// </summary>
 public abstract class PgTestBase : IAsyncLifetime
 {
-    private static readonly string RawConnectionString =
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm";
+    private static readonly string RawConnectionString = TestPostgres.ConnectionString;
 
     private static readonly Lazy<NpgsqlDataSource> SharedDataSource = new(() =>
     {
