@@ -67,30 +67,4 @@ public sealed class DecisionPacingTests
         }
         Assert.Null(pacing.OwedIn());
     }
-
-    [Theory]
-    [InlineData(5000, 200, 1000)] // the defaults: once a second
-    [InlineData(1000, 200, 250)]  // a short grace period: a quarter of it
-    [InlineData(1000, 500, 500)]  // never more often than the other decisions
-    [InlineData(600, 0, 150)]
-    public void the_retire_decision_runs_every_quarter_of_its_grace_period_between_the_decision_interval_and_a_second(int graceMs, int decideMs, int expectedMs)
-    {
-        var options = new ControllerOptions
-        {
-            RetireMatchedAfter = TimeSpan.FromMilliseconds(graceMs),
-            DecideInterval = TimeSpan.FromMilliseconds(decideMs),
-        };
-        Assert.Equal(TimeSpan.FromMilliseconds(expectedMs), ReconciliationProjection.RetireEvery(options));
-    }
-
-    [Fact]
-    public async Task every_is_due_at_once_then_not_again_before_its_interval()
-    {
-        var every = new ReconciliationProjection.Every(Interval);
-        Assert.True(every.Due());
-        Assert.False(every.Due());
-        await Task.Delay(Interval + TimeSpan.FromMilliseconds(50));
-        Assert.True(every.Due());
-        Assert.False(every.Due());
-    }
 }
