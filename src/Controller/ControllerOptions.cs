@@ -253,6 +253,8 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
         if (DecideInterval < TimeSpan.Zero || DecideInterval > TimeSpan.FromSeconds(5))
             throw new ArgumentException($"Controller:DecideInterval {DecideInterval} must be between 0 and 5 seconds");
+        if (RetireMatchedAfter < TimeSpan.Zero || RetireMatchedAfter > TimeSpan.FromDays(1))
+            throw new ArgumentException($"Controller:RetireMatchedAfter {RetireMatchedAfter} must be between 0 and one day");
         Intake.Validate();
         if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
             throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");

@@ -46,6 +46,17 @@ public sealed class ControllerOptionsTests
         new ControllerOptions { DecideInterval = TimeSpan.FromMilliseconds(milliseconds) }.Validate();
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(86_400_001)]
+    [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond)]
+    public void a_retire_grace_period_below_zero_or_above_a_day_is_refused(long milliseconds)
+    {
+        var options = new ControllerOptions { RetireMatchedAfter = TimeSpan.FromMilliseconds(milliseconds) };
+        var ex = Assert.ThrowsAny<ArgumentException>(options.Validate);
+        Assert.Contains("RetireMatchedAfter", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void nbd_is_closed_by_default_and_anonymous_access_and_client_certificates_cannot_both_be_asked_for()
     {

@@ -107,6 +107,7 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         {
             foreach (var statement in _decisions)
                 operations.QueueSqlCommand(statement);
+            if (RetireLostPacing.Due()) operations.QueueSqlCommand(_retireLost);
         }
         return Task.CompletedTask;
     }
@@ -188,7 +189,27 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
     /// every batch, and run on a timer by <see cref="ReconciliationService"/> under the same lock, since several
     /// decisions depend on time (grace periods, requests asked again) and idle devices record no events to trigger them.
     /// </summary>
-    private readonly string[] _decisions = Decisions(schema, options.RetireMatchedAfter);
+    private readonly string[] _decisions = FrequentDecisions(schema);
+
+    private readonly string _retireLost = RetireLost(schema, options.RetireMatchedAfter);
+
+    /// <summary>
+    /// The retirement of entries live past the grace period runs with the others only every <see cref="RetireLostEvery"/>:
+    /// it acts on entries seconds old, and reads every unsettled entry (under writes it was the controller's costliest
+    /// statement run five times a second; docs/benchmarks.md, "The retire decision split"). Repaired tags are retired
+    /// by <see cref="RetireRepaired"/> with every decision.
+    /// </summary>
+    internal Every RetireLostPacing { get; } = new(RetireLostEvery(options));
+
+    /// <summary>
+    /// A quarter of the grace period, between the decision interval and one second (or the decision interval, when that
+    /// is longer): a lost token is asked back at most that much later.
+    /// </summary>
+    internal static TimeSpan RetireLostEvery(ControllerOptions options)
+    {
+        var decide = options.DecideInterval.Ticks;
+        return TimeSpan.FromTicks(Math.Clamp(options.RetireMatchedAfter.Ticks / 4, decide, Math.Max(decide, TimeSpan.TicksPerSecond)));
+    }
 
     /// <summary>Runs the decisions in the caller's transaction, under the lock every batch of the daemon takes.</summary>
     public async Task DecideAsync(NpgsqlConnection c, NpgsqlTransaction t, CancellationToken ct)
@@ -197,13 +218,16 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
         batch.BatchCommands.Add(new NpgsqlBatchCommand(_lock));
         foreach (var statement in _decisions)
             batch.BatchCommands.Add(new NpgsqlBatchCommand(statement));
+        if (RetireLostPacing.Due()) batch.BatchCommands.Add(new NpgsqlBatchCommand(_retireLost));
         await batch.ExecuteNonQueryAsync(ct);
     }
 
     /// <summary>The decisions, in order. Each is queued on its own by a daemon batch (Marten's QueueSqlCommand), which refuses any ";".</summary>
-    internal static string[] Decisions(string schema, TimeSpan retireAfter)
+    internal static string[] Decisions(string schema, TimeSpan retireAfter) => [.. FrequentDecisions(schema), RetireLost(schema, retireAfter)];
+
+    /// <summary>The decisions run every <see cref="ControllerOptions.DecideInterval"/> (and first, with JIT off for the transaction).</summary>
+    private static string[] FrequentDecisions(string schema)
     {
-        var grace = $"interval '{retireAfter.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} milliseconds'";
         return
         [
             // With a few thousand unsettled tags the decisions' plans cost past jit_above_cost (100,000), and compiling
@@ -273,41 +297,79 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                 'traceParent', trace_parent)
             FROM missing
             """,
-            $"""
-            -- On every mirror (recorded or repaired) but still live past the grace period, or repaired (the
-            -- write path never returns a repaired tag's tokens): have the owner send the tokens.
-            WITH tags AS (
-                SELECT e.controller_id, e.epoch, e.seq, e.volume, max(e.recorded_at) AS last_recorded,
-                       array_agg(e.device_id) AS devices
-                FROM {schema}.recon_entries e GROUP BY 1, 2, 3, 4)
-            , matched AS (
-                SELECT t.* FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume
-                -- A repair is matched once applied: it was meant for its target alone.
-                WHERE (EXISTS (SELECT 1 FROM {schema}.recon_entries x
-                               WHERE (x.controller_id, x.epoch, x.seq) = (t.controller_id, t.epoch, t.seq) AND x.repair)
-                       AND t.last_recorded < now() - {grace})
-                OR (NOT EXISTS (
-                    SELECT 1 FROM unnest(v.devices) AS d(device)
-                    WHERE d.device <> ALL (t.devices)
-                      AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
-                                      WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
-                  AND (t.last_recorded < now() - {grace}
-                       OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq)))))
-            -- Asked again while not retired: the request is lost when no controller owned the volume as it
-            -- arrived, or the owner died holding the tokens, and the entry would stay live (and be acknowledged
-            -- again every few seconds) forever.
-            , marked AS (
-                UPDATE {schema}.recon_entries e SET retire_requested = true, retire_requested_at = now() FROM matched m
-                WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired
-                  AND (NOT e.retire_requested OR coalesce(e.retire_requested_at, '-infinity') < now() - interval '20 seconds')
-                RETURNING e.volume, e.device_id, e.token, e.controller_id || ':' || e.epoch || ':' || e.seq AS tag)
-            INSERT INTO {schema}.recon_outbox (kind, payload)
-            SELECT 'retire', jsonb_build_object('volume', volume,
-                   'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token, 'tag', tag)))
-            FROM marked GROUP BY volume
-            """,
+            RetireRepaired(schema),
         ];
     }
+
+    /// <summary>
+    /// Repaired tags on every mirror (recorded or repaired) are retired at once: the write path never returns a repaired
+    /// tag's tokens, and a volume has converged after an outage only once they are. Read from the repairs (empty but
+    /// after an outage, a resync or an attach), so it costs next to nothing under writes and runs with the other
+    /// decisions.
+    /// </summary>
+    private static string RetireRepaired(string schema) => $"""
+        WITH tags AS (
+            SELECT e.controller_id, e.epoch, e.seq, e.volume, array_agg(e.device_id) AS devices
+            FROM {schema}.recon_entries e
+            WHERE (e.controller_id, e.epoch, e.seq) IN (SELECT controller_id, epoch, seq FROM {schema}.recon_repaired)
+            GROUP BY 1, 2, 3, 4)
+        , matched AS (
+            SELECT t.* FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume
+            WHERE {OnEveryMirror(schema)})
+        {AskToRetire(schema)}
+        """;
+
+    /// <summary>
+    /// Entries live past the grace period (their tokens were lost: the owner died holding them, or a repair's own entry):
+    /// every unsettled tag is read, so this runs only every <see cref="RetireLostEvery"/>, not with every decision.
+    /// It matches the repaired tags too, so it alone is the whole retire rule (which is what the properties check).
+    /// </summary>
+    private static string RetireLost(string schema, TimeSpan retireAfter)
+    {
+        var grace = $"interval '{retireAfter.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} milliseconds'";
+        return $"""
+        WITH tags AS (
+            SELECT e.controller_id, e.epoch, e.seq, e.volume, max(e.recorded_at) AS last_recorded,
+                   array_agg(e.device_id) AS devices
+            FROM {schema}.recon_entries e GROUP BY 1, 2, 3, 4)
+        , matched AS (
+            SELECT t.* FROM tags t JOIN {schema}.recon_volumes v ON v.volume = t.volume
+            -- A repair is matched once applied: it was meant for its target alone.
+            WHERE (EXISTS (SELECT 1 FROM {schema}.recon_entries x
+                           WHERE (x.controller_id, x.epoch, x.seq) = (t.controller_id, t.epoch, t.seq) AND x.repair)
+                   AND t.last_recorded < now() - {grace})
+            OR ({OnEveryMirror(schema)}
+              AND (t.last_recorded < now() - {grace}
+                   OR EXISTS (SELECT 1 FROM {schema}.recon_repaired r WHERE (r.controller_id, r.epoch, r.seq) = (t.controller_id, t.epoch, t.seq)))))
+        {AskToRetire(schema)}
+        """;
+    }
+
+    /// <summary>Tag <c>t</c> is on every mirror of volume <c>v</c>: recorded there, or repaired there.</summary>
+    private static string OnEveryMirror(string schema) => $"""
+        NOT EXISTS (
+                SELECT 1 FROM unnest(v.devices) AS d(device)
+                WHERE d.device <> ALL (t.devices)
+                  AND NOT EXISTS (SELECT 1 FROM {schema}.recon_repaired r
+                                  WHERE (r.controller_id, r.epoch, r.seq, r.device_id) = (t.controller_id, t.epoch, t.seq, d.device)))
+        """;
+
+    /// <summary>
+    /// Have the owner send the <c>matched</c> tags' live tokens. Asked again while not retired: the request is lost when
+    /// no controller owned the volume as it arrived, or the owner died holding the tokens, and the entry would stay live
+    /// (and be acknowledged again every few seconds) forever. Never twice within 20 s, whichever statement asks.
+    /// </summary>
+    private static string AskToRetire(string schema) => $"""
+        , marked AS (
+            UPDATE {schema}.recon_entries e SET retire_requested = true, retire_requested_at = now() FROM matched m
+            WHERE (e.controller_id, e.epoch, e.seq) = (m.controller_id, m.epoch, m.seq) AND NOT e.retired
+              AND (NOT e.retire_requested OR coalesce(e.retire_requested_at, '-infinity') < now() - interval '20 seconds')
+            RETURNING e.volume, e.device_id, e.token, e.controller_id || ':' || e.epoch || ':' || e.seq AS tag)
+        INSERT INTO {schema}.recon_outbox (kind, payload)
+        SELECT 'retire', jsonb_build_object('volume', volume,
+               'entries', jsonb_agg(jsonb_build_object('deviceId', device_id, 'token', token, 'tag', tag)))
+        FROM marked GROUP BY volume
+        """;
 
     /// <summary>
     /// A run of <c>tag_recorded</c> and <c>tag_retired</c> events between two others, written as one insert of every
@@ -365,6 +427,24 @@ internal sealed class ReconciliationProjection(string schema, ControllerOptions 
                     _retired.Select(x => x.Device).ToArray(), _retired.Select(x => x.Token).ToArray());
                 _retired.Clear();
                 _retiredKeys.Clear();
+            }
+        }
+    }
+
+    /// <summary>True at most once per <paramref name="interval"/> (the first time at once). Thread-safe.</summary>
+    internal sealed class Every(TimeSpan interval)
+    {
+        private readonly Lock _gate = new();
+        private long _last = long.MinValue;
+
+        public bool Due()
+        {
+            lock (_gate)
+            {
+                var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (_last != long.MinValue && System.Diagnostics.Stopwatch.GetElapsedTime(_last, now) < interval) return false;
+                _last = now;
+                return true;
             }
         }
     }

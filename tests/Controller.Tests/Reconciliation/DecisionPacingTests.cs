@@ -67,4 +67,33 @@ public sealed class DecisionPacingTests
         }
         Assert.Null(pacing.OwedIn());
     }
+
+    [Theory]
+    [InlineData(5000, 200, 1000)] // the defaults: once a second
+    [InlineData(1000, 200, 250)]  // a short grace period: a quarter of it
+    [InlineData(1000, 500, 500)]  // never more often than the other decisions
+    [InlineData(600, 0, 150)]
+    [InlineData(0, 0, 0)]         // no grace period, no pacing: with every decision
+    [InlineData(60000, 2000, 2000)] // a decision interval above a second: with every decision
+    [InlineData(86400000, 5000, 5000)]
+    public void lost_tokens_are_looked_for_every_quarter_of_the_grace_period_between_the_decision_interval_and_a_second(int graceMs, int decideMs, int expectedMs)
+    {
+        var options = new ControllerOptions
+        {
+            RetireMatchedAfter = TimeSpan.FromMilliseconds(graceMs),
+            DecideInterval = TimeSpan.FromMilliseconds(decideMs),
+        };
+        Assert.Equal(TimeSpan.FromMilliseconds(expectedMs), ReconciliationProjection.RetireLostEvery(options));
+    }
+
+    [Fact]
+    public async Task every_is_due_at_once_then_not_again_before_its_interval()
+    {
+        var every = new ReconciliationProjection.Every(Interval);
+        Assert.True(every.Due());
+        Assert.False(every.Due());
+        await Task.Delay(Interval + TimeSpan.FromMilliseconds(50));
+        Assert.True(every.Due());
+        Assert.False(every.Due());
+    }
 }
