@@ -130,6 +130,9 @@ builder.Services.AddHostedService<ReconciliationService>();
 builder.Services.AddHostedService(sp => new ReconciliationRunner(
     sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
+// The daemon reads the event store by ranges of sequence numbers: statistics from the start (docs/benchmarks.md, "A fresh stack").
+builder.Services.AddHostedService(sp => new FirstStatistics(
+    dataSource, options.Schema, ["mt_events", "mt_streams"], sp.GetRequiredService<ILogger<FirstStatistics>>()));
 // Agents serve the controller (this secret) and operators only (docs/design.md, "Access").
 builder.Services.AddHttpClient("devices", c => c.Timeout = TimeSpan.FromSeconds(10)).AddHttpMessageHandler<ServiceSecretHandler>();
 builder.Services.AddHostedService<BarrierPublisher>();
