@@ -4,7 +4,8 @@
 # Usage: ops/bench.sh [--keep] [--tracing] [tm bench options, e.g. --writes 2000 --size 4096 --concurrency 16]
 #   --keep     leave the stack running afterwards (stop it with ops/stack-stop.sh)
 #   --tracing  run the stack with OpenTelemetry on: every span and metric is exported over OTLP/HTTP to
-#              `tm otlp-sink` (which only counts them) on 127.0.0.1:${TM_OTLP_SINK_PORT:-4318}
+#              `tm otlp-sink` (which counts them and prints span durations by service and name) on
+#              127.0.0.1:${TM_OTLP_SINK_PORT:-4318}
 # The controller runs with its default Controller__MaxLagBytes unless the environment sets it; a stack left
 # running by an earlier --keep is reused as it is (with whatever telemetry it was started with).
 set -euo pipefail

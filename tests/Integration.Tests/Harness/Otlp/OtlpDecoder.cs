@@ -11,7 +11,7 @@ namespace TaggedMirror.Integration.Tests.Harness.Otlp;
 
 /// <summary>
 /// Parses OTLP <c>ExportTraceServiceRequest</c> and <c>ExportMetricsServiceRequest</c> bodies with the messages
-/// Grpc.Tools generates from the vendored opentelemetry-proto files (<c>Proto/README.md</c>), and flattens them
+/// Grpc.Tools generates from the vendored opentelemetry-proto files (<c>src/Cli/Otlp/Proto/README.md</c>), and flattens them
 /// into the records the tests assert on. A body the protobuf runtime cannot parse (truncated, malformed, not UTF-8,
 /// nested past its recursion limit of 100) throws <see cref="InvalidProtocolBufferException"/>.
 /// </summary>
