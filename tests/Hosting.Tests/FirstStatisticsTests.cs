@@ -16,7 +16,7 @@ public sealed class FirstStatisticsTests
         await using var dataSource = NpgsqlDataSource.Create(TestPostgres.ConnectionString);
         try
         {
-            await ExecuteAsync(dataSource, $"""
+            await TestPostgres.ExecuteAsync(dataSource, $"""
                 CREATE SCHEMA {schema};
                 CREATE TABLE {schema}.events (seq bigint PRIMARY KEY, data text) WITH (autovacuum_enabled = false);
                 CREATE TABLE {schema}.small (seq bigint PRIMARY KEY) WITH (autovacuum_enabled = false);
@@ -33,17 +33,17 @@ public sealed class FirstStatisticsTests
 
             var analyzed = await FirstStatistics.AnalyzeNeverAnalyzedAsync(dataSource, schema, tables, FirstStatistics.MinimumRows, CancellationToken.None);
             Assert.Equal(["events"], analyzed);
-            Assert.Equal(1L, await ScalarAsync(dataSource, $"SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = '{schema}' AND relname = 'events' AND last_analyze IS NOT NULL"));
-            Assert.Equal(0L, await ScalarAsync(dataSource, $"SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = '{schema}' AND relname <> 'events' AND last_analyze IS NOT NULL"));
+            Assert.Equal(1L, await TestPostgres.ScalarAsync(dataSource, $"SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = '{schema}' AND relname = 'events' AND last_analyze IS NOT NULL"));
+            Assert.Equal(0L, await TestPostgres.ScalarAsync(dataSource, $"SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = '{schema}' AND relname <> 'events' AND last_analyze IS NOT NULL"));
             Assert.DoesNotContain("Seq Scan", await PlanAsync(dataSource, $"SELECT seq FROM {schema}.events WHERE seq >= 4990 ORDER BY seq"), StringComparison.Ordinal);
 
             // Analyzed once: later rows are autovacuum's, and the next look does nothing.
-            await ExecuteAsync(dataSource, $"INSERT INTO {schema}.events SELECT g, 'x' FROM generate_series(5001, 10000) g");
+            await TestPostgres.ExecuteAsync(dataSource, $"INSERT INTO {schema}.events SELECT g, 'x' FROM generate_series(5001, 10000) g");
             Assert.Empty(await FirstStatistics.AnalyzeNeverAnalyzedAsync(dataSource, schema, tables, FirstStatistics.MinimumRows, CancellationToken.None));
         }
         finally
         {
-            await ExecuteAsync(dataSource, $"DROP SCHEMA IF EXISTS {schema} CASCADE");
+            await TestPostgres.ExecuteAsync(dataSource, $"DROP SCHEMA IF EXISTS {schema} CASCADE");
         }
     }
 
@@ -51,9 +51,9 @@ public sealed class FirstStatisticsTests
     private static async Task WaitForCountsAsync(NpgsqlDataSource dataSource, string schema)
     {
         var sql = $"SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = '{schema}' AND n_mod_since_analyze > 0";
-        for (var i = 0; i < 150 && await ScalarAsync(dataSource, sql) < 3; i++)
+        for (var i = 0; i < 150 && await TestPostgres.ScalarAsync(dataSource, sql) < 3; i++)
             await Task.Delay(100);
-        Assert.Equal(3L, await ScalarAsync(dataSource, sql));
+        Assert.Equal(3L, await TestPostgres.ScalarAsync(dataSource, sql));
     }
 
     private static async Task<string> PlanAsync(NpgsqlDataSource dataSource, string query)
@@ -66,15 +66,4 @@ public sealed class FirstStatisticsTests
         return string.Join('\n', lines);
     }
 
-    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
-    {
-        await using var cmd = dataSource.CreateCommand(sql);
-        await cmd.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<long> ScalarAsync(NpgsqlDataSource dataSource, string sql)
-    {
-        await using var cmd = dataSource.CreateCommand(sql);
-        return Convert.ToInt64(await cmd.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
-    }
 }

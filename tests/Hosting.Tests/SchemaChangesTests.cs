@@ -19,10 +19,10 @@ public sealed class SchemaChangesTests
             + SchemaChanges.IndexIfMissing(schema, "t_b", $"{schema}.t (b) WHERE a IS NOT NULL");
         try
         {
-            await ExecuteAsync(dataSource, $"CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (a int); INSERT INTO {schema}.t VALUES (1);");
-            await ExecuteAsync(dataSource, changes);
-            Assert.Equal(7L, await ScalarAsync(dataSource, $"SELECT b FROM {schema}.t"));
-            Assert.Equal(1L, await ScalarAsync(dataSource, $"SELECT count(*) FROM pg_indexes WHERE schemaname = '{schema}' AND indexname = 't_b'"));
+            await TestPostgres.ExecuteAsync(dataSource, $"CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (a int); INSERT INTO {schema}.t VALUES (1);");
+            await TestPostgres.ExecuteAsync(dataSource, changes);
+            Assert.Equal(7L, await TestPostgres.ScalarAsync(dataSource, $"SELECT b FROM {schema}.t"));
+            Assert.Equal(1L, await TestPostgres.ScalarAsync(dataSource, $"SELECT count(*) FROM pg_indexes WHERE schemaname = '{schema}' AND indexname = 't_b'"));
 
             // Another process's transaction has written the table and stays open: the same changes again have nothing to
             // do and must not wait for it (ALTER TABLE and CREATE INDEX take their locks before looking).
@@ -30,12 +30,12 @@ public sealed class SchemaChangesTests
             await using var tx = await conn.BeginTransactionAsync();
             await using (var hold = new NpgsqlCommand($"UPDATE {schema}.t SET a = a", conn, tx))
                 await hold.ExecuteNonQueryAsync();
-            await ExecuteAsync(dataSource, "SET lock_timeout = '2s';" + changes);
+            await TestPostgres.ExecuteAsync(dataSource, "SET lock_timeout = '2s';" + changes);
             await tx.RollbackAsync();
         }
         finally
         {
-            await ExecuteAsync(dataSource, $"DROP SCHEMA IF EXISTS {schema} CASCADE");
+            await TestPostgres.ExecuteAsync(dataSource, $"DROP SCHEMA IF EXISTS {schema} CASCADE");
         }
     }
 
@@ -56,16 +56,4 @@ public sealed class SchemaChangesTests
     }
 
     private static PostgresException Deadlock() => new("deadlock detected", "ERROR", "ERROR", PostgresErrorCodes.DeadlockDetected);
-
-    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
-    {
-        await using var cmd = dataSource.CreateCommand(sql);
-        await cmd.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<long> ScalarAsync(NpgsqlDataSource dataSource, string sql)
-    {
-        await using var cmd = dataSource.CreateCommand(sql);
-        return Convert.ToInt64(await cmd.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
-    }
 }
