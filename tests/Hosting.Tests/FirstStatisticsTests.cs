@@ -65,5 +65,4 @@ public sealed class FirstStatisticsTests
             lines.Add(reader.GetString(0));
         return string.Join('\n', lines);
     }
-
 }
