@@ -39,9 +39,22 @@ internal sealed class DeviceConsumer(
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
 
+    // After a failure the loop starts again from what PostgreSQL holds after 200 ms, doubling: at most every second
+    // while a database or broker is away (a try costs a connection attempt; an agent idle for longer than needed after
+    // they return lags towards LagTimeout and gets its mirror degraded), at most every 5 s for a device fault. Once a
+    // batch has been recorded, the next failure starts again at 200 ms: one outage does not slow the recovery from the next.
+    private static readonly TimeSpan FirstRetry = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MaxFaultRetry = TimeSpan.FromSeconds(5);
+    private bool _recorded;
+
+    /// <summary>The wait before the next try: the first, or the one after <paramref name="last"/> when nothing was recorded since.</summary>
+    private static TimeSpan NextRetry(TimeSpan last, bool recordedSince, TimeSpan max) =>
+        recordedSince || last <= TimeSpan.Zero ? FirstRetry : TimeSpan.FromMilliseconds(Math.Min(last.TotalMilliseconds * 2, max.TotalMilliseconds));
+
     private async Task RunAsync(CancellationToken ct)
     {
-        var backoff = TimeSpan.FromMilliseconds(200);
+        var backoff = TimeSpan.Zero;
         while (!ct.IsCancellationRequested)
         {
             try
@@ -54,6 +67,8 @@ internal sealed class DeviceConsumer(
             }
             catch (DeviceFaultException ex)
             {
+                backoff = NextRetry(backoff, _recorded, MaxFaultRetry);
+                _recorded = false;
                 // Disk full or a failing disk: nothing of the batch is recorded and nothing is skipped; the same
                 // batch is tried again. The controller hears it at every attempt, so a report lost on the bus is not
                 // lost for good, and takes the mirror out of reads and writes' way until the device catches up.
@@ -62,15 +77,14 @@ internal sealed class DeviceConsumer(
                 logger.LogError(ex.InnerException, "Device {Device} faulted: {Reason}; nothing recorded or skipped, retrying in {Delay}", _agent.DeviceId, ex.Message, backoff);
                 await PublishSafelyAsync(new DeviceFaulted(_agent.DeviceId, ex.Message, since), ct);
                 await Task.Delay(backoff, ct);
-                backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
             }
             catch (Exception ex)
             {
+                backoff = NextRetry(backoff, _recorded, MaxRetry);
+                _recorded = false;
                 status.LastError = ex.Message;
                 logger.LogWarning(ex, "Device {Device}: apply loop failed; restarting from the state PostgreSQL holds in {Delay}", _agent.DeviceId, backoff);
                 await Task.Delay(backoff, ct);
-                backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
-                continue;
             }
         }
     }
@@ -198,6 +212,7 @@ internal sealed class DeviceConsumer(
             record?.SetTag("tm.events", batch.Events.Count);
             await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.DeletedObjects, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild, batch.BlockWrites);
         }
+        _recorded = true;
         if (rebuild?.Completed == true) LogRebuildDone(rebuild);
         status.Record(state, batch);
         telemetry.CountBatch(batch.Acknowledgements.Count, batch.DataBytes, batch.Refused.Count);
