@@ -265,7 +265,7 @@ internal static class BenchCommand
             if (clock.Elapsed > timeout)
             {
                 throw new CliException($"mirrors did not apply the benchmark's writes within {timeout.TotalSeconds:0} s: " +
-                    string.Join(", ", v.Mirrors.Select(m => $"{m.DeviceId} {m.State} {m.LagMessages} messages behind")));
+                    string.Join(", ", v.Mirrors.Select(m => $"{m.DeviceId} {m.State} {m.LagMessages} messages behind, {m.UnappliedBytes} bytes unapplied")));
             }
 
             await Task.Delay(20, ct);

@@ -90,19 +90,23 @@ internal sealed class InflightWrite
         }
     }
 
-    /// <summary>The device applied the write and returned <paramref name="token"/>. Returns true if that settled the write.</summary>
-    public bool MarkApplied(int mirror, long token)
+    /// <summary>
+    /// The device applied the write and returned <paramref name="token"/>. Tells whether the mirror was still pending
+    /// (not for a repeated acknowledgement, nor for one of a copy already counted as failed or skipped), and whether
+    /// that settled the write.
+    /// </summary>
+    public (bool WasPending, bool Settled) MarkApplied(int mirror, long token)
     {
         bool settled;
         lock (_lock)
         {
-            if ((_pending & (1 << mirror)) == 0) return false; // duplicate acknowledgement
+            if ((_pending & (1 << mirror)) == 0) return (false, false);
             _pending &= ~(1 << mirror);
             _tokens[mirror] = token;
             settled = _pending == 0;
         }
         _appliedOn[mirror].TrySetResult();
-        return settled;
+        return (true, settled);
     }
 
     /// <summary>No copy is still waiting to be applied (every one applied, failed or skipped).</summary>

@@ -358,7 +358,10 @@ internal sealed class WritePipeline(
         if (!_inflight.TryGetValue(tag.Seq, out var write)) return;                   // already settled: a repeated acknowledgement
         var m = write.Volume.MirrorOn(deviceId);
         if (m is null) return;
-        var settled = write.MarkApplied(m.Index, token);
+        // Its bytes leave the device's backlog once: an acknowledgement repeated (the agent's, every few seconds while the
+        // entry is live, or reconciliation's retire request) or one of a copy already counted as failed would take them
+        // off again, and flow control would let the device fall further behind than MaxLagBytes.
+        if (write.MarkApplied(m.Index, token) is not (true, var settled)) return;
         log.Channel(deviceId).OnSettled(write.Bytes);
         if (settled) Settle(write);
     }
