@@ -279,6 +279,13 @@ public sealed class FaultOptions
     /// </summary>
     public long StallWriteAtBlock { get; set; } = -1;
 
-    /// <summary>How long the write chosen by <see cref="StallWriteAtBlock"/> stalls.</summary>
+    /// <summary>
+    /// When &gt;= 0: a write (not an append or repair) starting at this block stalls for <see cref="StallFor"/> right after
+    /// its first copy is handed to the log, under the volume's lock, as a thread descheduled there would: that device
+    /// may apply and acknowledge the copy before the next one is sent. -1 (the default): never.
+    /// </summary>
+    public long StallAfterSendAtBlock { get; set; } = -1;
+
+    /// <summary>How long the write chosen by <see cref="StallWriteAtBlock"/> or <see cref="StallAfterSendAtBlock"/> stalls.</summary>
     public TimeSpan StallFor { get; set; } = TimeSpan.FromSeconds(10);
 }

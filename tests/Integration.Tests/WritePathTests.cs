@@ -10,6 +10,35 @@ public sealed class WritePathTests(ITestOutputHelper output)
     private const int BlockSize = 4096;
 
     [Fact]
+    public async Task a_copy_applied_before_the_write_path_counted_it_as_sent_leaves_no_bytes_in_the_backlog()
+    {
+        // The write at block 7 stalls right after its first copy is handed to the log, as a thread descheduled there
+        // would: d0 applies and acknowledges it meanwhile. Before the fix, that acknowledgement settled the whole write (d1's
+        // copy not yet counted as pending), so it was answered as applied everywhere as soon as d1's copy was sent, and it
+        // took d0's bytes off before they were counted as sent; d1's acknowledgement then found no write in flight. Both
+        // backlogs kept the write's bytes for good, and flow control would have held writes back for them.
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__Faults__StallAfterSendAtBlock"] = "7",
+            ["Controller__Faults__StallFor"] = "00:00:01.500",
+        });
+        await cluster.CreateVolumeAsync("early", BlockSize, 64);
+        var data = VolumeModel.Data(1, 3, BlockSize);
+        var answer = await cluster.WriteAsync("early", 7, data, wait: "applied");
+        Assert.True(answer.Applied);
+        // Answered as applied: on every mirror, the one whose copy went last included.
+        var expected = new byte[64 * BlockSize];
+        data.CopyTo(expected, 7 * BlockSize);
+        Mirrors.AssertObjectFilesEqual(cluster, "early", expected);
+        await cluster.WriteAsync("early", 20, VolumeModel.Data(2, 2, BlockSize), wait: "applied");
+        await cluster.WaitConvergedAsync("early");
+        await Eventually.TrueAsync(async () => (await cluster.VolumeStatusAsync("early")).GetProperty("mirrors").EnumerateArray()
+                .All(m => m.GetProperty("unappliedBytes").GetInt64() == 0),
+            TimeSpan.FromSeconds(15), () => $"bytes left in a device's backlog: {cluster.VolumeStatusAsync("early").GetAwaiter().GetResult()}");
+        Assert.Equal(data, await cluster.ReadAsync("early", 7, 3));
+    }
+
+    [Fact]
     public async Task ten_thousand_mixed_writes_leave_both_mirrors_equal_to_the_model_and_tag_tables_empty()
     {
         await using var cluster = await TestCluster.StartAsync();

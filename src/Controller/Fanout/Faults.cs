@@ -19,6 +19,14 @@ internal static class Faults
         Process.GetCurrentProcess().Kill();
     }
 
+    /// <summary>Called right after a copy is handed to the log, under the volume's lock (see <see cref="FaultOptions.StallAfterSendAtBlock"/>).</summary>
+    public static void AfterSend(ControllerOptions options, Contracts.Transactions.TransactionKind kind, long firstBlock, bool first)
+    {
+        if (!first || kind != Contracts.Transactions.TransactionKind.Write || firstBlock != options.Faults.StallAfterSendAtBlock) return;
+        Console.Error.WriteLine($"FAULT: stalling the write at block {firstBlock} for {options.Faults.StallFor} after a copy was sent");
+        Thread.Sleep(options.Faults.StallFor);
+    }
+
     /// <summary>Called after a write's lease check, before its tag is taken: stalls the chosen write (see <see cref="FaultOptions.StallWriteAtBlock"/>).</summary>
     public static Task BeforeEnqueueAsync(ControllerOptions options, Contracts.Transactions.TransactionKind kind, long firstBlock, CancellationToken ct)
     {

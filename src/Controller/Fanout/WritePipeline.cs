@@ -273,6 +273,11 @@ internal sealed class WritePipeline(
             v.Inflight[tag.Seq] = write;
             lock (_deliveryLock) _undelivered.Add(tag.Seq);
             var fields = new TransactionHeader(kind, tag, firstBlock, blocks, v.BlockSize, v.Blocks, OwnerEpoch: v.OwnerEpoch);
+            // Every copy is counted as pending, and its bytes as sent, before the first goes: once in the log a copy may
+            // be applied and acknowledged before this thread runs again, and a write whose other copies were not counted
+            // yet would settle as applied everywhere (answered, its tokens returned) with a copy still to send, and the
+            // bytes counted after their acknowledgement would stay in the device's backlog for good.
+            var sending = 0;
             foreach (var m in v.Mirrors)
             {
                 if ((targets & (1 << m.Index)) == 0) continue;
@@ -291,13 +296,21 @@ internal sealed class WritePipeline(
 
                     continue;
                 }
+                sending |= 1 << m.Index;
+                write.MarkSent(m.Index);
+                log.Channel(m.DeviceId).OnSent(data.Length);
+            }
+            var first = true;
+            foreach (var m in v.Mirrors)
+            {
+                if ((sending & (1 << m.Index)) == 0) continue;
                 var channel = log.Channel(m.DeviceId);
                 var n = channel.Tokens.Take(tokenBuffer);
-                write.MarkSent(m.Index);
                 var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
                 var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span, origin);
+                Faults.AfterSend(options, kind, firstBlock, first);
+                first = false;
                 sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
-                channel.OnSent(data.Length);
                 Faults.AfterCopy(options, kind, tag.Seq, log);
             }
             return write;
