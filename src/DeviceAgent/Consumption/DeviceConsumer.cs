@@ -129,9 +129,8 @@ internal sealed class DeviceConsumer(
             if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct) is { } logStart)
             {
                 // The log from its start, with the same consumer: assigned at once, so its first fetch runs while the
-                // files are deleted and the state the rebuild recorded is loaded (that state starts at the same offsets).
+                // files are deleted (the state, changed as the rebuild recorded it, starts at the same offsets).
                 consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, logStart[p])));
-                state = await _repository.LoadAsync(ct);
                 await ContinueRebuildAsync(state, ct);
                 status.Update(state);
                 if (partitions.Any(p => state.NextOffsets.GetValueOrDefault(p, 0) != logStart[p]))
@@ -349,8 +348,9 @@ internal sealed class DeviceConsumer(
 
     /// <summary>
     /// Takes a rebuild request between two batches: the log's start and the device's next offsets (where the replay
-    /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>). The log's
-    /// start when a rebuild began (the caller reloads its state and consumes again from there); null when none did.
+    /// will end) per partition, recorded with the rebuild (<see cref="DeviceRepository.BeginRebuildAsync"/>, which changes
+    /// <paramref name="state"/> as it recorded it). The log's start when a rebuild began (the caller consumes again from
+    /// there); null when none did.
     /// </summary>
     private async Task<Dictionary<int, long>?> BeginRebuildAsync(
         IConsumer<byte[]?, byte[]?> consumer, string topic, IReadOnlyList<int> partitions, DeviceState state, RebuildRequests.Request request, CancellationToken ct)
