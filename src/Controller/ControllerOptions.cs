@@ -256,6 +256,10 @@ public sealed class ControllerOptions
         if (RetireMatchedAfter < TimeSpan.Zero || RetireMatchedAfter > TimeSpan.FromDays(1))
             throw new ArgumentException($"Controller:RetireMatchedAfter {RetireMatchedAfter} must be between 0 and one day");
         Intake.Validate();
+        // Task.Delay and Thread.Sleep throw for a negative time or one past about 24 days: the stalled write would fail
+        // instead of stalling.
+        if (Faults.StallFor < TimeSpan.Zero || Faults.StallFor > TimeSpan.FromDays(1))
+            throw new ArgumentException($"Controller:Faults:StallFor {Faults.StallFor} must be between 0 and one day");
         if (!string.IsNullOrWhiteSpace(NbdListen) && !System.Net.IPEndPoint.TryParse(NbdListen, out _))
             throw new ArgumentException($"Controller:NbdListen '{NbdListen}' is not address:port (e.g. 0.0.0.0:10809), nor empty to switch NBD off");
         Nbd.Validate();

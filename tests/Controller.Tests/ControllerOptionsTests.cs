@@ -50,6 +50,26 @@ public sealed class ControllerOptionsTests
     [InlineData(-1)]
     [InlineData(86_400_001)]
     [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond)]
+    public void a_fault_stall_below_zero_or_above_a_day_is_refused(long milliseconds)
+    {
+        var options = new ControllerOptions { Faults = { StallFor = TimeSpan.FromMilliseconds(milliseconds) } };
+        var ex = Assert.ThrowsAny<ArgumentException>(options.Validate);
+        Assert.Contains("StallFor", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(10_000)]
+    [InlineData(86_400_000)]
+    public void a_fault_stall_from_zero_to_a_day_is_taken(long milliseconds)
+    {
+        new ControllerOptions { Faults = { StallFor = TimeSpan.FromMilliseconds(milliseconds) } }.Validate();
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(86_400_001)]
+    [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond)]
     public void a_retire_grace_period_below_zero_or_above_a_day_is_refused(long milliseconds)
     {
         var options = new ControllerOptions { RetireMatchedAfter = TimeSpan.FromMilliseconds(milliseconds) };

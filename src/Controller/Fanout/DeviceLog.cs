@@ -16,6 +16,7 @@ namespace TaggedMirror.Controller.Fanout;
 internal sealed class DeviceLog : IDisposable
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceChannel> _channels = new(StringComparer.Ordinal);
+    private readonly Lock _creating = new();
     private readonly ControllerOptions _options;
     private readonly string _bootstrap;
 
@@ -27,12 +28,21 @@ internal sealed class DeviceLog : IDisposable
 
     public string Bootstrap => _bootstrap;
 
-    public DeviceChannel Channel(string deviceId) => _channels.GetOrAdd(deviceId, id =>
+    public DeviceChannel Channel(string deviceId)
     {
-        var config = KafkaSettings.Producer(_bootstrap, $"tm-controller-{_options.Id}-{id}", _options.DeliveryTimeout);
-        config.MessageMaxBytes = _options.MaxWriteBytes + 256 * 1024;
-        return new DeviceChannel(id, _options.MaxLagBytes, _options.RepairBytesInFlight, new ProducerBuilder<byte[]?, byte[]?>(config).Build());
-    });
+        if (_channels.TryGetValue(deviceId, out var channel)) return channel;
+        // Created under a lock: two callers racing in GetOrAdd would each build a producer, and the one dropped (its
+        // threads and connections) would never be disposed.
+        lock (_creating)
+        {
+            if (_channels.TryGetValue(deviceId, out channel)) return channel;
+            var config = KafkaSettings.Producer(_bootstrap, $"tm-controller-{_options.Id}-{deviceId}", _options.DeliveryTimeout);
+            config.MessageMaxBytes = _options.MaxWriteBytes + 256 * 1024;
+            channel = new DeviceChannel(deviceId, _options.MaxLagBytes, _options.RepairBytesInFlight, new ProducerBuilder<byte[]?, byte[]?>(config).Build());
+            _channels[deviceId] = channel;
+            return channel;
+        }
+    }
 
     public IEnumerable<DeviceChannel> Channels => _channels.Values;
 
