@@ -26,6 +26,7 @@ public static class HostDefaults
         Librdkafka.Install();
         var options = new TaggedMirrorOptions();
         builder.Configuration.GetSection(TaggedMirrorOptions.Section).Bind(options);
+        options.Validate();
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres, component));
         var telemetry = new TaggedMirrorTelemetry(component);
