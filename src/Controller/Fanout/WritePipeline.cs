@@ -308,10 +308,12 @@ internal sealed class WritePipeline(
                 var n = channel.Tokens.Take(tokenBuffer);
                 var span = StartProduceSpan(v, m, channel, kind, tag, firstBlock, blocks, data.Length);
                 var delivery = log.SendAsync(channel, m.ObjectIdUtf8, fields, m.ObjectIdUtf8, tokenBuffer[..n], data, span, origin);
-                Faults.AfterSend(options, kind, firstBlock, first);
-                first = false;
                 sends[m.Index] = new Send(m.Index, delivery, n == 0 ? null : tokenBuffer[..n].ToArray(), span);
-                Faults.AfterCopy(options, kind, tag.Seq, log);
+                if (first)
+                {
+                    first = false;
+                    Faults.AfterFirstCopy(options, kind, firstBlock, tag.Seq, log);
+                }
             }
             return write;
         }

@@ -48,9 +48,16 @@ internal sealed class DeviceConsumer(
     private static readonly TimeSpan MaxFaultRetry = TimeSpan.FromSeconds(5);
     private bool _recorded;
 
-    /// <summary>The wait before the next try: the first, or the one after <paramref name="last"/> when nothing was recorded since.</summary>
-    private static TimeSpan NextRetry(TimeSpan last, bool recordedSince, TimeSpan max) =>
-        recordedSince || last <= TimeSpan.Zero ? FirstRetry : TimeSpan.FromMilliseconds(Math.Min(last.TotalMilliseconds * 2, max.TotalMilliseconds));
+    /// <summary>
+    /// The wait before the next try: the first, or the one after <paramref name="last"/> when nothing was recorded
+    /// since; and from now on, nothing was.
+    /// </summary>
+    private TimeSpan NextRetry(TimeSpan last, TimeSpan max)
+    {
+        var next = _recorded || last <= TimeSpan.Zero ? FirstRetry : TimeSpan.FromMilliseconds(Math.Min(last.TotalMilliseconds * 2, max.TotalMilliseconds));
+        _recorded = false;
+        return next;
+    }
 
     private async Task RunAsync(CancellationToken ct)
     {
@@ -67,8 +74,7 @@ internal sealed class DeviceConsumer(
             }
             catch (DeviceFaultException ex)
             {
-                backoff = NextRetry(backoff, _recorded, MaxFaultRetry);
-                _recorded = false;
+                backoff = NextRetry(backoff, MaxFaultRetry);
                 // Disk full or a failing disk: nothing of the batch is recorded and nothing is skipped; the same
                 // batch is tried again. The controller hears it at every attempt, so a report lost on the bus is not
                 // lost for good, and takes the mirror out of reads and writes' way until the device catches up.
@@ -80,8 +86,7 @@ internal sealed class DeviceConsumer(
             }
             catch (Exception ex)
             {
-                backoff = NextRetry(backoff, _recorded, MaxRetry);
-                _recorded = false;
+                backoff = NextRetry(backoff, MaxRetry);
                 status.LastError = ex.Message;
                 logger.LogWarning(ex, "Device {Device}: apply loop failed; restarting from the state PostgreSQL holds in {Delay}", _agent.DeviceId, backoff);
                 await Task.Delay(backoff, ct);
