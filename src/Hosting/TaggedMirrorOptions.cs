@@ -39,9 +39,9 @@ public sealed class TaggedMirrorOptions
 
     /// <summary>
     /// Refuses, at start, names that would break later and less clearly: <see cref="Schema"/> is written into SQL
-    /// as it is (a plain PostgreSQL name: lower-case letter or underscore, then letters, digits, underscores, at most
-    /// 63 bytes, not <c>pg_</c>…), and <see cref="Cluster"/> into queue and exchange names (letters, digits,
-    /// <c>-</c>, <c>_</c>, <c>.</c>, at most 64).
+    /// as it is (a plain PostgreSQL name: a lower-case letter or underscore, then lower-case letters, digits,
+    /// underscores, at most 63 bytes, not <c>pg_</c>…), and <see cref="Cluster"/> into queue and exchange names
+    /// (letters, digits, <c>-</c>, <c>_</c>, <c>.</c>, at most 64).
     /// </summary>
     public void Validate()
     {
