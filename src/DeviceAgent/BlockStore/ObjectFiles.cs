@@ -200,9 +200,11 @@ internal sealed class ObjectFiles : IDisposable
     }
 
     /// <summary>
-    /// Deletes every object file and checksum file and makes that durable (a rebuild from the log starts from
-    /// nothing). Called by the apply loop, the only writer; a read in flight on a closed handle fails, and reads of
-    /// the deleted objects answer zeros until they are written again.
+    /// Deletes every object file and checksum file (a rebuild from the log starts from nothing). Called by the apply
+    /// loop, the only writer; a read in flight on a closed handle fails, and reads of the deleted objects answer zeros
+    /// until they are written again. Like <see cref="Delete"/>, the deletion is made durable by the next
+    /// <see cref="FlushWritten"/>, before the rebuild records it: the directory is synced once for the deletion and
+    /// the files the first replayed batch creates.
     /// </summary>
     public int DeleteAll()
     {
@@ -218,7 +220,7 @@ internal sealed class ObjectFiles : IDisposable
                 deleted++;
             }
         }
-        DirectorySync.Fsync(_directory);
+        _directoryUnsynced = true;
         return deleted;
     }
 

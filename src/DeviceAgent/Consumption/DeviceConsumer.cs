@@ -133,9 +133,8 @@ internal sealed class DeviceConsumer(
             batch.Clear();
             if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct) is { } logStart)
             {
-                // The log from its start, with the same consumer: assigned at once, so its first fetch runs while the
-                // files are deleted (the state, changed as the rebuild recorded it, starts at the same offsets).
-                consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, logStart[p])));
+                // The consumer reads the log from its start already (BeginRebuildAsync), the state, changed as the
+                // rebuild recorded it, starts at the same offsets.
                 await ContinueRebuildAsync(state, ct);
                 status.Update(state);
                 if (partitions.Any(p => state.NextOffsets.GetValueOrDefault(p, 0) != logStart[p]))
@@ -378,6 +377,10 @@ internal sealed class DeviceConsumer(
                 until[p] = state.NextOffsets.GetValueOrDefault(p, 0);
             }
             var rebuild = new RebuildState(request.Id, logStart, until, DateTimeOffset.UtcNow);
+            // The same consumer, from the log's start, before the rebuild is recorded: its first fetches run while the
+            // begin commits and the files are deleted. Nothing is consumed until both are done; a failed begin leaves
+            // this loop, and with it this assignment, for a reload.
+            consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, logStart[p])));
             await _repository.BeginRebuildAsync(state, rebuild, ct);
             logger.LogWarning("Device {Device}: rebuild {Id} begins: every object file is deleted and {Topic} replayed from {From} up to {Until}{Truncated}",
                 _agent.DeviceId, rebuild.Id, topic, Offsets(logStart), Offsets(until),
@@ -410,11 +413,12 @@ internal sealed class DeviceConsumer(
             {
                 throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
             }
-            await _repository.MarkWipedAsync(rebuild, ct);
+            rebuild.Wiped = true; // recorded with the first replayed batch (DeviceRepository.CommitBatchAsync)
         }
         if (rebuild.ReachedEnd(state.NextOffsets))
         {
             rebuild.CompletedAt = DateTimeOffset.UtcNow;
+            files.FlushWritten(); // the deletion durable before it is recorded, as a batch's flush makes it otherwise
             await _repository.CommitBatchAsync(state.StreamVersion, [], [], [], new Dictionary<int, long>(), new Dictionary<(string, int), long>(), ct, rebuild);
             LogRebuildDone(rebuild);
         }

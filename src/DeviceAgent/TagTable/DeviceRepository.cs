@@ -151,22 +151,14 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         state.Rebuild = rebuild;
     }
 
-    /// <summary>Records that the rebuild's object files are gone.</summary>
-    public async Task MarkWipedAsync(RebuildState rebuild, CancellationToken ct)
-    {
-        await using var cmd = store.DataSource.CreateCommand(
-            $"UPDATE {_schema}.device_rebuilds SET wiped = true WHERE device_id = @d AND rebuild_id = @id");
-        cmd.Parameters.AddWithValue("d", deviceId);
-        cmd.Parameters.AddWithValue("id", rebuild.Id);
-        await cmd.ExecuteNonQueryAsync(ct);
-        rebuild.Wiped = true;
-    }
-
     /// <summary>
     /// Records one applied batch: its tag-table events (the live table follows inline), the objects it deleted
     /// and then those it changed (an object deleted and written again in the batch ends up as the new one), and
     /// the next offsets, all in one transaction. A crash before commit replays the batch; after commit, the
-    /// batch is never applied or recorded again.
+    /// batch is never applied or recorded again. With a running <paramref name="rebuild"/>, its counts and whether
+    /// its object files were deleted go with the batch: the deletion is recorded by the first batch replayed into the
+    /// new files, not by a transaction of its own (a crash before that deletes them again, and what was written
+    /// into them is replayed again from the same offsets).
     /// </summary>
     public async Task CommitBatchAsync(
         long expectedVersion,
@@ -190,11 +182,12 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         if (rebuild is not null)
         {
             await using var cmd = new NpgsqlCommand($"""
-                UPDATE {_schema}.device_rebuilds SET transactions = @t, bytes = @b, refused = @r, completed_at = @c
+                UPDATE {_schema}.device_rebuilds SET wiped = @w, transactions = @t, bytes = @b, refused = @r, completed_at = @c
                 WHERE device_id = @d AND rebuild_id = @id
                 """, session.Connection, session.Transaction);
             cmd.Parameters.AddWithValue("d", deviceId);
             cmd.Parameters.AddWithValue("id", rebuild.Id);
+            cmd.Parameters.AddWithValue("w", rebuild.Wiped);
             cmd.Parameters.AddWithValue("t", rebuild.Transactions);
             cmd.Parameters.AddWithValue("b", rebuild.Bytes);
             cmd.Parameters.AddWithValue("r", rebuild.Refused);

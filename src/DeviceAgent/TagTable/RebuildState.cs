@@ -20,7 +20,10 @@ internal sealed class RebuildState(
 
     public DateTimeOffset StartedAt { get; } = startedAt;
 
-    /// <summary>The object files were deleted (recorded once they were; deleted again after a crash before that).</summary>
+    /// <summary>
+    /// The object files were deleted. Recorded with the first batch replayed after the deletion (or the rebuild's
+    /// end when nothing is left to replay); a crash or a failed commit before that deletes them again.
+    /// </summary>
     public bool Wiped { get; set; }
 
     public long Transactions { get; set; }

@@ -84,6 +84,39 @@ public sealed class BeginRebuildTests : IAsyncLifetime
         Assert.True((loaded.Rebuild.StartedAt - state.Rebuild.StartedAt).Duration() < TimeSpan.FromMilliseconds(1));
     }
 
+    /// <summary>
+    /// The deletion of the object files is recorded by the first batch the replay commits, with its offsets: until then
+    /// PostgreSQL says "not wiped", so an agent that crashed (or whose commit failed) deletes the files again before it
+    /// replays from the same offsets; once it is recorded, a restart must not delete what the replay wrote.
+    /// </summary>
+    [Fact]
+    public async Task a_rebuilds_deletion_is_recorded_with_the_first_batch_it_replays_and_not_before()
+    {
+        var repository = new DeviceRepository(new EventStreams(_store!, _dataSource!, _schema), "d9");
+        await RecordSomeHistoryAsync(repository);
+        var state = await repository.LoadAsync(Ct);
+        var rebuild = new RebuildState("r2", new Dictionary<int, long> { [0] = 0, [1] = 0 }, new Dictionary<int, long>(state.NextOffsets), DateTimeOffset.UtcNow);
+        await repository.BeginRebuildAsync(state, rebuild, Ct);
+        rebuild.Wiped = true; // the files are gone (DeviceConsumer.ContinueRebuildAsync); nothing recorded yet
+
+        Assert.False((await repository.LoadAsync(Ct)).Rebuild!.Wiped);
+        // A commit that is not the replay's (a truncation found before the first fetch) does not record it either.
+        await repository.CommitBatchAsync(state.StreamVersion, [], [], [], new Dictionary<int, long> { [1] = 0 }, new Dictionary<(string, int), long>(), Ct);
+        Assert.False((await repository.LoadAsync(Ct)).Rebuild!.Wiped);
+
+        var a = state.Objects["va.d9"];
+        rebuild.Transactions = 1;
+        rebuild.Bytes = 4096;
+        await repository.CommitBatchAsync(
+            state.StreamVersion, [], [], [new StorageObject(a.Id, 4096, 16, 0, needsFullCopy: false)], new Dictionary<int, long> { [0] = 1 },
+            new Dictionary<(string, int), long> { [(a.Id, 0)] = 1 }, Ct, rebuild,
+            [new BlockWriteRow(a.Id, 1, 1, new Tag(1, 1, 1), TransactionKind.Write, 1, null, 0, 0)]);
+        var loaded = await repository.LoadAsync(Ct);
+        Assert.True(loaded.Rebuild!.Wiped);
+        Assert.Equal((1L, 4096L, false), (loaded.Rebuild.Transactions, loaded.Rebuild.Bytes, loaded.Rebuild.Completed));
+        Assert.Equal(1, loaded.NextOffsets[0]);
+    }
+
     /// <summary>Two objects written in two partitions by two owners, one write retired by a token.</summary>
     private async Task RecordSomeHistoryAsync(DeviceRepository repository)
     {
