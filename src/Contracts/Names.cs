@@ -18,6 +18,18 @@ public static partial class Names
         return dot < 0 ? objectId : objectId[..dot];
     }
 
+    /// <summary>What <see cref="IsValidSchema"/> accepts, for messages.</summary>
+    public const string SchemaRule =
+        "a plain PostgreSQL schema name: a lower-case letter or underscore, then lower-case letters, digits or underscores, at most 63, not starting with pg_";
+
+    /// <summary>
+    /// A PostgreSQL schema name the cluster's tables can live in, written into SQL as it is (no quoting needed):
+    /// see <see cref="SchemaRule"/>.
+    /// </summary>
+    public static bool IsValidSchema(string? schema) =>
+        schema is { Length: > 0 and <= 63 } && (char.IsAsciiLetterLower(schema[0]) || schema[0] == '_')
+        && schema.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_') && !schema.StartsWith("pg_", StringComparison.Ordinal);
+
     [GeneratedRegex(@"^[a-z0-9][a-z0-9-]{0,47}\z", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 }

@@ -1,3 +1,5 @@
+using TaggedMirror.Contracts;
+
 namespace TaggedMirror.Hosting;
 
 /// <summary>
@@ -39,18 +41,13 @@ public sealed class TaggedMirrorOptions
 
     /// <summary>
     /// Refuses, at start, names that would break later and less clearly: <see cref="Schema"/> is written into SQL
-    /// as it is (a plain PostgreSQL name: a lower-case letter or underscore, then lower-case letters, digits,
-    /// underscores, at most 63 bytes, not <c>pg_</c>…), and <see cref="Cluster"/> into queue and exchange names
+    /// as it is (<see cref="Names.IsValidSchema"/>), and <see cref="Cluster"/> into queue and exchange names
     /// (letters, digits, <c>-</c>, <c>_</c>, <c>.</c>, at most 64).
     /// </summary>
     public void Validate()
     {
-        if (Schema.Length is 0 or > 63 || !(char.IsAsciiLetterLower(Schema[0]) || Schema[0] == '_')
-            || !Schema.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_') || Schema.StartsWith("pg_", StringComparison.Ordinal))
-        {
-            throw new ArgumentException(
-                $"TaggedMirror:Schema '{Schema}' is not a plain PostgreSQL schema name: a lower-case letter or underscore, then lower-case letters, digits or underscores, at most 63, not starting with pg_");
-        }
+        if (!Names.IsValidSchema(Schema))
+            throw new ArgumentException($"TaggedMirror:Schema '{Schema}' is not {Names.SchemaRule}");
         if (Cluster.Length is 0 or > 64 || !Cluster.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
             throw new ArgumentException($"TaggedMirror:Cluster '{Cluster}' must be 1 to 64 letters, digits, '-', '_' or '.' (it names the bus's queues)");
     }

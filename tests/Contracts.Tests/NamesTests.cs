@@ -87,4 +87,27 @@ public sealed class NamesTests
         Assert.NotEqual(Topics.DeadLetter("dev-1"), Topics.DeadLetter("dev-2"));
         Assert.False(Topics.DeadLetter("dev-1").StartsWith(Topics.DevicePrefix, StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("tm", true)]
+    [InlineData("tm_local", true)]
+    [InlineData("_x9", true)]
+    [InlineData(null, false)]
+    [InlineData("", false)]
+    [InlineData("1tm", false)] // a leading digit needs quotes in SQL
+    [InlineData("tm-1", false)]
+    [InlineData("Tm", false)]
+    [InlineData("pg_tm", false)]
+    [InlineData("tm;drop", false)]
+    public void a_schema_name_is_a_plain_postgresql_name(string? schema, bool valid)
+    {
+        Assert.Equal(valid, Names.IsValidSchema(schema));
+    }
+
+    [Fact]
+    public void a_schema_name_is_at_most_63_characters()
+    {
+        Assert.True(Names.IsValidSchema(new string('t', 63)));
+        Assert.False(Names.IsValidSchema(new string('t', 64)));
+    }
 }

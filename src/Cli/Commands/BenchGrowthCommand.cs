@@ -5,6 +5,7 @@ using System.Text.Json;
 using Npgsql;
 using Spectre.Console;
 using TaggedMirror.Cli.Api;
+using TaggedMirror.Contracts;
 using TaggedMirror.Contracts.Api;
 
 namespace TaggedMirror.Cli.Commands;
@@ -74,8 +75,8 @@ internal static class BenchGrowthCommand
         if (s.Idle < TimeSpan.Zero) throw new CliException("--idle must not be negative");
         if (s.SampleEvery <= TimeSpan.Zero) throw new CliException("--sample-every must be positive");
         // The schema is spliced into SQL as an identifier.
-        if (s.Schema.Length == 0 || !s.Schema.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_'))
-            throw new CliException($"schema '{s.Schema}' is not a plain name (lower-case letters, digits, underscores)");
+        if (!Names.IsValidSchema(s.Schema))
+            throw new CliException($"schema '{s.Schema}' is not {Names.SchemaRule}");
 
         await using var db = NpgsqlDataSource.Create(s.Postgres);
         using var http = new TmHttp(s.Concurrency, TimeSpan.FromSeconds(60));
