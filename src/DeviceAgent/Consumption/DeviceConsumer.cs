@@ -133,7 +133,7 @@ internal sealed class DeviceConsumer(
             batch.Clear();
             if (rebuilds.TryTake(out var request) && await BeginRebuildAsync(consumer, topic, partitions, state, request, ct) is { } logStart)
             {
-                // The consumer reads the log from its start already (BeginRebuildAsync), the state, changed as the
+                // The consumer reads the log from its start already (BeginRebuildAsync); the state, changed as the
                 // rebuild recorded it, starts at the same offsets.
                 await ContinueRebuildAsync(state, ct);
                 status.Update(state);
@@ -397,28 +397,30 @@ internal sealed class DeviceConsumer(
 
     /// <summary>
     /// After a (re)load: a rebuild whose object files may still exist deletes them (again, after a crash before the
-    /// deletion was recorded); one with nothing left to replay is recorded as done at once.
+    /// deletion was recorded: that is done by the first replayed batch); one with nothing left to replay is recorded as done at once.
     /// </summary>
     private async Task ContinueRebuildAsync(DeviceState state, CancellationToken ct)
     {
         if (state.Rebuild is not { Completed: false } rebuild) return;
-        if (!rebuild.Wiped)
+        var reachedEnd = rebuild.ReachedEnd(state.NextOffsets);
+        try
         {
-            try
+            if (!rebuild.Wiped)
             {
                 var deleted = files.DeleteAll();
                 logger.LogWarning("Device {Device}: rebuild {Id} deleted {Files} object and checksum files", _agent.DeviceId, rebuild.Id, deleted);
+                rebuild.Wiped = true; // recorded with the first replayed batch (DeviceRepository.CommitBatchAsync)
             }
-            catch (IOException ex)
-            {
-                throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
-            }
-            rebuild.Wiped = true; // recorded with the first replayed batch (DeviceRepository.CommitBatchAsync)
+            // With nothing to replay, the deletion is made durable here, before the rebuild's end records it.
+            if (reachedEnd) files.FlushWritten();
         }
-        if (rebuild.ReachedEnd(state.NextOffsets))
+        catch (IOException ex)
+        {
+            throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
+        }
+        if (reachedEnd)
         {
             rebuild.CompletedAt = DateTimeOffset.UtcNow;
-            files.FlushWritten(); // the deletion durable before it is recorded, as a batch's flush makes it otherwise
             await _repository.CommitBatchAsync(state.StreamVersion, [], [], [], new Dictionary<int, long>(), new Dictionary<(string, int), long>(), ct, rebuild);
             LogRebuildDone(rebuild);
         }
