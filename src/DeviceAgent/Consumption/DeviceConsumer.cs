@@ -397,7 +397,7 @@ internal sealed class DeviceConsumer(
 
     /// <summary>
     /// After a (re)load: a rebuild whose object files may still exist deletes them (again, after a crash before the
-    /// deletion was recorded: that is done by the first replayed batch); one with nothing left to replay is recorded as done at once.
+    /// first replayed batch recorded the deletion); one with nothing left to replay is recorded as done at once.
     /// </summary>
     private async Task ContinueRebuildAsync(DeviceState state, CancellationToken ct)
     {
