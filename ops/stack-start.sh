@@ -11,7 +11,9 @@
 # exists. Starting devkafka therefore stops any controller/agents still running and starts from empty state.
 #
 # Environment: TM_SKIP_BUILD=1 (do not build), TM_SKIP_SETUP=1 (do not run ops/setup.sh),
-# TM_START_TIMEOUT (60 s), TM_BUILD_CONFIGURATION (Release), TM_ASPNETCORE_LOG_LEVEL (Warning);
+# TM_START_TIMEOUT (60 s), TM_BUILD_CONFIGURATION (Release), TM_ASPNETCORE_LOG_LEVEL (Warning),
+# TM_DEVICE_PARTITIONS (1: partitions of each device topic when devkafka starts; a volume's writes all go to one, so
+# more lets a benchmark hold more than the development broker's 5 MiB per partition);
 # Controller__* / Agent__* settings in the environment pass through.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -77,7 +79,9 @@ if ! devkafka_running; then
       rabbitmqctl -q purge_queue "$queue" >/dev/null 2>&1 || true
     done
   fi
-  TM_KAFKA_TOPICS="tm.device.d0:1,tm.device.d1:1,tm.device.d2:1" "$TM_ROOT/ops/devkafka-start.sh"
+  partitions="${TM_DEVICE_PARTITIONS:-1}"
+  [[ $partitions =~ ^[1-9][0-9]?$ ]] || die "stack: TM_DEVICE_PARTITIONS must be from 1 to 99, not '$partitions'"
+  TM_KAFKA_TOPICS="tm.device.d0:$partitions,tm.device.d1:$partitions,tm.device.d2:$partitions" "$TM_ROOT/ops/devkafka-start.sh"
 fi
 BOOTSTRAP="$(cat "$TM_RUN_DIR/kafka.bootstrap")"
 
