@@ -5,7 +5,7 @@
 # of the same topic, the verify against cat of the object files.
 # Usage: ops/bench-rebuild.sh [--keep] [tm bench-rebuild options, e.g. --writes 1000 --size 4096 --volumes 4]
 #   --keep  leave the stack running afterwards (stop it with ops/stack-stop.sh)
-# A fresh stack's device topics get as many partitions as --volumes N asks for, 4 without it (TM_DEVICE_PARTITIONS,
+# A fresh stack's device topics get as many partitions as --volumes N asks for, one without it (TM_DEVICE_PARTITIONS,
 # unless set): each volume's log then has a partition of its own, and the log can hold N times the development
 # broker's 5 MiB window. A stack left running by --keep is reused with the partitions it has.
 set -euo pipefail
@@ -18,7 +18,7 @@ for arg in "$@"; do
   case "$arg" in --volumes=*) volumes="${arg#--volumes=}" ;; esac
   previous="$arg"
 done
-[[ ${volumes:-} =~ ^([1-9]|1[0-6])$ ]] || volumes=4
+[[ ${volumes:-} =~ ^([1-9]|1[0-6])$ ]] || volumes=1
 export TM_DEVICE_PARTITIONS="${TM_DEVICE_PARTITIONS:-$volumes}"
 
 mkdir -p "$TM_ROOT/bench-results"

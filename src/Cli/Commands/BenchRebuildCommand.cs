@@ -22,7 +22,8 @@ namespace TaggedMirror.Cli.Commands;
 /// A volume's writes all go to one partition of a device topic (they are keyed by its object id), and the development
 /// broker keeps 5 MiB per partition. <c>--volumes N</c> writes N volumes whose objects on the rebuilt device land in N
 /// different partitions (the names chosen by the producers' default partitioner, CRC-32 of the key modulo the
-/// partitions), so the log holds N times as much and the rebuild's fixed costs weigh less against its per-byte rate.
+/// partitions), so the log holds N times as much, read as a topic of N partitions is read (docs/benchmarks.md, "A log of
+/// several partitions").
 /// </para>
 /// </summary>
 internal static class BenchRebuildCommand
@@ -36,7 +37,7 @@ internal static class BenchRebuildCommand
         var kafka = new Option<string?>("--kafka") { Description = "Bootstrap servers for the raw consume (default: TaggedMirror__Kafka, else .run/kafka.bootstrap)" };
         var device = new Option<string>("--device") { Description = "The device to rebuild", DefaultValueFactory = _ => "d1" };
         var writes = new Option<int>("--writes") { Description = "Writes to each volume before the rebuild (the development broker keeps 5 MiB per partition: keep writes × size under it)", DefaultValueFactory = _ => 1000 };
-        var volumes = new Option<int?>("--volumes") { Description = "Volumes written, each in a partition of its own of the device's topic (1..16; the topic needs as many partitions: ops/bench-rebuild.sh sets TM_DEVICE_PARTITIONS) [default: as many as the topic has partitions, at most 4]" };
+        var volumes = new Option<int>("--volumes") { Description = "Volumes written, each in a partition of its own of the device's topic (1..16; the topic needs as many partitions: ops/bench-rebuild.sh sets TM_DEVICE_PARTITIONS)", DefaultValueFactory = _ => 1 };
         var size = new Option<int>("--size") { Description = "Bytes per write (a multiple of 4096)", DefaultValueFactory = _ => 4096 };
         var concurrency = new Option<int>("--concurrency") { Description = "Writes in flight", DefaultValueFactory = _ => 16 };
         var volumeSize = new Option<string?>("--volume-size") { Description = "Size of the fresh volume: bytes, or with KiB/MiB/GiB (default: writes × size, so every block is written once and cat reads what verify reads)" };
@@ -69,13 +70,9 @@ internal static class BenchRebuildCommand
     }
 
     private sealed record Settings(
-        Uri Controller, string Bootstrap, string Device, string Volume, int Writes, int? Volumes, int Size, int Concurrency, long VolumeBytes, string DataDir, int Rounds, string Output);
+        Uri Controller, string Bootstrap, string Device, string Volume, int Writes, int Volumes, int Size, int Concurrency, long VolumeBytes, string DataDir, int Rounds, string Output);
 
     private const int BlockSize = 4096;
-
-    // 16 MiB of log at the default 1,000 writes of 4 KiB each: enough for the rebuild's rate per byte to show
-    // through its fixed costs (docs/benchmarks.md, "A log longer than one partition's window").
-    private const int DefaultVolumes = 4;
 
     private static async Task<int> RunAsync(Settings s, CancellationToken ct)
     {
@@ -90,7 +87,7 @@ internal static class BenchRebuildCommand
         var writeBlocks = s.Size / BlockSize;
         var topic = "tm.device." + s.Device;
         var partitions = PartitionCount(s.Bootstrap, topic);
-        var names = VolumeNames(s.Volume, s.Device, s.Volumes ?? Math.Min(partitions, DefaultVolumes), partitions);
+        var names = VolumeNames(s.Volume, s.Device, s.Volumes, partitions);
         using var http = new TmHttp(s.Concurrency + 2, TimeSpan.FromSeconds(60));
         foreach (var name in names)
         {
