@@ -23,7 +23,13 @@ internal sealed class AppliedBatch
     /// </summary>
     public HashSet<string> DeletedObjects { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Writes, appends and repairs applied (replayed ones too), in order: rows of the block-writer table.</summary>
+    /// <summary>
+    /// Of <see cref="DeletedObjects"/>, those whose block-writer rows go with them: all but those a rebuild's replay
+    /// deleted again (the table kept through a rebuild already lacks the rows that delete removed the first time).
+    /// </summary>
+    public HashSet<string> WritersDeleted { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Writes, appends and repairs applied (not replayed ones: their rows are kept), in order: rows of the block-writer table.</summary>
     public List<BlockWriteRow> BlockWrites { get; } = [];
 
     public Dictionary<int, long> NextOffsets { get; } = [];

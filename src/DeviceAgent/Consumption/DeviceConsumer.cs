@@ -213,7 +213,7 @@ internal sealed class DeviceConsumer(
         using (var record = spans.StartPhase(telemetry.Source, "record"))
         {
             record?.SetTag("tm.events", batch.Events.Count);
-            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.DeletedObjects, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild, batch.BlockWrites);
+            await _repository.CommitBatchAsync(expectedVersion, batch.Events, batch.DeletedObjects, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, ct, rebuild, batch.BlockWrites, batch.WritersDeleted);
         }
         _recorded = true;
         if (rebuild?.Completed == true) LogRebuildDone(rebuild);

@@ -170,16 +170,17 @@ internal sealed class TransactionApplier(ObjectFiles files)
             batch.ChangedObjects[objectId] = obj;
         }
         RaiseOwnerEpoch(state, batch, fenceKey, h.OwnerEpoch);
-        var principal = PrincipalOf(headers);
-        // Who wrote these blocks, kept in the block-writer table (docs/design.md, "Who wrote a block"); a rebuild's
-        // replay writes it again, as the first time.
-        batch.BlockWrites.Add(new BlockWriteRow(objectId, first, h.BlockCount, h.Tag, h.Kind, h.OwnerEpoch, principal, m.Partition.Value, m.Offset.Value));
         if (replay)
         {
+            // Its block-writer row is in the table from the first time: a rebuild keeps the table, which its replay of the
+            // same transactions in the same order would write again row for row (docs/design.md, "Who wrote a block").
             batch.Replayed++;
             batch.ReplayedBytes += data.Length;
             return null;
         }
+        var principal = PrincipalOf(headers);
+        // Who wrote these blocks, kept in the block-writer table (docs/design.md, "Who wrote a block").
+        batch.BlockWrites.Add(new BlockWriteRow(objectId, first, h.BlockCount, h.Tag, h.Kind, h.OwnerEpoch, principal, m.Partition.Value, m.Offset.Value));
         batch.DataBytes += data.Length;
         var token2 = state.StreamVersion + 1;
         Append(state, batch, new TagRecorded(
@@ -221,13 +222,15 @@ internal sealed class TransactionApplier(ObjectFiles files)
         state.Objects.Remove(objectId);
         batch.ChangedObjects.Remove(objectId);
         batch.DeletedObjects.Add(objectId);
-        // Its writes earlier in this batch are gone with it: the table's rows of the object are deleted with the batch.
-        batch.BlockWrites.RemoveAll(w => w.ObjectId == objectId);
         if (replay)
         {
+            // The block-writer rows the delete removed the first time are gone; those left are of writes after it.
             batch.Replayed++;
             return;
         }
+        // Its writes earlier in this batch are gone with it: the table's rows of the object are deleted with the batch.
+        batch.BlockWrites.RemoveAll(w => w.ObjectId == objectId);
+        batch.WritersDeleted.Add(objectId);
         var tokens = new List<long>();
         foreach (var (token, entry) in state.Live)
         {

@@ -105,9 +105,11 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
     /// and, when the log no longer holds its start, every object marked as needing a full copy with a
     /// <c>log_truncated</c> per partition so the controller's full copy covers it; the owner epochs forgotten (the
     /// replay raises them again in log order, so an old owner's write is applied where it was applied the first
-    /// time); the block-writer table's rows (the replay writes them again); and the next offsets moved back to the
-    /// log's start. The live tag table is kept: those entries'
-    /// writes are replayed, and their tokens are still to come. The object files are deleted after this commits.
+    /// time); and the next offsets moved back to the log's start. The live tag table is kept: those entries' writes are
+    /// replayed, and their tokens are still to come. So is the block-writer table: the replay applies the same
+    /// transactions in the same order, so it would write the same rows again (and where the log no longer holds its
+    /// start, the rows of what fell off still name who wrote what the full copy brings back). The object files are
+    /// deleted after this commits.
     /// <para>
     /// Once committed, <paramref name="state"/> is changed the same way, so it is what <see cref="LoadAsync"/> would
     /// read now (DeviceAgent.Tests shows both the same): the replay begins without reading the whole state back,
@@ -127,8 +129,6 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
             VALUES (@d, @id, @start::jsonb, @until::jsonb, @at);
             UPDATE {_schema}.device_objects SET object_blocks = 0, ext_blocks = 0, needs_full_copy = @truncated WHERE device_id = @d;
             DELETE FROM {_schema}.device_owner_epochs WHERE device_id = @d;
-            DELETE FROM {_schema}.block_writes WHERE device_id = @d;
-            DELETE FROM {_schema}.block_write_spans WHERE device_id = @d;
             """, session.Connection, session.Transaction))
         {
             cmd.Parameters.AddWithValue("d", deviceId);
@@ -153,8 +153,9 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
 
     /// <summary>
     /// Records one applied batch: its tag-table events (the live table follows inline), the objects it deleted
-    /// and then those it changed (an object deleted and written again in the batch ends up as the new one), and
-    /// the next offsets, all in one transaction. A crash before commit replays the batch; after commit, the
+    /// (with their block-writer rows, those of <paramref name="writersDeleted"/>: all of them unless given) and then
+    /// those it changed (an object deleted and written again in the batch ends up as the new one), its block writes,
+    /// and the next offsets, all in one transaction. A crash before commit replays the batch; after commit, the
     /// batch is never applied or recorded again. With a running <paramref name="rebuild"/>, its counts and whether
     /// its object files were deleted go with the batch: the deletion is recorded by the first batch replayed into the
     /// new files, not by a transaction of its own (a crash before that deletes them again, and what was written
@@ -169,12 +170,13 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         IReadOnlyDictionary<(string ObjectId, int Partition), long> ownerEpochs,
         CancellationToken ct,
         RebuildState? rebuild = null,
-        IReadOnlyList<Consumption.BlockWriteRow>? blockWrites = null)
+        IReadOnlyList<Consumption.BlockWriteRow>? blockWrites = null,
+        IReadOnlyCollection<string>? writersDeleted = null)
     {
         await using var session = await store.BeginAsync(ct);
         if (events.Count > 0)
             session.Append(_stream, expectedVersion == 0 ? ExpectedVersion.NoStream : expectedVersion, events);
-        await DeleteObjectsAsync(session, deletedObjects, ct);
+        await DeleteObjectsAsync(session, deletedObjects, writersDeleted ?? deletedObjects, ct);
         await UpsertObjectsAsync(session, changedObjects, ct);
         await RecordBlockWritesAsync(session, blockWrites ?? [], ct);
         await UpsertOffsetsAsync(session, nextOffsets, ct);
@@ -198,16 +200,18 @@ internal sealed class DeviceRepository(EventStreams store, string deviceId)
         await session.CommitAsync(ct);
     }
 
-    private async Task DeleteObjectsAsync(EventTransaction session, IReadOnlyCollection<string> objectIds, CancellationToken ct)
+    private async Task DeleteObjectsAsync(
+        EventTransaction session, IReadOnlyCollection<string> objectIds, IReadOnlyCollection<string> writersOf, CancellationToken ct)
     {
         if (objectIds.Count == 0) return;
         await using var cmd = new NpgsqlCommand($"""
             DELETE FROM {_schema}.device_objects WHERE device_id = @d AND object_id = ANY(@o);
-            DELETE FROM {_schema}.block_writes WHERE device_id = @d AND object_id = ANY(@o);
-            DELETE FROM {_schema}.block_write_spans WHERE device_id = @d AND object_id = ANY(@o);
+            DELETE FROM {_schema}.block_writes WHERE device_id = @d AND object_id = ANY(@w);
+            DELETE FROM {_schema}.block_write_spans WHERE device_id = @d AND object_id = ANY(@w);
             """, session.Connection, session.Transaction);
         cmd.Parameters.AddWithValue("d", deviceId);
         cmd.Parameters.AddWithValue("o", objectIds.ToArray());
+        cmd.Parameters.AddWithValue("w", writersOf.ToArray());
         await cmd.ExecuteNonQueryAsync(ct);
     }
 

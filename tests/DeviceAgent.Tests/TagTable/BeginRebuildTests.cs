@@ -1,7 +1,10 @@
+using System.Text;
+using Confluent.Kafka;
 using JasperFx.Events.Projections;
 using Marten;
 using Npgsql;
 using TaggedMirror.Contracts;
+using TaggedMirror.Contracts.Bus;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Contracts.Transactions;
 using TaggedMirror.DeviceAgent.BlockStore;
@@ -115,6 +118,102 @@ public sealed class BeginRebuildTests : IAsyncLifetime
         Assert.True(loaded.Rebuild!.Wiped);
         Assert.Equal((1L, 4096L, false), (loaded.Rebuild.Transactions, loaded.Rebuild.Bytes, loaded.Rebuild.Completed));
         Assert.Equal(1, loaded.NextOffsets[0]);
+    }
+
+    /// <summary>
+    /// A rebuild keeps the device's block-writer table and its replay records no rows: replaying the same transactions
+    /// in the same order would write the same rows again. Here through overwrites (rows covered whole go, rows covered
+    /// in part stay) and a delete of the object with writes after it, whose rows a replayed delete must not take away.
+    /// </summary>
+    [Fact]
+    public async Task a_rebuild_keeps_the_block_writer_table_its_replay_would_write_again_row_for_row()
+    {
+        var repository = new DeviceRepository(new EventStreams(_store!, _dataSource!, _schema), "d9");
+        var directory = Directory.CreateTempSubdirectory("tm-rebuild-rows-");
+        try
+        {
+            using var files = new ObjectFiles(directory.FullName);
+            var applier = new TransactionApplier(files);
+            ConsumeResult<byte[]?, byte[]?>[] log =
+            [
+                Transaction(0, 0, TransactionKind.Write, 1, "va.d9", 0, 2),
+                Transaction(0, 1, TransactionKind.Write, 2, "va.d9", 1, 1),
+                Transaction(1, 0, TransactionKind.Write, 3, "vb.d9", 0, 1),
+                Transaction(0, 2, TransactionKind.Write, 4, "va.d9", 4, 2),
+                Transaction(0, 3, TransactionKind.Write, 5, "va.d9", 4, 4),
+                Transaction(0, 4, TransactionKind.Delete, 6, "va.d9", 0, 0),
+                Transaction(0, 5, TransactionKind.Write, 7, "va.d9", 2, 1),
+                Transaction(1, 1, TransactionKind.Write, 8, "vb.d9", 0, 1),
+                Transaction(0, 6, TransactionKind.Write, 9, "va.d9", 5, 3),
+                Transaction(0, 7, TransactionKind.Write, 10, "va.d9", 6, 1),
+            ];
+            var state = await repository.LoadAsync(Ct);
+            // Applied the first time in three batches, as they came.
+            foreach (var range in new[] { 0..3, 3..6, 6..10 })
+                await ApplyAndCommitAsync(repository, applier, files, state, log[range]);
+            var first = await BlockWriterRowsAsync();
+            Assert.Equal(["va.d9 2+1 seq 7 @0:5", "va.d9 5+3 seq 9 @0:6", "va.d9 6+1 seq 10 @0:7", "vb.d9 0+1 seq 8 @1:1"], first);
+
+            var rebuild = new RebuildState("r3", new Dictionary<int, long> { [0] = 0, [1] = 0 }, new Dictionary<int, long>(state.NextOffsets), DateTimeOffset.UtcNow);
+            await repository.BeginRebuildAsync(state, rebuild, Ct);
+            Assert.Equal(first, await BlockWriterRowsAsync());
+            files.DeleteAll();
+            rebuild.Wiped = true;
+            // Replayed in batches cut elsewhere than the first time's.
+            foreach (var range in new[] { 0..5, 5..10 })
+                await ApplyAndCommitAsync(repository, applier, files, state, log[range], rebuild);
+            Assert.Equal(first, await BlockWriterRowsAsync());
+            Assert.True(rebuild.ReachedEnd(state.NextOffsets));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>A batch applied and recorded as <c>DeviceConsumer</c> does.</summary>
+    private async Task ApplyAndCommitAsync(
+        DeviceRepository repository, TransactionApplier applier, ObjectFiles files, DeviceState state, ConsumeResult<byte[]?, byte[]?>[] messages,
+        RebuildState? rebuild = null)
+    {
+        var expectedVersion = state.StreamVersion;
+        var batch = applier.Apply(messages, state);
+        Assert.Empty(batch.Refused);
+        files.FlushWritten();
+        if (rebuild is not null) rebuild.Transactions += batch.Replayed;
+        await repository.CommitBatchAsync(
+            expectedVersion, batch.Events, batch.DeletedObjects, batch.ChangedObjects.Values, batch.NextOffsets, batch.OwnerEpochs, Ct, rebuild,
+            batch.BlockWrites, batch.WritersDeleted);
+    }
+
+    private static ConsumeResult<byte[]?, byte[]?> Transaction(int partition, long offset, TransactionKind kind, long seq, string objectId, long first, int count)
+    {
+        var objectBytes = Encoding.UTF8.GetBytes(objectId);
+        var data = new byte[count * 4096];
+        data.AsSpan().Fill((byte)seq);
+        var header = new byte[TransactionHeader.Size];
+        TransactionCodec.WriteHeader(header, new TransactionHeader(kind, new Tag(1, 1, seq), first, count, 4096, 16, OwnerEpoch: 1), objectBytes, null, data);
+        return new ConsumeResult<byte[]?, byte[]?>
+        {
+            TopicPartitionOffset = new TopicPartitionOffset("tm.device.d9", partition, offset),
+            Message = new Message<byte[]?, byte[]?>
+            {
+                Key = objectBytes,
+                Value = data,
+                Headers = new Headers { { HeaderNames.Header, header }, { HeaderNames.Object, objectBytes } },
+            },
+        };
+    }
+
+    private async Task<List<string>> BlockWriterRowsAsync()
+    {
+        var rows = new List<string>();
+        await using var cmd = _dataSource!.CreateCommand(
+            $"SELECT object_id, first_block, block_count, seq, partition, topic_offset FROM {_schema}.block_writes WHERE device_id = 'd9' ORDER BY object_id, first_block, topic_offset");
+        await using var r = await cmd.ExecuteReaderAsync(Ct);
+        while (await r.ReadAsync(Ct))
+            rows.Add($"{r.GetString(0)} {r.GetInt64(1)}+{r.GetInt32(2)} seq {r.GetInt64(3)} @{r.GetInt32(4)}:{r.GetInt64(5)}");
+        return rows;
     }
 
     /// <summary>Two objects written in two partitions by two owners, one write retired by a token.</summary>
