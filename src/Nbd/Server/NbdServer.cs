@@ -15,6 +15,9 @@ public sealed class NbdServer
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
 
+    // Refused connections are logged at most ten a second: a client that connects in a loop must not flood the log.
+    private readonly LogBudget _refusals = new(10, TimeProvider.System);
+
     public NbdServer(INbdExports exports, NbdServerOptions options, ILogger<NbdServer> logger)
     {
         ArgumentNullException.ThrowIfNull(exports);
@@ -64,7 +67,21 @@ public sealed class NbdServer
                 }
                 catch (SocketException ex)
                 {
-                    _logger.LogWarning("NBD: accepting a connection failed: {Reason}", ex.Message);
+                    if (_refusals.TryTake(out var held))
+                        _logger.LogWarning("NBD: accepting a connection failed: {Reason}{Held}", ex.Message, Held(held));
+                    continue;
+                }
+                int open;
+                lock (connections) open = connections.Count;
+                if (open >= _options.MaxConnections)
+                {
+                    NbdTelemetry.OverLimit.Add(1);
+                    if (_refusals.TryTake(out var held))
+                    {
+                        _logger.LogWarning("NBD {Peer}: closed at once: {Open} connections are served already, the most at once (MaxConnections){Held}",
+                            client.RemoteEndPoint?.ToString() ?? "unknown peer", open, Held(held));
+                    }
+                    client.Dispose();
                     continue;
                 }
                 var task = Task.Run(() => ServeAsync(client, ct), CancellationToken.None);
@@ -125,12 +142,14 @@ public sealed class NbdServer
         catch (NbdProtocolException ex)
         {
             NbdTelemetry.Refused.Add(1);
-            _logger.LogWarning("NBD {Peer}: {Reason}; connection closed, nothing else done", peer, ex.Message);
+            if (_refusals.TryTake(out var held))
+                _logger.LogWarning("NBD {Peer}: {Reason}; connection closed, nothing else done{Held}", peer, ex.Message, Held(held));
         }
         catch (EndOfStreamException)
         {
             NbdTelemetry.Refused.Add(1);
-            _logger.LogWarning("NBD {Peer}: the connection ended in the middle of a message; connection closed, nothing else done", peer);
+            if (_refusals.TryTake(out var held))
+                _logger.LogWarning("NBD {Peer}: the connection ended in the middle of a message; connection closed, nothing else done{Held}", peer, Held(held));
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -151,4 +170,6 @@ public sealed class NbdServer
             client.Dispose();
         }
     }
+
+    private static string Held(long held) => held > 0 ? $" ({held} more refused since the last one logged)" : "";
 }

@@ -15,6 +15,13 @@ public sealed class NbdServerOptions
     /// <summary>Payload bytes (writes received, reads being answered) one connection may hold at once.</summary>
     public long MaxBytesInFlight { get; set; } = 64L * 1024 * 1024;
 
+    /// <summary>
+    /// Connections served at once, handshakes included (nbd-server's <c>max_connections</c>); one more is closed as soon
+    /// as it is accepted. Bounds the sockets and memory (<see cref="MaxBytesInFlight"/> each) clients can make the
+    /// server hold, so a client connecting in a loop cannot take the host's file descriptors from everything else.
+    /// </summary>
+    public int MaxConnections { get; set; } = 64;
+
     /// <summary>Largest option data accepted in the handshake (export names are at most 4096 bytes).</summary>
     public int MaxOptionBytes { get; set; } = 64 * 1024;
 
@@ -50,6 +57,7 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPayloadBytes, 65536);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxPayloadBytes, 32 * 1024 * 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestsInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxBytesInFlight, MaxPayloadBytes);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptionBytes, 4096 + 8);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 1);

@@ -20,4 +20,6 @@ public static class NbdTelemetry
     internal static readonly UpDownCounter<long> Connections = Meter.CreateUpDownCounter<long>("tm.nbd.connections", description: "NBD connections open (handshake or transmission)");
 
     internal static readonly Counter<long> Refused = Meter.CreateCounter<long>("tm.nbd.connections_closed_for_protocol", description: "Connections the server closed because the client broke the protocol");
+
+    internal static readonly Counter<long> OverLimit = Meter.CreateCounter<long>("tm.nbd.connections_over_limit", description: "Connections closed as soon as accepted: the server already served its most at once (MaxConnections)");
 }
