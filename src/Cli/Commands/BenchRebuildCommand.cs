@@ -157,7 +157,7 @@ internal static class BenchRebuildCommand
         {
             kind = "rebuild",
             startedAt = DateTimeOffset.UtcNow,
-            settings = new { device = s.Device, volume = s.Volume, volumes = names, writes = s.Writes, size = s.Size, concurrency = s.Concurrency, volumeBytes = s.VolumeBytes, rounds = s.Rounds },
+            settings = new { device = s.Device, volume = s.Volume, volumes = names, partitions, writes = s.Writes, size = s.Size, concurrency = s.Concurrency, volumeBytes = s.VolumeBytes, rounds = s.Rounds },
             rounds = pairs,
             rebuild = new
             {
