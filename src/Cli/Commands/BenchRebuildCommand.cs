@@ -80,9 +80,10 @@ internal static class BenchRebuildCommand
         if (s.Writes < 1 || s.Concurrency < 1) throw new CliException("--writes and --concurrency must be at least 1");
         if (s.Rounds is < 1 or > 20) throw new CliException("--rounds must be from 1 to 20");
         if (s.Volumes is < 1 or > 16) throw new CliException("--volumes must be from 1 to 16");
-        if (s.Writes > 5 * 1024 * 1024 / s.Size) AnsiConsole.MarkupLine($"[yellow]{s.Writes} writes of {s.Size} B to a volume are more than the development broker keeps in a partition (5 MiB): its log will not hold its start[/]");
         if (s.Size < BlockSize || s.Size % BlockSize != 0) throw new CliException($"--size must be a positive multiple of {BlockSize}");
         if (s.VolumeBytes < s.Size || s.VolumeBytes % BlockSize != 0) throw new CliException($"--volume-size must be a multiple of {BlockSize} and hold one write");
+        if ((long)s.Writes * s.Size > 5 * 1024 * 1024)
+            AnsiConsole.MarkupLine($"[yellow]{s.Writes} writes of {s.Size} B to a volume are more than the development broker keeps in a partition (5 MiB): its log will not hold its start[/]");
         var blocks = s.VolumeBytes / BlockSize;
         var writeBlocks = s.Size / BlockSize;
         var topic = "tm.device." + s.Device;
@@ -254,7 +255,15 @@ internal static class BenchRebuildCommand
     private static int PartitionCount(string bootstrap, string topic)
     {
         using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).SetLogHandler((_, _) => { }).Build();
-        var t = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.FirstOrDefault(x => x.Topic == topic);
+        TopicMetadata? t;
+        try
+        {
+            t = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.FirstOrDefault(x => x.Topic == topic);
+        }
+        catch (KafkaException ex)
+        {
+            throw new CliException($"{topic}: no answer from the brokers at {bootstrap} ({ex.Error.Reason}); is the stack running?");
+        }
         if (t is null || t.Error.IsError || t.Partitions.Count == 0)
             throw new CliException($"{topic}: no such topic on {bootstrap} ({t?.Error.Reason ?? "not in the metadata"}); is the stack running?");
         return t.Partitions.Count;
@@ -275,7 +284,8 @@ internal static class BenchRebuildCommand
             MaxPartitionFetchBytes = 4 * 1024 * 1024,
         }).SetLogHandler((_, _) => { }).Build();
         var ends = new Dictionary<int, WatermarkOffsets>();
-        for (var p = 0; p < PartitionCount(bootstrap, topic); p++)
+        var partitions = PartitionCount(bootstrap, topic);
+        for (var p = 0; p < partitions; p++)
         {
             var wm = consumer.QueryWatermarkOffsets(new TopicPartition(topic, p), TimeSpan.FromSeconds(10));
             if (wm.High.Value > wm.Low.Value) ends[p] = wm;
