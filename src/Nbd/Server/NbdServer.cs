@@ -48,10 +48,26 @@ public sealed class NbdServer
     }
 
     /// <summary>Accepts and serves connections on <paramref name="listener"/> until <paramref name="ct"/>; then lets the open ones finish their requests.</summary>
-    public async Task RunAsync(Socket listener, CancellationToken ct)
+    public Task RunAsync(Socket listener, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(listener);
+        return RunAsync(listener.AcceptAsync, ct);
+    }
+
+    /// <summary>
+    /// The first pause after a failed accept, and the longest: a failure that persists (the process out of file
+    /// descriptors, the kernel out of buffers) is tried again at most once a second instead of spinning a core,
+    /// as Go's and nginx's accept loops do; the pause doubles from the first to the longest and is reset by an accept
+    /// that succeeds. A peer that reset its connection before it was accepted is no failure of the server's: the
+    /// next accept follows at once.
+    /// </summary>
+    internal static readonly TimeSpan FirstAcceptPause = TimeSpan.FromMilliseconds(5), LongestAcceptPause = TimeSpan.FromSeconds(1);
+
+    /// <summary><see cref="RunAsync(Socket, CancellationToken)"/> with the accept call given (tests make it fail).</summary>
+    internal async Task RunAsync(Func<CancellationToken, ValueTask<Socket>> accept, CancellationToken ct)
+    {
         var connections = new HashSet<Task>();
+        var pause = TimeSpan.Zero;
         try
         {
             while (!ct.IsCancellationRequested)
@@ -59,7 +75,8 @@ public sealed class NbdServer
                 Socket client;
                 try
                 {
-                    client = await listener.AcceptAsync(ct).ConfigureAwait(false);
+                    client = await accept(ct).ConfigureAwait(false);
+                    pause = TimeSpan.Zero;
                 }
                 catch (OperationCanceledException)
                 {
@@ -67,8 +84,23 @@ public sealed class NbdServer
                 }
                 catch (SocketException ex)
                 {
+                    var peersOwn = ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset;
+                    if (!peersOwn) pause = pause == TimeSpan.Zero ? FirstAcceptPause : TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, LongestAcceptPause.Ticks));
+                    NbdTelemetry.AcceptFailures.Add(1);
                     if (_refusals.TryTake(out var held))
-                        _logger.LogWarning("NBD: accepting a connection failed: {Reason}{Held}", ex.Message, Held(held));
+                    {
+                        _logger.LogWarning("NBD: accepting a connection failed ({Error}): {Reason}{Pause}{Held}", ex.SocketErrorCode, ex.Message,
+                            peersOwn ? "" : $"; the next try in {pause.TotalMilliseconds:0} ms", Held(held));
+                    }
+                    if (peersOwn) continue;
+                    try
+                    {
+                        await Task.Delay(pause, ct).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
                     continue;
                 }
                 int open;

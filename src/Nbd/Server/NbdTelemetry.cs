@@ -22,4 +22,6 @@ public static class NbdTelemetry
     internal static readonly Counter<long> Refused = Meter.CreateCounter<long>("tm.nbd.connections_closed_for_protocol", description: "Connections the server closed because the client broke the protocol");
 
     internal static readonly Counter<long> OverLimit = Meter.CreateCounter<long>("tm.nbd.connections_over_limit", description: "Connections closed as soon as accepted: the server already served its most at once (MaxConnections)");
+
+    internal static readonly Counter<long> AcceptFailures = Meter.CreateCounter<long>("tm.nbd.accept_failures", description: "Failed accepts on the NBD listener (out of file descriptors, a peer reset before it was accepted); a failure that persists is tried again at most once a second");
 }
