@@ -98,6 +98,16 @@ public sealed class ControllerOptions
     /// </summary>
     public TimeSpan OrphanSweepInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long the tag tables' traffic (<c>tag_recorded</c>, <c>tag_retired</c>, <c>barrier_passed</c>,
+    /// <c>fence_passed</c>: four events, about 1.6 KiB, a mirrored write) stays in the event store once reconciliation
+    /// has read it; older is pruned (see <see cref="Retention.EventRetention"/>). Zero prunes as soon as read.
+    /// </summary>
+    public TimeSpan EventRetention { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>How often the event store is pruned (<see cref="EventRetention"/>); zero: never, every event is kept forever.</summary>
+    public TimeSpan EventPruneInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Most bytes per second a scheduled verify reads from each volume's mirrors (0: no limit).</summary>
     public long VerifyMaxBytesPerSecond { get; set; }
 
@@ -251,6 +261,10 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(RepairBytesInFlight);
         if (VerifyInterval != TimeSpan.Zero) ArgumentOutOfRangeException.ThrowIfLessThan(VerifyInterval, TimeSpan.FromSeconds(1));
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
+        if (EventRetention < TimeSpan.Zero || EventRetention > TimeSpan.FromDays(36500))
+            throw new ArgumentException($"Controller:EventRetention {EventRetention} must be between 0 and 100 years (to keep every event, set Controller:EventPruneInterval to 0)");
+        if (EventPruneInterval != TimeSpan.Zero && (EventPruneInterval < TimeSpan.FromSeconds(1) || EventPruneInterval > TimeSpan.FromDays(1)))
+            throw new ArgumentException($"Controller:EventPruneInterval {EventPruneInterval} must be 0 (never prune) or between one second and one day");
         if (DecideInterval < TimeSpan.Zero || DecideInterval > TimeSpan.FromSeconds(5))
             throw new ArgumentException($"Controller:DecideInterval {DecideInterval} must be between 0 and 5 seconds");
         if (RetireMatchedAfter < TimeSpan.Zero || RetireMatchedAfter > TimeSpan.FromDays(1))

@@ -62,6 +62,7 @@ internal static class ControllerSchema
             {VolumeCatalogProjection.Ddl(schema)}
             {ResyncLogProjection.Ddl(schema)}
             {Intake.IntakeSchema.Ddl(schema)}
+            {Retention.EventRetention.Ddl(schema)}
             """, conn, tx))
         {
             await cmd.ExecuteNonQueryAsync(ct);

@@ -28,6 +28,8 @@ internal sealed class ControllerTelemetry
         WriteBytes = meter.CreateCounter<long>("tm.write.bytes", "By", "Bytes accepted, per volume");
         Resyncs = meter.CreateCounter<long>("tm.resyncs", "{resync}", "Ranges copied to a mirror that lacked them (resyncs and full-copy chunks)");
         ResyncBytes = meter.CreateCounter<long>("tm.resync.bytes", "By", "Bytes copied by resyncs and full copies");
+        EventsPruned = meter.CreateCounter<long>("tm.events.pruned", "{event}",
+            "Tag-table events pruned from the event store once reconciliation read them and they were older than the retention");
         AccessRefused = meter.CreateCounter<long>("tm.access.refused", "{request}",
             "Requests refused by access control, per reason (no_key, invalid_key, forbidden, rate_limited)");
         meter.CreateObservableGauge("tm.mirrors.degraded", () => DegradedMirrors(catalog), "{mirror}",
@@ -41,6 +43,8 @@ internal sealed class ControllerTelemetry
     private readonly ObservableGauge<long> _lag;
 
     public Counter<long> AccessRefused { get; }
+
+    public Counter<long> EventsPruned { get; }
 
     public ActivitySource Source { get; }
 

@@ -18,6 +18,7 @@ using TaggedMirror.Controller.Intake;
 using TaggedMirror.Controller.Reads;
 using TaggedMirror.Controller.Rebuild;
 using TaggedMirror.Controller.Reconciliation;
+using TaggedMirror.Controller.Retention;
 using TaggedMirror.Controller.Status;
 using TaggedMirror.Controller.Tagging;
 using TaggedMirror.Controller.Verify;
@@ -130,6 +131,8 @@ builder.Services.AddHostedService<ReconciliationService>();
 builder.Services.AddHostedService(sp => new ReconciliationRunner(
     sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
+builder.Services.AddHostedService(sp => new EventRetention(dataSource, options.Schema, controller,
+    sp.GetRequiredService<ControllerTelemetry>(), sp.GetRequiredService<ILogger<EventRetention>>()));
 // The daemon reads the event store by ranges of sequence numbers: statistics from the start (docs/benchmarks.md, "A fresh stack").
 builder.Services.AddHostedService(sp => new FirstStatistics(
     dataSource, options.Schema, ["mt_events", "mt_streams"], sp.GetRequiredService<ILogger<FirstStatistics>>()));

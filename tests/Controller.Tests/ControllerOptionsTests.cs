@@ -47,6 +47,30 @@ public sealed class ControllerOptionsTests
     }
 
     [Theory]
+    [InlineData(-1L, 60_000L, "EventRetention")]
+    [InlineData(long.MinValue / TimeSpan.TicksPerMillisecond, 60_000L, "EventRetention")]
+    [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond, 60_000L, "EventRetention")]
+    [InlineData(0L, -1L, "EventPruneInterval")]
+    [InlineData(0L, 999L, "EventPruneInterval")]
+    [InlineData(0L, 86_400_001L, "EventPruneInterval")]
+    public void an_event_retention_below_zero_or_a_prune_interval_out_of_its_range_is_refused(long retentionMs, long intervalMs, string named)
+    {
+        var options = new ControllerOptions { EventRetention = TimeSpan.FromMilliseconds(retentionMs), EventPruneInterval = TimeSpan.FromMilliseconds(intervalMs) };
+        var ex = Assert.ThrowsAny<ArgumentException>(options.Validate);
+        Assert.Contains(named, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0L, 0L)]        // never pruned
+    [InlineData(0L, 1_000L)]    // pruned as soon as reconciliation read them
+    [InlineData(86_400_000L, 60_000L)]
+    [InlineData(86_400_000L * 3650, 86_400_000L)]
+    public void an_event_retention_from_zero_and_a_prune_interval_of_zero_or_a_second_to_a_day_are_taken(long retentionMs, long intervalMs)
+    {
+        new ControllerOptions { EventRetention = TimeSpan.FromMilliseconds(retentionMs), EventPruneInterval = TimeSpan.FromMilliseconds(intervalMs) }.Validate();
+    }
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(86_400_001)]
     [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond)]
