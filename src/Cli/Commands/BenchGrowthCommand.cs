@@ -155,7 +155,7 @@ internal static class BenchGrowthCommand
         }
     }
 
-    private static async Task<Snapshot> SnapshotAsync(NpgsqlDataSource db, string schema, string phase, Stopwatch clock, CancellationToken ct)
+    internal static async Task<Snapshot> SnapshotAsync(NpgsqlDataSource db, string schema, string phase, Stopwatch clock, CancellationToken ct)
     {
         var tables = new List<TableSize>();
         var names = new List<(string Name, long Bytes)>();
