@@ -90,8 +90,17 @@ public sealed class GrowthTests
         const string traffic = "stream_id LIKE 'tagtable-%' AND type IN ('tag_recorded', 'tag_retired', 'barrier_passed', 'fence_passed')";
         Task<long> ReadTrafficAsync() => cluster.ScalarAsync($$"""
             SELECT count(*) FROM {schema}.mt_events WHERE {{traffic}} AND coalesce(data->>'requestId', '') <> 'p/pending'
-              AND seq_id <= (SELECT last_seq_id FROM {schema}.mt_event_progression WHERE name = 'reconciliation:All')
+              AND seq_id <= (SELECT min(last_seq_id) FROM {schema}.mt_event_progression WHERE name IN ('reconciliation:All', 'HighWaterMark'))
             """);
+        string State() => string.Join(", ", new[]
+            {
+                "SELECT pruned_through FROM {schema}.event_retention",
+                "SELECT events_pruned FROM {schema}.event_retention",
+                "SELECT last_seq_id FROM {schema}.mt_event_progression WHERE name = 'reconciliation:All'",
+                "SELECT last_seq_id FROM {schema}.mt_event_progression WHERE name = 'HighWaterMark'",
+                "SELECT max(seq_id) FROM {schema}.mt_events",
+                "SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-pruned'",
+            }.Select(q => $"{q[7..q.IndexOf(" FROM", StringComparison.Ordinal)]} = {cluster.ScalarAsync(q).GetAwaiter().GetResult()}"));
 
         await WriteAsync(40);
         await cluster.WaitTagTablesEmptyAsync();
@@ -115,12 +124,15 @@ public sealed class GrowthTests
         cluster.Controller.SetEnvironment("Controller__EventPruneInterval", "00:00:01");
         await cluster.RestartControllerAsync(kill: false);
         await Eventually.TrueAsync(async () => await ReadTrafficAsync() == 0, TimeSpan.FromSeconds(30),
-            () => $"{ReadTrafficAsync().GetAwaiter().GetResult()} tag-table events reconciliation read are still kept\n{cluster.Logs()}");
-        Assert.Equal(1, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE data->>'requestId' = 'p/pending'"));
-        Assert.Equal(0, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE data->>'requestId' = 'p/answered'"));
-        Assert.True(await cluster.ScalarAsync("SELECT events_pruned FROM {schema}.event_retention") >= 160);
-        // Every other stream keeps every event: a volume is read back from its whole stream.
-        Assert.Equal(volumeEvents, await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-pruned'"));
+            () => $"{ReadTrafficAsync().GetAwaiter().GetResult()} tag-table events reconciliation read are still kept ({State()})\n{cluster.Logs()}");
+        Assert.True(await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE data->>'requestId' = 'p/pending'") == 1,
+            $"the copy of a pending request was pruned ({State()})");
+        Assert.True(await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE data->>'requestId' = 'p/answered'") == 0,
+            $"the copy of an answered request was kept ({State()})");
+        Assert.True(await cluster.ScalarAsync("SELECT events_pruned FROM {schema}.event_retention") >= 160, State());
+        // Every other stream keeps every event: a volume is read back from its whole stream (one event a version).
+        Assert.True(await cluster.ScalarAsync("SELECT count(*) FROM {schema}.mt_events WHERE stream_id = 'volume-pruned'") >= volumeEvents,
+            $"the volume's stream had {volumeEvents} events ({State()})");
         Assert.Equal(0, await cluster.ScalarAsync("""
             SELECT count(*) FROM {schema}.mt_streams s
             WHERE s.id NOT LIKE 'tagtable-%' AND s.version <> (SELECT count(*) FROM {schema}.mt_events e WHERE e.stream_id = s.id)
@@ -148,10 +160,10 @@ public sealed class GrowthTests
         await WriteAsync(20);
         await cluster.WaitConvergedAsync("pruned");
         await cluster.WaitTagTablesEmptyAsync();
-        Assert.NotEmpty(await cluster.ResyncsAsync("pruned"));
+        Assert.True((await cluster.ResyncsAsync("pruned")).Count > 0, $"no resync after a write reached one mirror's log only\n{cluster.Logs()}");
         var image = Mirrors.AssertIdenticalAndAcknowledged(cluster, "pruned", model.Expected(), [(100, cut)], BlockSize);
         await Mirrors.AssertReadsEqualAsync(cluster, "pruned", image, BlockSize);
         await Eventually.TrueAsync(async () => await ReadTrafficAsync() == 0, TimeSpan.FromSeconds(30),
-            () => $"{ReadTrafficAsync().GetAwaiter().GetResult()} tag-table events reconciliation read are still kept\n{cluster.Logs()}");
+            () => $"{ReadTrafficAsync().GetAwaiter().GetResult()} tag-table events reconciliation read are still kept ({State()})\n{cluster.Logs()}");
     }
 }

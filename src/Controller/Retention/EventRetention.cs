@@ -110,7 +110,7 @@ internal sealed class EventRetention(NpgsqlDataSource dataSource, string schema,
             young AS (
                 SELECT min(e.seq_id) AS first FROM {schema}.mt_events e, bounds b
                 WHERE e.seq_id > b.lo AND e.seq_id <= b.hi AND e."timestamp" >= now() - @keep),
-            upto AS (SELECT b.lo, greatest(b.lo, coalesce(y.first - 1, b.hi)) AS hi, b.hi AS bound FROM bounds b, young y),
+            upto AS (SELECT b.lo, greatest(b.lo, coalesce(y.first - 1, b.hi)) AS hi FROM bounds b, young y),
             -- Read in the delete's own snapshot: a request is recorded pending before its write is sent, so every copy
             -- this statement can see of a pending request has its pending row visible too (writes without a request
             -- carry none, and must not compare as unknown).
