@@ -132,7 +132,7 @@ builder.Services.AddHostedService(sp => new ReconciliationRunner(
     sp.GetRequiredService<IDocumentStore>(), dataSource, options.Schema, controller, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<MirrorMaintenance>();
 builder.Services.AddHostedService(sp => new EventRetention(dataSource, options.Schema, controller,
-    sp.GetRequiredService<ControllerTelemetry>(), sp.GetRequiredService<ILogger<EventRetention>>()));
+    sp.GetRequiredService<ControllerTelemetry>().EventsPruned, sp.GetRequiredService<ILogger<EventRetention>>()));
 // The daemon reads the event store by ranges of sequence numbers: statistics from the start (docs/benchmarks.md, "A fresh stack").
 builder.Services.AddHostedService(sp => new FirstStatistics(
     dataSource, options.Schema, ["mt_events", "mt_streams"], sp.GetRequiredService<ILogger<FirstStatistics>>()));

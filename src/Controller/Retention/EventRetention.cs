@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Npgsql;
 using TaggedMirror.Contracts.TagTable;
 using TaggedMirror.Controller.Reconciliation;
@@ -18,7 +19,9 @@ namespace TaggedMirror.Controller.Retention;
 /// and a chunk is pruned whole or not at all. How far it got is the one row of <c>event_retention</c>.
 /// </para>
 /// </summary>
-internal sealed class EventRetention(NpgsqlDataSource dataSource, string schema, ControllerOptions options, ControllerTelemetry telemetry, ILogger<EventRetention> logger)
+internal sealed class EventRetention(
+    NpgsqlDataSource dataSource, string schema, ControllerOptions options, Counter<long> prunedCounter, ILogger<EventRetention> logger,
+    int chunkEvents = EventRetention.ChunkEvents, int chunksPerPass = EventRetention.ChunksPerPass)
     : BackgroundService
 {
     /// <summary>The kinds pruned: the tag tables' traffic, which only the projections read (inline at their append, reconciliation after).</summary>
@@ -70,11 +73,14 @@ internal sealed class EventRetention(NpgsqlDataSource dataSource, string schema,
         }
     }
 
-    /// <summary>One pass: chunk after chunk until the bound (reconciliation's position, or an event too young) or <see cref="ChunksPerPass"/>.</summary>
+    /// <summary>
+    /// One pass: chunk after chunk until the bound (reconciliation's position, or an event too young) or
+    /// <see cref="ChunksPerPass"/> chunks. <c>More</c>: the pass stopped at its count of chunks, not at the bound.
+    /// </summary>
     internal async Task<(long Events, long Through, bool More)> PruneAsync(CancellationToken ct)
     {
         long events = 0, through = 0;
-        for (var chunk = 0; chunk < ChunksPerPass; chunk++)
+        for (var chunk = 0; chunk < chunksPerPass; chunk++)
         {
             var (pruned, from, to, full) = await PruneChunkAsync(ct);
             events += pruned;
@@ -128,7 +134,7 @@ internal sealed class EventRetention(NpgsqlDataSource dataSource, string schema,
                 RETURNING r.pruned_through)
             SELECT c.n, u.lo, u.hi, u.hi = u.lo + @chunk FROM upto u, counted c
             """, conn, tx);
-        cmd.Parameters.AddWithValue("chunk", (long)ChunkEvents);
+        cmd.Parameters.AddWithValue("chunk", (long)chunkEvents);
         cmd.Parameters.AddWithValue("shard", ReconciliationProjection.Name + ":All");
         cmd.Parameters.AddWithValue("keep", options.EventRetention);
         cmd.Parameters.AddWithValue("types", PrunedTypes);
@@ -141,7 +147,7 @@ internal sealed class EventRetention(NpgsqlDataSource dataSource, string schema,
             (pruned, from, to, full) = (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetBoolean(3));
         }
         await tx.CommitAsync(ct);
-        if (pruned > 0) telemetry.EventsPruned.Add(pruned);
+        if (pruned > 0) prunedCounter.Add(pruned);
         return (pruned, from, to, full);
     }
 }
