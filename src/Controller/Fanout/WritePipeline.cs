@@ -144,8 +144,14 @@ internal sealed class WritePipeline(
         Interlocked.Add(ref v.BytesAccepted, data.Length);
 
         // The lease may have run short while the copies travelled: past the deadline another controller may own
-        // the volume, so this write is not acknowledged (its fate is unknown, like any write without an answer).
-        if (!v.Writable) throw NotWritable(v);
+        // the volume, so this write is not acknowledged (its fate is unknown, like any write without an answer), and
+        // the answer says so: unlike a write refused before it was sent, it may be on the mirrors.
+        if (!v.Writable)
+        {
+            throw new WriteFailedException(v.Owned
+                ? $"volume {v.Name}: this controller's lease ran short while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors (write it again)"
+                : $"volume {v.Name} passed to another controller while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors");
+        }
         if (holding < v.MinMirrors)
         {
             var why = string.Join("; ", v.Mirrors.Select(m => $"{m.DeviceId}: {outcomes[m.Index] ?? $"not sent ({m.State})"}"));
