@@ -104,7 +104,9 @@ public sealed class GrowthTests
 
         await WriteAsync(40);
         await cluster.WaitTagTablesEmptyAsync();
-        Assert.True(await ReadTrafficAsync() >= 160, "forty writes to two mirrors recorded fewer than 160 tag-table events");
+        // Once reconciliation has read them all (the tag tables drain before its daemon has necessarily caught up).
+        await Eventually.TrueAsync(async () => await ReadTrafficAsync() >= 160, TimeSpan.FromSeconds(30),
+            () => $"forty writes to two mirrors: {ReadTrafficAsync().GetAwaiter().GetResult()} tag-table events read by reconciliation, fewer than 160 ({State()})");
         // Two copies as an intake request's would be recorded: one whose request is still pending (its recovery may
         // look for it), one whose request was answered.
         await cluster.ScalarAsync("""
