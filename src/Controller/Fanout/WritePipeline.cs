@@ -100,9 +100,17 @@ internal sealed class WritePipeline(
         }
     }
 
-    private static WriteFailedException NotWritable(Volume v) => new(v.Owned
-        ? $"volume {v.Name}: this controller could not renew its lease in time, so it takes no writes until it does (PostgreSQL unreachable?)"
-        : $"volume {v.Name} is owned by another controller");
+    /// <summary>
+    /// The refusal of a write on a volume this controller may not write now: before its copies were sent (nothing of it
+    /// is anywhere: safe to write again), or after (<paramref name="sent"/>: it may be on the mirrors).
+    /// </summary>
+    private static WriteFailedException NotWritable(Volume v, bool sent = false) => new((v.Owned, sent) switch
+    {
+        (true, false) => $"volume {v.Name}: this controller could not renew its lease in time, so it takes no writes until it does (PostgreSQL unreachable?)",
+        (false, false) => $"volume {v.Name} is owned by another controller",
+        (true, true) => $"volume {v.Name}: this controller's lease ran short while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors (write it again)",
+        (false, true) => $"volume {v.Name} passed to another controller while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors",
+    });
 
     private static string KindName(TransactionKind kind) => kind switch
     {
@@ -146,12 +154,7 @@ internal sealed class WritePipeline(
         // The lease may have run short while the copies travelled: past the deadline another controller may own
         // the volume, so this write is not acknowledged (its fate is unknown, like any write without an answer), and
         // the answer says so: unlike a write refused before it was sent, it may be on the mirrors.
-        if (!v.Writable)
-        {
-            throw new WriteFailedException(v.Owned
-                ? $"volume {v.Name}: this controller's lease ran short while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors (write it again)"
-                : $"volume {v.Name} passed to another controller while the write's copies were sent, so it is not acknowledged; it may or may not be on the mirrors");
-        }
+        if (!v.Writable) throw NotWritable(v, sent: true);
         if (holding < v.MinMirrors)
         {
             var why = string.Join("; ", v.Mirrors.Select(m => $"{m.DeviceId}: {outcomes[m.Index] ?? $"not sent ({m.State})"}"));

@@ -82,10 +82,10 @@ internal sealed class EventRetention(
         long events = 0, through = 0;
         for (var chunk = 0; chunk < chunksPerPass; chunk++)
         {
-            var (pruned, from, to, full) = await PruneChunkAsync(ct);
+            var (pruned, to, full) = await PruneChunkAsync(ct);
             events += pruned;
             through = to;
-            if (!full || to <= from) return (events, through, false);
+            if (!full) return (events, through, false);
         }
         return (events, through, true);
     }
@@ -96,14 +96,14 @@ internal sealed class EventRetention(
     /// still commit), and stopping before the first event younger than the retention. <c>Full</c>: the chunk went its
     /// whole length, so the next may find more. Another controller's chunk under way: nothing, not full.
     /// </summary>
-    private async Task<(long Pruned, long From, long To, bool Full)> PruneChunkAsync(CancellationToken ct)
+    private async Task<(long Pruned, long To, bool Full)> PruneChunkAsync(CancellationToken ct)
     {
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var lockCmd = new NpgsqlCommand("SELECT pg_try_advisory_xact_lock(hashtextextended(@k, 0))", conn, tx))
         {
             lockCmd.Parameters.AddWithValue("k", $"TaggedMirror.EventRetention:{schema}");
-            if (!(bool)(await lockCmd.ExecuteScalarAsync(ct))!) return (0, 0, 0, false);
+            if (!(bool)(await lockCmd.ExecuteScalarAsync(ct))!) return (0, 0, false);
         }
         // A progress row missing reads as 0: nothing is pruned before reconciliation has read it (least() would skip a null).
         await using var cmd = new NpgsqlCommand($"""
@@ -130,24 +130,23 @@ internal sealed class EventRetention(
             counted AS (SELECT count(*) AS n FROM gone),
             moved AS (
                 UPDATE {schema}.event_retention r SET pruned_through = u.hi, events_pruned = r.events_pruned + c.n, pruned_at = now()
-                FROM upto u, counted c WHERE r.id = 1 AND u.hi > r.pruned_through
-                RETURNING r.pruned_through)
-            SELECT c.n, u.lo, u.hi, u.hi = u.lo + @chunk FROM upto u, counted c
+                FROM upto u, counted c WHERE r.id = 1 AND u.hi > r.pruned_through)
+            SELECT c.n, u.hi, u.hi = u.lo + @chunk FROM upto u, counted c
             """, conn, tx);
         cmd.Parameters.AddWithValue("chunk", (long)chunkEvents);
         cmd.Parameters.AddWithValue("shard", ReconciliationProjection.Name + ":All");
         cmd.Parameters.AddWithValue("keep", options.EventRetention);
         cmd.Parameters.AddWithValue("types", PrunedTypes);
         cmd.Parameters.AddWithValue("recorded", TagTableEventTypes.Recorded);
-        long pruned, from, to;
+        long pruned, to;
         bool full;
         await using (var r = await cmd.ExecuteReaderAsync(ct))
         {
             if (!await r.ReadAsync(ct)) throw new InvalidOperationException($"{schema}.event_retention has no row");
-            (pruned, from, to, full) = (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetBoolean(3));
+            (pruned, to, full) = (r.GetInt64(0), r.GetInt64(1), r.GetBoolean(2));
         }
         await tx.CommitAsync(ct);
         if (pruned > 0) prunedCounter.Add(pruned);
-        return (pruned, from, to, full);
+        return (pruned, to, full);
     }
 }

@@ -10,7 +10,8 @@ namespace TaggedMirror.Controller.Tests.Reconciliation;
 /// </summary>
 internal sealed class ScratchReconciliation : IAsyncDisposable
 {
-    private static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(
+    /// <summary>The suite's PostgreSQL (<c>TM_PG</c>, else the local stack's), for every case of this project that needs one.</summary>
+    internal static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(
         Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm");
 
     private ScratchReconciliation(string schema, NpgsqlConnection connection, NpgsqlTransaction transaction)

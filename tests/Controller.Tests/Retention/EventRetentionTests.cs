@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using TaggedMirror.Controller.Retention;
+using TaggedMirror.Controller.Tests.Reconciliation;
 
 namespace TaggedMirror.Controller.Tests.Retention;
 
@@ -14,8 +15,7 @@ namespace TaggedMirror.Controller.Tests.Retention;
 /// </summary>
 public sealed class EventRetentionTests : IAsyncLifetime
 {
-    private static readonly NpgsqlDataSource DataSource = NpgsqlDataSource.Create(
-        Environment.GetEnvironmentVariable("TM_PG") ?? "Host=127.0.0.1;Username=tm;Password=tm;Database=tm");
+    private static readonly NpgsqlDataSource DataSource = ScratchReconciliation.DataSource;
 
     private static readonly Meter Meter = new("TaggedMirror.Controller.Tests.EventRetention");
 
