@@ -17,7 +17,7 @@ public sealed class LeaderProbeTests
         cluster.CreateTopic(topic, partitions: 1, replicationFactor: 3);
         cluster.SetPartitionLeader(topic, 0, 2);
         using var producer = KafkaClients.Producer(cluster.BootstrapServers, messageTimeoutMs: 30_000);
-        var probe = new LeaderProbe(producer, topic);
+        using var probe = new LeaderProbe(producer, topic);
         var before = await producer.ProduceAsync(topic, KafkaClients.Value("before"));
 
         cluster.SetBrokerDown(2);
@@ -50,7 +50,7 @@ public sealed class LeaderProbeTests
         var topic = KafkaClients.NewTopic("probe-rate");
         cluster.CreateTopic(topic, partitions: 1, replicationFactor: 3);
         using var producer = KafkaClients.Producer(cluster.BootstrapServers);
-        var probe = new LeaderProbe(producer, topic);
+        using var probe = new LeaderProbe(producer, topic);
 
         Assert.True(probe.Poke());
         Assert.False(probe.Poke());
@@ -67,7 +67,7 @@ public sealed class LeaderProbeTests
     public async Task a_probe_of_a_cluster_that_is_not_there_returns_quietly()
     {
         using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = "127.0.0.1:1", MessageTimeoutMs = 1000 }).Build();
-        var probe = new LeaderProbe(producer, "nowhere");
+        using var probe = new LeaderProbe(producer, "nowhere");
         Assert.True(probe.Poke());
         // The request times out inside the probe (after 1 s) without throwing; a later poke is taken once it has.
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -77,5 +77,27 @@ public sealed class LeaderProbeTests
             await Task.Delay(50);
         }
         Assert.Equal(2, probe.Requests);
+    }
+
+    [Fact]
+    public void a_client_disposed_after_its_probe_never_has_a_request_running_on_it()
+    {
+        // A metadata request running on a destroyed handle crashes the process (seen in CI: the test host died; before
+        // the probe waited, this loop crashed it in every run). Disposing the probe first waits for its request; the
+        // delays put the client's disposal before, during and after the request's one-second timeout.
+        int[] delaysMs = [0, 1, 5, 50, 400, 990, 1000, 1010];
+        for (var i = 0; i < 2 * delaysMs.Length; i++)
+        {
+            using var client = i % 2 == 0
+                ? (IClient)new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = "127.0.0.1:1" }).Build()
+                : new ConsumerBuilder<string, byte[]>(new ConsumerConfig { BootstrapServers = "127.0.0.1:1", GroupId = "probe" }).Build();
+            var probe = new LeaderProbe(client, "nowhere");
+            Assert.True(probe.Poke());
+            Thread.Sleep(delaysMs[i % delaysMs.Length]);
+            probe.Dispose();
+            Assert.False(probe.Running, "the probe's request was still running after Dispose returned");
+            Assert.False(probe.Poke(), "a disposed probe started a request");
+            Assert.Equal(1, probe.Requests);
+        }
     }
 }

@@ -136,6 +136,7 @@ internal sealed class DeviceLog : IDisposable
         foreach (var c in _channels.Values)
         {
             c.Producer.Flush(TimeSpan.FromSeconds(5));
+            c.LogProbe.Dispose();
             c.Producer.Dispose();
         }
     }

@@ -117,7 +117,8 @@ internal sealed class DeviceConsumer(
                 logger.LogDebug("Kafka: {Reason}", e.Reason);
             })
             .Build();
-        var probe = new LeaderProbe(consumer, topic);
+        // Declared after the consumer, so disposed (waiting for its request) before it.
+        using var probe = new LeaderProbe(consumer, topic);
         using var deadLetters = new ProducerBuilder<byte[]?, byte[]?>(
             KafkaSettings.Producer(bootstrap, "tm-agent-dlq-" + _agent.DeviceId, _agent.DeadLetterTimeout)).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, state.NextOffsets.GetValueOrDefault(p, 0))));

@@ -9,9 +9,10 @@ namespace TaggedMirror.Hosting.Kafka;
 /// once-a-second topic scan: a log that came back would go unwritten (controller) or unread (agent) for up to a
 /// second longer than it needs. A metadata request through the same handle updates that client's view at once.
 /// Nothing is produced or consumed; each call does at most one request per <see cref="Interval"/>, off the caller's
-/// thread, and none while one is running.
+/// thread, and none while one is running. Dispose it before the client: the request runs on the client's handle, and
+/// a request running on a destroyed handle crashes the process.
 /// </summary>
-public sealed class LeaderProbe(IClient client, string topic)
+public sealed class LeaderProbe(IClient client, string topic) : IDisposable
 {
     /// <summary>How often a missing broker is looked for (librdkafka's own scan: once a second).</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(100);
@@ -22,16 +23,26 @@ public sealed class LeaderProbe(IClient client, string topic)
     private Task? _running;
     private long _lastStarted;
     private long _requests;
+    private bool _closed;
 
     /// <summary>Metadata requests made so far.</summary>
     public long Requests => Interlocked.Read(ref _requests);
+
+    /// <summary>Whether a request is running now.</summary>
+    public bool Running
+    {
+        get
+        {
+            lock (_gate) return _running is { IsCompleted: false };
+        }
+    }
 
     /// <summary>Starts a metadata request for the topic unless one ran within <see cref="Interval"/> or is still running. True when it started one.</summary>
     public bool Poke()
     {
         lock (_gate)
         {
-            if (_running is { IsCompleted: false }) return false;
+            if (_closed || _running is { IsCompleted: false }) return false;
             if (_lastStarted != 0 && Stopwatch.GetElapsedTime(_lastStarted) < Interval) return false;
             _lastStarted = Stopwatch.GetTimestamp();
             Interlocked.Increment(ref _requests);
@@ -50,6 +61,28 @@ public sealed class LeaderProbe(IClient client, string topic)
         catch (Exception ex) when (ex is KafkaException or ObjectDisposedException)
         {
             // No broker answered, or the client is closing: the next poke asks again.
+        }
+    }
+
+    /// <summary>
+    /// Starts no request after this and waits for the running one, if any, to end: its own timeout bounds the wait
+    /// (<see cref="RequestTimeout"/>). Call it before disposing the client.
+    /// </summary>
+    public void Dispose()
+    {
+        Task? running;
+        lock (_gate)
+        {
+            _closed = true;
+            running = _running;
+        }
+        // Refresh catches what the client throws; anything else it threw ended the request too.
+        try
+        {
+            running?.Wait();
+        }
+        catch (AggregateException)
+        {
         }
     }
 }
