@@ -16,7 +16,7 @@ public sealed class TransactionCodecProperties
     private const long MaxReadAllocation = 2048;
 
     private static readonly TransactionKind[] Kinds =
-        [TransactionKind.Write, TransactionKind.Append, TransactionKind.Repair, TransactionKind.Barrier, TransactionKind.Fence, TransactionKind.Delete];
+        [TransactionKind.Write, TransactionKind.Append, TransactionKind.Repair, TransactionKind.Barrier, TransactionKind.Fence, TransactionKind.Delete, TransactionKind.Zero];
 
     [Property(MaxTest = 500)]
     public bool any_valid_transaction_round_trips_every_field(
@@ -113,7 +113,7 @@ public sealed class TransactionCodecProperties
         var count = (pick % 3) switch { 0 => blockCount, _ => Math.Abs(blockCount % 5) };
         var first = (pick % 5) switch { 0 => firstBlock.Item, 1 => long.MaxValue / Math.Max(1, size) - count - (firstBlock.Item & 3), _ => firstBlock.Item & 0xFFFF };
         var capacity = (pick % 7) switch { 0 => objectBlocks.Item, 1 => long.MaxValue / Math.Max(1, size) + (objectBlocks.Item & 1), _ => objectBlocks.Item & 0xFFFF };
-        var fields = new TransactionHeader((TransactionKind)(kind % 8), new Tag(1, 2, 3), first, count, size, capacity, TransactionFlags.None, ownerEpoch);
+        var fields = new TransactionHeader((TransactionKind)(kind % 9), new Tag(1, 2, 3), first, count, size, capacity, TransactionFlags.None, ownerEpoch);
         var dataLength = sizeDataFromHeader && fields.DataLength is >= 0 and <= 1 << 20 ? (int)fields.DataLength : Math.Abs(blockCount % 3);
         var data = new byte[dataLength];
         var header = new byte[TransactionHeader.Size];
@@ -127,7 +127,7 @@ public sealed class TransactionCodecProperties
         {
             TransactionKind.Barrier => data.Length == 0,
             TransactionKind.Fence or TransactionKind.Delete => objectId.Length > 0 && data.Length == 0 && read.BlockCount == 0 && read.OwnerEpoch > 0,
-            TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair => SafeDataTransaction(read, objectId.Length, data.Length),
+            TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair or TransactionKind.Zero => SafeDataTransaction(read, objectId.Length, data.Length),
             _ => false,
         };
     }
@@ -135,7 +135,8 @@ public sealed class TransactionCodecProperties
     private static bool SafeDataTransaction(in TransactionHeader h, int objectIdLength, int dataLength)
     {
         if (objectIdLength == 0 || h.BlockCount <= 0 || h.FirstBlock < 0 || h.ObjectBlocks <= 0 || h.OwnerEpoch < 0) return false;
-        if (!BlockSizes.IsValid(h.BlockSize) || (long)h.BlockCount * h.BlockSize != dataLength) return false;
+        // A zero's blocks are implied: it carries nothing.
+        if (!BlockSizes.IsValid(h.BlockSize) || (h.Kind == TransactionKind.Zero ? dataLength != 0 : (long)h.BlockCount * h.BlockSize != dataLength)) return false;
         try
         {
             // The byte offsets a device computes: the range's first and past-the-end bytes, and the capacity in bytes.
@@ -153,8 +154,9 @@ public sealed class TransactionCodecProperties
     private sealed record ValidTransaction(TransactionHeader Fields, byte[][] Parts);
 
     /// <summary>
-    /// A transaction the codec must accept, of kind <c>kind % 6</c>, with data under 64 KiB. Barriers keep whatever
-    /// block fields they were given (nothing reads them); fences and deletes have no blocks and a positive owner epoch.
+    /// A transaction the codec must accept, of kind <c>kind % 7</c>, with data under 64 KiB. Barriers keep whatever
+    /// block fields they were given (nothing reads them); fences and deletes have no blocks and a positive owner epoch;
+    /// zeroes have blocks and no data.
     /// </summary>
     private static ValidTransaction Valid(
         byte kind, Tag tag, long firstBlock, byte blockShift, int blockCount, long objectBlocks, long ownerEpoch, ushort flags,
@@ -170,7 +172,7 @@ public sealed class TransactionCodecProperties
             _ => DataFields(k, tag, firstBlock, blockSize, blockCount, objectBlocks, ownerEpoch, (TransactionFlags)flags),
         };
         byte[] id = k == TransactionKind.Barrier ? objectId : nonEmptyId;
-        var data = new byte[(int)(k is TransactionKind.Barrier or TransactionKind.Fence or TransactionKind.Delete ? 0 : fields.DataLength)];
+        var data = new byte[(int)(k is TransactionKind.Barrier or TransactionKind.Fence or TransactionKind.Delete or TransactionKind.Zero ? 0 : fields.DataLength)];
         new Random(dataSeed).NextBytes(data);
         var tokenBytes = new byte[tokens.Length * 8];
         TransactionCodec.WriteTokens(tokens, tokenBytes);

@@ -258,6 +258,53 @@ public sealed class TransactionCodecTests
     }
 
     [Theory]
+    [InlineData(1, 512)]
+    [InlineData(8, 4096)]
+    // Far more bytes than a transaction's data could carry (2 TiB): a zero carries none.
+    [InlineData(int.MaxValue / 2, 4096)]
+    public void a_zero_round_trips_without_data_whatever_its_length(int blockCount, int blockSize)
+    {
+        var fields = Write(blockCount, blockSize, firstBlock: 0, objectBlocks: 1L << 40, kind: TransactionKind.Zero) with { OwnerEpoch = 4 };
+        var e = Encode(fields, ObjectId, Tokens(9), []);
+
+        var (ok, read, error) = Read(e);
+
+        Assert.True(ok, error);
+        Assert.Equal(fields, read);
+        Assert.Equal((byte)7, e.Header[1]);
+    }
+
+    [Theory]
+    [InlineData(1, 512)]
+    [InlineData(1, 1)]
+    [InlineData(2, 512)]
+    public void a_zero_carrying_data_is_rejected(int blockCount, int dataLength)
+    {
+        Assert.Equal(
+            $"a zero carries no data, but this one carries {dataLength} bytes",
+            RejectedWith(Write(blockCount, kind: TransactionKind.Zero), ObjectId, [], RandomData(dataLength)));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void a_zero_of_no_blocks_is_rejected(int blockCount)
+    {
+        Assert.Equal("a zero must cover at least one block", RejectedWith(Write(blockCount, kind: TransactionKind.Zero), ObjectId, [], []));
+    }
+
+    [Theory]
+    [InlineData(-1L, 1)]
+    [InlineData(long.MaxValue, 1)]
+    [InlineData(long.MaxValue / 512 - 10, 11)]
+    public void a_zero_whose_range_overflows_is_rejected(long firstBlock, int blockCount)
+    {
+        var error = RejectedWith(Write(blockCount, 512, firstBlock, kind: TransactionKind.Zero), ObjectId, [], []);
+        Assert.True(error.Contains("out of range", StringComparison.Ordinal) || error.Contains("overflow", StringComparison.Ordinal), error);
+    }
+
+    [Theory]
     [InlineData(-1L)]
     [InlineData(long.MinValue)]
     public void a_write_with_a_negative_owner_epoch_is_rejected(long ownerEpoch)
@@ -361,7 +408,7 @@ public sealed class TransactionCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(7)]
+    [InlineData(8)]
     [InlineData(255)]
     public void an_unknown_kind_with_a_correct_crc_is_rejected(byte kind)
     {

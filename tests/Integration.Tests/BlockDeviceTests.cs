@@ -1,4 +1,6 @@
+using System.Net.Http.Json;
 using System.Text.Json;
+using TaggedMirror.Contracts.Api;
 using TaggedMirror.Integration.Tests.Harness;
 using TaggedMirror.Nbd.Protocol;
 using TaggedMirror.Nbd.Tests.Support;
@@ -83,6 +85,134 @@ public sealed class BlockDeviceTests
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task a_trim_and_a_zeroing_of_gigabytes_cost_each_log_a_few_messages_and_every_mirror_reads_zeros_there()
+    {
+        // 4 GiB: as mkfs or blkdiscard discard a whole device. Before zeroes had a transaction of their own, each went
+        // through every mirror's log as data (4 GiB of zero bytes per mirror, in pieces of one write).
+        const long bigBlocks = 1L << 20;
+        const long gib = 1L << 30;
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("big", BlockSize, bigBlocks);
+        var uri = cluster.NbdUri("big");
+        // Data at the start, across the 2 GiB mark and at the very end; the trim and the zeroing leave a block of it
+        // on each side of what they cover.
+        await Tool.CheckAsync("qemu-io", "-f", "raw",
+            "-c", "write -P 0x11 0 1M", "-c", $"write -P 0x22 {2 * gib - (1 << 19)} 1M", "-c", $"write -P 0x33 {4 * gib - (1 << 20)} 1M", "-c", "flush", uri);
+        await cluster.WaitConvergedAsync("big");
+        long Allocated(string device) => long.Parse(Tool.CheckAsync("stat", "-c", "%b", Path.Combine(cluster.DataDirectory(device), $"big.{device}.obj"))
+            .GetAwaiter().GetResult().Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512;
+        var before = new Dictionary<string, (long Offset, long Allocated)>();
+        foreach (var d in cluster.Devices) before[d] = (await cluster.AgentNextOffsetAsync(d), Allocated(d));
+
+        // A discard of everything from the second block to the block before the last (two requests: qemu-io sends at
+        // most 2 GiB less 512 bytes in one); then WRITE_ZEROES over the middle 2 GiB (-z; -u lets the server unmap).
+        await Tool.CheckAsync("qemu-io", "-f", "raw",
+            "-c", $"discard {BlockSize} {2 * gib - BlockSize}", "-c", $"discard {2 * gib} {2 * gib - BlockSize}",
+            "-c", $"write -z -u {gib} {gib}", "-c", $"write -z -u {2 * gib} {gib}", "-c", "flush",
+            "-c", $"read -P 0x11 0 {BlockSize}", "-c", $"read -P 0 {BlockSize} {(1 << 20) - BlockSize}",
+            "-c", $"read -P 0 {2 * gib - (1 << 19)} 1M", "-c", $"read -P 0 {4 * gib - (1 << 20)} {(1 << 20) - BlockSize}",
+            "-c", $"read -P 0x33 {4 * gib - BlockSize} {BlockSize}", uri);
+        await cluster.WaitConvergedAsync("big");
+
+        var expected = new byte[1 << 20];
+        expected.AsSpan(0, BlockSize).Fill(0x11);
+        foreach (var d in cluster.Devices)
+        {
+            // qemu sends a discard of up to 2 GiB in one request, a zeroing in requests of the export's largest payload;
+            // each is a header in every mirror's log (as data they were 6 GiB of zeroes per mirror).
+            var end = await cluster.AgentNextOffsetAsync(d);
+            var bytes = DeviceTopic.BytesBetween(cluster, d, before[d].Offset, end);
+            Assert.True(bytes < (1 << 20), $"the trim and the zeroing put {bytes} bytes in {end - before[d].Offset} messages in {d}'s log");
+            var file = Path.Combine(cluster.DataDirectory(d), $"big.{d}.obj");
+            using var handle = File.OpenHandle(file);
+            var at = new byte[1 << 20];
+            Assert.Equal(1 << 20, RandomAccess.Read(handle, at, 0));
+            Assert.True(Mirrors.FirstDifference(expected, at) < 0, $"{d}: the first MiB is not one block of 0x11 and zeros");
+            Assert.Equal(1 << 20, RandomAccess.Read(handle, at, 2 * gib - (1 << 19)));
+            Assert.True(at.All(b => b == 0), $"{d}: the MiB across 2 GiB is not zeros");
+            Assert.Equal(1 << 20, RandomAccess.Read(handle, at, 4 * gib - (1 << 20)));
+            Assert.True(at.AsSpan(0, (1 << 20) - BlockSize).IndexOfAnyExcept((byte)0) < 0 && at.AsSpan((1 << 20) - BlockSize).IndexOfAnyExcept((byte)0x33) < 0,
+                $"{d}: the last MiB is not zeros and one block of 0x33");
+            // The devices gave the space back (the test's data directories are on tmpfs, which punches holes).
+            var allocated = Allocated(d);
+            Assert.True(allocated < before[d].Allocated - (2 << 20), $"{d}: {allocated} bytes allocated after the trim, {before[d].Allocated} before");
+        }
+        Assert.True((await cluster.ReadAsync("big", (2 * gib - (1 << 19)) / BlockSize, 256)).All(b => b == 0), "the API reads something other than zeros");
+
+        // On a volume small enough to scrub: data, a trim and a zeroing inside it; the mirrors equal the model, and
+        // verify finds every block's recorded checksum that of what it holds (a zero block's where zeroed).
+        await cluster.CreateVolumeAsync("small", BlockSize, Blocks);
+        var model = new byte[Size];
+        new Random(7).NextBytes(model);
+        var image = Path.Combine(cluster.Directory, "small.img");
+        await File.WriteAllBytesAsync(image, model);
+        var small = cluster.NbdUri("small");
+        await Tool.CheckAsync("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image, small);
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "discard 1M 3M", "-c", "write -z 8M 1028k", "-c", "flush", small);
+        model.AsSpan(1 << 20, 3 << 20).Clear();
+        model.AsSpan(8 << 20, 1028 << 10).Clear();
+        await cluster.WaitConvergedAsync("small");
+        Mirrors.AssertObjectFilesEqual(cluster, "small", model);
+        await Mirrors.AssertReadsEqualAsync(cluster, "small", model, BlockSize);
+        using (var r = await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/volumes/small/verify"), null))
+            Assert.True(r.StatusCode == System.Net.HttpStatusCode.Accepted, $"verify: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+        VerifyReport? report = null;
+        await Eventually.TrueAsync(async () =>
+            {
+                report = await cluster.Http.GetFromJsonAsync<VerifyReport>(new Uri($"{cluster.Controller.Url}/volumes/small/verify"), JsonSerializerOptions.Web);
+                return report!.State != "running";
+            },
+            TimeSpan.FromSeconds(90), () => $"verify did not finish: {JsonSerializer.Serialize(report)}");
+        Assert.True(report!.State == "done" && report.Mismatches.Count == 0 && report.BlocksChecked == Blocks, JsonSerializer.Serialize(report));
+    }
+
+    [Fact]
+    public async Task a_zero_a_mirror_missed_is_resynced_as_exactly_its_blocks_and_a_rebuild_replays_zeros_to_the_same_bytes()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new() { ["Controller__DeliveryTimeout"] = "00:00:02" });
+        await cluster.CreateVolumeAsync("tz", BlockSize, Blocks);
+        var uri = cluster.NbdUri("tz");
+        // 3 MiB of data: with what follows, the log stays inside the development broker's 5 MiB and holds its start.
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0xab 0 1M", "-c", "write -P 0xcd 1M 1M", "-c", "write -P 0xef 2M 1M", "-c", "flush", uri);
+        var model = new byte[Size];
+        model.AsSpan(0, 1 << 20).Fill(0xab);
+        model.AsSpan(1 << 20, 1 << 20).Fill(0xcd);
+        model.AsSpan(2 << 20, 1 << 20).Fill(0xef);
+        await cluster.WaitConvergedAsync("tz");
+
+        // d1's log is unreachable: a trim and a zeroing reach d0's log only, and d1 runs degraded.
+        cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", $"discard {BlockSize * 10} {BlockSize * 300}", "-c", "write -z 2M 64k", "-c", "flush", uri);
+        model.AsSpan(BlockSize * 10, BlockSize * 300).Clear();
+        model.AsSpan(2 << 20, 65536).Clear();
+        Assert.Equal("Degraded", await cluster.MirrorStateAsync("tz", "d1"));
+        cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+        await cluster.WaitConvergedAsync("tz");
+        Mirrors.AssertObjectFilesEqual(cluster, "tz", model);
+        // Exactly the zeroed blocks were copied to d1: the two zeros' tags, 300 + 16 blocks.
+        var missed = (await cluster.RecordedTagsAsync("d0", "tz")).Except(await cluster.RecordedTagsAsync("d1", "tz")).ToHashSet();
+        var resyncs = await cluster.ResyncsAsync("tz");
+        Assert.Equal(missed.Order(), resyncs.SelectMany(r => r.CompletedTags).Distinct().Order());
+        Assert.Equal(316, resyncs.Sum(r => (long)r.BlockCount));
+
+        // d0 rebuilt from its log, whose zeros it replays: the same bytes, and the verify closing it finds nothing.
+        using (var r = await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/devices/d0/rebuild"), null))
+            Assert.True(r.StatusCode == System.Net.HttpStatusCode.Accepted, $"rebuild: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+        DeviceRebuildReport? report = null;
+        await Eventually.TrueAsync(async () =>
+            {
+                report = await cluster.Http.GetFromJsonAsync<DeviceRebuildReport>(new Uri($"{cluster.Controller.Url}/devices/d0/rebuild"), JsonSerializerOptions.Web);
+                return report!.Phase is "done" or "failed";
+            },
+            TimeSpan.FromSeconds(120), () => $"the rebuild did not end: {JsonSerializer.Serialize(report)}\n{cluster.Logs()}");
+        Assert.True(report!.Phase == "done" && report.Replay is { LogTruncated: false }, JsonSerializer.Serialize(report));
+        Assert.All(report.Verifies, v => Assert.True(v.State == "done" && v.Mismatches.Count == 0, JsonSerializer.Serialize(v)));
+        await cluster.WaitConvergedAsync("tz");
+        Mirrors.AssertObjectFilesEqual(cluster, "tz", model);
+        await Mirrors.AssertReadsEqualAsync(cluster, "tz", model, BlockSize);
     }
 
     [Fact]

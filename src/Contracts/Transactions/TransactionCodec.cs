@@ -103,17 +103,25 @@ public static class TransactionCodec
                 if (dataLength != 0 || f.BlockCount != 0)
                     return $"a delete carries no data, but this one says {f.BlockCount} blocks and carries {dataLength} bytes";
                 return f.OwnerEpoch > 0 ? null : $"a delete's owner epoch must be positive, not {f.OwnerEpoch}";
-            case TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair:
+            case TransactionKind.Write or TransactionKind.Append or TransactionKind.Repair or TransactionKind.Zero:
                 if (objectIdLength == 0) return "missing object id";
                 if (!BlockSizes.IsValid(f.BlockSize)) return $"block size {f.BlockSize} is not a power of two from 512 to 65536";
-                if (f.BlockCount <= 0) return "a write must carry at least one block";
+                if (f.BlockCount <= 0) return f.Kind == TransactionKind.Zero ? "a zero must cover at least one block" : "a write must carry at least one block";
                 if (f.ObjectBlocks <= 0) return "object capacity must be positive";
                 if (f.OwnerEpoch < 0) return $"owner epoch {f.OwnerEpoch} is negative";
-                // BlockCount and BlockSize are positive ints, so their product fits a long; but not the int a data length is.
-                if (f.DataLength > int.MaxValue)
-                    return $"{f.BlockCount} blocks of {f.BlockSize} bytes overflow the largest data length a transaction carries";
-                if (f.DataLength != dataLength)
-                    return $"data is {dataLength} bytes but the header says {f.BlockCount} blocks of {f.BlockSize}";
+                if (f.Kind == TransactionKind.Zero)
+                {
+                    // Its blocks are implied: nothing rides with it (a zero of 2 GiB is a header).
+                    if (dataLength != 0) return $"a zero carries no data, but this one carries {dataLength} bytes";
+                }
+                else
+                {
+                    // BlockCount and BlockSize are positive ints, so their product fits a long; but not the int a data length is.
+                    if (f.DataLength > int.MaxValue)
+                        return $"{f.BlockCount} blocks of {f.BlockSize} bytes overflow the largest data length a transaction carries";
+                    if (f.DataLength != dataLength)
+                        return $"data is {dataLength} bytes but the header says {f.BlockCount} blocks of {f.BlockSize}";
+                }
                 if (f.FirstBlock < 0 || f.FirstBlock > long.MaxValue - f.BlockCount)
                     return $"first block {f.FirstBlock} is out of range";
                 // A device writes at byte FirstBlock * BlockSize: every byte offset of the range, and the object's

@@ -31,4 +31,12 @@ public enum TransactionKind : byte
     /// refused. The device records <c>object_deleted</c>, also for an object it does not have.
     /// </summary>
     Delete = 6,
+
+    /// <summary>
+    /// Zero a block range of a storage object (a discard, NBD's <c>TRIM</c> and <c>WRITE_ZEROES</c>): applied like a
+    /// <see cref="Write"/> of that many zero blocks, tagged, fenced and acknowledged like one, but it carries no data,
+    /// so a range of gigabytes costs its log a header, not its bytes. The device may give the range's space back to
+    /// its file system.
+    /// </summary>
+    Zero = 7,
 }

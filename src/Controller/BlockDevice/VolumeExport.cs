@@ -15,8 +15,10 @@ namespace TaggedMirror.Controller.BlockDevice;
 /// <para>
 /// The volume is looked up again for every request (a change of its mirrors replaces the object; a delete or a
 /// takeover ends it: <c>EIO</c> with the reason). A payload larger than one write may carry is sent as several
-/// tagged writes at once (NBD promises no atomicity for a request); zeroes and trims are tagged writes of zeroes,
-/// in pieces of at most one write, at most <see cref="ZeroWritesInFlight"/> at a time.
+/// tagged writes at once (NBD promises no atomicity for a request). Zeroes and trims are tagged zeroes
+/// (<see cref="TransactionKind.Zero"/>): each mirror's log gets a header per piece of at most
+/// <see cref="ZeroPieceBytes"/>, not the bytes, at most <see cref="ZeroWritesInFlight"/> pieces at a time; the devices
+/// punch holes where their file system can. A zero's <c>NO_HOLE</c> flag is not honoured (the range reads as zeros either way).
 /// </para>
 /// <para>
 /// <paramref name="authorize"/>, when the connection acts as a key, runs before every request and throws
@@ -29,6 +31,9 @@ internal sealed class VolumeExport(
     : INbdExport
 {
     private const int ZeroWritesInFlight = 8;
+
+    /// <summary>The most one zero transaction covers (a trim can ask for 4 GiB at once).</summary>
+    private const long ZeroPieceBytes = 1L << 30;
 
     // The largest piece one tagged write carries: whole blocks within MaxWriteBytes.
     private readonly int _piece = options.MaxWriteBytes / opened.BlockSize * opened.BlockSize;
@@ -83,7 +88,7 @@ internal sealed class VolumeExport(
 
     public ValueTask WriteZeroesAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
 
-    /// <summary>A trim is a tagged write of zeroes like any other (a mirror that missed one is resynced the same way).</summary>
+    /// <summary>A trim is a tagged zero like a write of zeroes (a mirror that missed one is resynced like any write).</summary>
     public ValueTask TrimAsync(ulong offset, ulong length, bool fua, CancellationToken ct) => new(ZeroAsync(offset, length, ct));
 
     private ValueTask AuthorizeAsync(CancellationToken ct) => authorize is null ? ValueTask.CompletedTask : authorize(ct);
@@ -101,22 +106,27 @@ internal sealed class VolumeExport(
     private async Task ZeroAsync(ulong offset, ulong length, CancellationToken ct)
     {
         await AuthorizeAsync(ct);
-        var full = new byte[Math.Min((ulong)_piece, length)];   // never written to: shared by every piece of its size
+        var piece = (ulong)(ZeroPieceBytes / opened.BlockSize * opened.BlockSize);
         var starts = new List<ulong>();
-        for (var at = 0UL; at < length; at += (ulong)_piece) starts.Add(at);
+        for (var at = 0UL; at < length; at += piece) starts.Add(at);
         await Parallel.ForEachAsync(starts, new ParallelOptions { MaxDegreeOfParallelism = ZeroWritesInFlight, CancellationToken = ct }, async (at, c) =>
         {
-            var n = (int)Math.Min((ulong)_piece, length - at);
-            await WriteOneAsync((long)((offset + at) / MinimumBlockSize), n == full.Length ? full : new byte[n], c);
+            var first = (long)((offset + at) / MinimumBlockSize);
+            var blocks = (int)(Math.Min(piece, length - at) / MinimumBlockSize);
+            await SendAsync(v => pipeline.ZeroAsync(v, first, blocks, waitApplied: false, origin, c));
         });
     }
 
-    private async Task WriteOneAsync(long firstBlock, byte[] data, CancellationToken ct)
+    private Task WriteOneAsync(long firstBlock, byte[] data, CancellationToken ct) =>
+        SendAsync(v => pipeline.WriteAsync(v, TransactionKind.Write, firstBlock, data, waitApplied: false, origin, ct));
+
+    /// <summary>One tagged write or zero on the volume as it is now, its failures told as NBD errors.</summary>
+    private async Task SendAsync(Func<Volume, Task<TaggedMirror.Contracts.Api.WriteResult>> send)
     {
         var v = Current();
         try
         {
-            await pipeline.WriteAsync(v, TransactionKind.Write, firstBlock, data, waitApplied: false, origin, ct);
+            await send(v);
         }
         catch (WriteFailedException ex)
         {

@@ -65,7 +65,23 @@ internal sealed class WritePipeline(
     /// every copy and is recorded by each device with its entry (docs/design.md, "Who wrote a block" and "Producers
     /// that publish writes").
     /// </summary>
-    public async Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
+    public Task<WriteResult> WriteAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct) =>
+        WriteAnyAsync(v, kind, firstBlock, data.Length / v.BlockSize, data, waitApplied, origin, ct);
+
+    /// <summary>
+    /// Zeroes <paramref name="blocks"/> blocks of the volume's base range from <paramref name="firstBlock"/>: one
+    /// <see cref="TransactionKind.Zero"/> per mirror, tagged, fenced and acknowledged like a write of zero blocks but
+    /// carrying no data (NBD's <c>TRIM</c> and <c>WRITE_ZEROES</c>).
+    /// </summary>
+    public Task<WriteResult> ZeroAsync(Volume v, long firstBlock, int blocks, bool waitApplied, WriteOrigin origin, CancellationToken ct)
+    {
+        if (blocks <= 0 || firstBlock < 0 || firstBlock > v.Blocks - blocks)
+            throw new ArgumentOutOfRangeException(nameof(blocks), $"blocks [{firstBlock}, +{blocks}) are not inside volume {v.Name}'s {v.Blocks} blocks");
+        return WriteAnyAsync(v, TransactionKind.Zero, firstBlock, blocks, [], waitApplied, origin, ct);
+    }
+
+    private async Task<WriteResult> WriteAnyAsync(
+        Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var outcome = "failed";
@@ -75,7 +91,7 @@ internal sealed class WritePipeline(
             {
                 try
                 {
-                    var result = await WriteCoreAsync(v, kind, firstBlock, data, waitApplied, origin, ct);
+                    var result = await WriteCoreAsync(v, kind, firstBlock, blocks, data, waitApplied, origin, ct);
                     outcome = "ok";
                     return result;
                 }
@@ -117,12 +133,13 @@ internal sealed class WritePipeline(
         TransactionKind.Write => "write",
         TransactionKind.Append => "append",
         TransactionKind.Repair => "repair",
+        TransactionKind.Zero => "zero",
         _ => "barrier",
     };
 
-    private async Task<WriteResult> WriteCoreAsync(Volume v, TransactionKind kind, long firstBlock, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
+    private async Task<WriteResult> WriteCoreAsync(
+        Volume v, TransactionKind kind, long firstBlock, int blocks, byte[] data, bool waitApplied, WriteOrigin origin, CancellationToken ct)
     {
-        var blocks = data.Length / v.BlockSize;
         if (!v.Writable) throw NotWritable(v);
         if (kind == TransactionKind.Append)
             firstBlock = await catalog.ReserveExtensionAsync(v, blocks, ct);

@@ -100,6 +100,57 @@ internal sealed class ObjectFiles : IDisposable
 
     private static ulong BlockSum(ReadOnlySpan<byte> block) => Contracts.Api.BlockChecksums.Of(block);
 
+    /// <summary>Zero bytes to write where a hole cannot be punched, and to checksum a zero block: the largest block.</summary>
+    private static readonly byte[] Zeroes = new byte[1 << 20];
+
+    /// <summary>Checksums written per call while a zeroed range's are written.</summary>
+    private const int ZeroSumsPerWrite = 64 * 1024;
+
+    /// <summary>
+    /// Zeroes whole blocks (a <see cref="Contracts.Transactions.TransactionKind.Zero"/>), durable like a write's at
+    /// the next <see cref="FlushWritten"/>. The range's space goes back to the file system where it can (a hole
+    /// punched, keeping the file's size, as a discard does); elsewhere zeroes are written. Its checksums are a zero
+    /// block's. Bytes past the file's end already read as zeros, and stay so.
+    /// </summary>
+    public void Zero(string objectId, long byteOffset, long length, int blockSize)
+    {
+        if (blockSize <= 0 || byteOffset < 0 || length <= 0 || byteOffset % blockSize != 0 || length % blockSize != 0)
+            throw new ArgumentException($"a zero of {length} bytes at {byteOffset} is not whole blocks of {blockSize}");
+        var handle = _handles.GetOrAdd(objectId, OpenForWrite);
+        if (!FileSpace.TryPunchHole(handle, byteOffset, length))
+        {
+            for (long done = 0; done < length;)
+            {
+                var n = (int)Math.Min(Zeroes.Length, length - done);
+                RandomAccess.Write(handle, Zeroes.AsSpan(0, n), byteOffset + done);
+                done += n;
+            }
+        }
+        _unflushed.Add(handle);
+        var blocks = length / blockSize;
+        var sum = BlockSum(Zeroes.AsSpan(0, blockSize));
+        var sums = ArrayPool<byte>.Shared.Rent((int)Math.Min(blocks, ZeroSumsPerWrite) * 8);
+        try
+        {
+            var chunk = (int)Math.Min(blocks, ZeroSumsPerWrite);
+            for (var b = 0; b < chunk; b++) BinaryPrimitives.WriteUInt64LittleEndian(sums.AsSpan(b * 8), sum);
+            var sumHandle = _sumHandles.GetOrAdd(objectId, id => OpenForWriteAt(SumsPathOf(id)));
+            var firstBlock = byteOffset / blockSize;
+            for (long done = 0; done < blocks;)
+            {
+                var n = (int)Math.Min(chunk, blocks - done);
+                RandomAccess.Write(sumHandle, sums.AsSpan(0, n * 8), (firstBlock + done) * 8);
+                done += n;
+            }
+            lock (_sumsLock) _unsyncedSums.Add(sumHandle);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(sums);
+        }
+    }
+
+
     /// <summary>
     /// Per block of [<paramref name="firstBlock"/>, +<paramref name="count"/>): the checksum of the bytes the file
     /// holds now, and the one recorded when they were written (0: none recorded).

@@ -141,7 +141,7 @@ internal sealed class TransactionApplier(ObjectFiles files)
         }
         switch (h.Kind)
         {
-            case TransactionKind.Write when end > h.ObjectBlocks:
+            case TransactionKind.Write or TransactionKind.Zero when end > h.ObjectBlocks:
                 return $"blocks [{first}, {end}) are outside {objectId}, which has {h.ObjectBlocks} blocks";
             case TransactionKind.Append when first < h.ObjectBlocks:
                 return $"append at block {first} is inside {objectId}'s base range of {h.ObjectBlocks} blocks";
@@ -153,7 +153,8 @@ internal sealed class TransactionApplier(ObjectFiles files)
 
         try
         {
-            files.Write(objectId, byteOffset, data, h.BlockSize);
+            if (h.Kind == TransactionKind.Zero) files.Zero(objectId, byteOffset, checked(h.BlockCount * (long)h.BlockSize), h.BlockSize);
+            else files.Write(objectId, byteOffset, data, h.BlockSize);
         }
         catch (IOException ex) when (StoreErrors.IsTransactionSpecific(ex))
         {

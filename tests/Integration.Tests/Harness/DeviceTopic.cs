@@ -62,6 +62,28 @@ internal static class DeviceTopic
         return consumer.QueryWatermarkOffsets(new TopicPartition(Topics.Device(device), 0), TimeSpan.FromSeconds(10)).High.Value;
     }
 
+    /// <summary>Bytes (values and headers) of the messages at offsets [<paramref name="from"/>, <paramref name="to"/>) of partition 0 of the device's log.</summary>
+    public static long BytesBetween(TestCluster cluster, string device, long from, long to)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Kafka.BootstrapServers,
+            GroupId = "log-bytes",
+            EnableAutoCommit = false,
+        }).Build();
+        consumer.Assign(new TopicPartitionOffset(Topics.Device(device), 0, from));
+        long bytes = 0;
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        for (var next = from; next < to;)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"read {device}'s log up to {next} of {to} in 60 s");
+            if (consumer.Consume(TimeSpan.FromMilliseconds(500)) is not { } m) continue;
+            bytes += (m.Message.Value?.Length ?? 0) + (m.Message.Key?.Length ?? 0) + m.Message.Headers.Sum(h => h.Key.Length + h.GetValueBytes().Length);
+            next = m.Offset.Value + 1;
+        }
+        return bytes;
+    }
+
     /// <summary>The offset of the copy of write <paramref name="tag"/> in partition 0 of the device's topic, from <paramref name="from"/> on.</summary>
     public static long OffsetOfCopy(TestCluster cluster, string device, string tag, long from)
     {
