@@ -28,6 +28,7 @@ public sealed class AccessTests
         (HttpMethod.Get, $"/volumes/{volume}/verify", null, "read"),
         (HttpMethod.Put, $"/volumes/{volume}/blocks/0", "data", "write"),
         (HttpMethod.Post, $"/volumes/{volume}/append", "data", "write"),
+        (HttpMethod.Post, $"/volumes/{volume}/blocks/0/zero?count=2", null, "write"),
         (HttpMethod.Post, $"/volumes/{volume}/verify", null, "operator"),
         (HttpMethod.Post, $"/volumes/{volume}/mirrors", """{"device":"d2"}""", "operator"),
         (HttpMethod.Post, $"/volumes/{volume}/mirrors/d1/replace", """{"device":"d2"}""", "operator"),
@@ -119,6 +120,7 @@ public sealed class AccessTests
         Assert.Equal(HttpStatusCode.Forbidden, putStatus);
         Assert.Contains("read-only", putDetail, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(cluster, HttpMethod.Post, "/volumes/mine/append", "data", reader)).Status);
+        Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(cluster, HttpMethod.Post, "/volumes/mine/blocks/0/zero", null, reader)).Status);
         Assert.Equal(written, await cluster.ReadAsync("mine", 0, 1));
         Assert.Equal(theirsBefore, await StateAsync(cluster, "theirs"));
     }

@@ -77,6 +77,32 @@ public sealed class ApiLimitsTests
         }
         await AssertRefusedAsync("read: unknown volume", await cluster.Http.GetAsync(new Uri($"{cluster.Controller.Url}/volumes/nosuch/blocks/0")), HttpStatusCode.NotFound);
 
+        var zeroes = new (string Case, string Lba, string? Count, string? Wait)[]
+        {
+            ("count zero", "0", "0", null),
+            ("count negative", "0", "-1", null),
+            ("count of the smallest long", "0", min, null),
+            ("count above 1 GiB of blocks", "0", (1L << 18) + 1 + "", null),
+            ("count beyond int", "0", "2147483648", null),
+            ("count beyond long", "0", "99999999999999999999", null),
+            ("count not a number", "0", "many", null),
+            ("count empty", "0", "", null),
+            ("negative lba", "-1", "1", null),
+            ("lba of the largest long", max, "1", null),
+            ("lba of the smallest long", min, "1", null),
+            ("lba + count overflows", (long.MaxValue - 1).ToString(CultureInfo.InvariantCulture), "2", null),
+            ("lba at the end", Blocks.ToString(CultureInfo.InvariantCulture), null, null),
+            ("lba + count past the end", (Blocks - 1).ToString(CultureInfo.InvariantCulture), "2", null),
+            ("lba not a number", "abc", "1", null),
+            ("wait unknown", "0", "1", "disk"),
+        };
+        foreach (var (name, lba, count, wait) in zeroes)
+        {
+            var q = string.Join('&', new[] { count is null ? null : "count=" + count, wait is null ? null : "wait=" + wait }.OfType<string>());
+            await AssertRefusedAsync($"zero: {name}", await cluster.Http.PostAsync(new Uri($"{url}/blocks/{lba}/zero{(q.Length == 0 ? "" : "?" + q)}"), null));
+        }
+        await AssertRefusedAsync("zero: unknown volume", await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/volumes/nosuch/blocks/0/zero"), null), HttpStatusCode.NotFound);
+
         var appends = new (string Case, byte[] Data)[]
         {
             ("empty", []),

@@ -13,7 +13,7 @@ public sealed record BlockWriters(string Volume, long Block, BlockWrite? LastWri
 
 /// <summary>One write as a device recorded it.</summary>
 /// <param name="Tag">The write's tag.</param>
-/// <param name="Kind"><c>write</c>, <c>append</c> or <c>repair</c> (a resync or full copy's).</param>
+/// <param name="Kind"><c>write</c>, <c>append</c>, <c>zero</c> (a trim or a zeroing) or <c>repair</c> (a resync or full copy's).</param>
 /// <param name="Principal">Who asked for it (<c>key:…</c>, <c>nbd:…</c>); null for a repair or when unknown.</param>
 /// <param name="FirstBlock">First block the write covered.</param>
 /// <param name="BlockCount">Blocks it covered.</param>

@@ -51,6 +51,9 @@ internal static class VolumeEndpoints
         app.MapPost("/volumes/{name}/append", (string name, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
             TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
+        app.MapPost("/volumes/{name}/blocks/{firstBlock}/zero", (string name, string firstBlock, string? count, string? wait, HttpRequest request,
+                VolumeCatalog catalog, WritePipeline pipeline, ControllerTelemetry telemetry, CancellationToken ct) =>
+            TracedZeroAsync(name, firstBlock, count, wait, request, catalog, pipeline, telemetry, ct)).Requires(AccessNeed.WriteVolume);
         app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync).Requires(AccessNeed.ReadVolume);
         // Who last wrote a block, with which tag, and which mirrors applied it (docs/design.md, "Who wrote a block").
         app.MapGet("/volumes/{name}/blocks/{block}/writer", async (string name, string block, VolumeCatalog catalog, BlockWritersService writers, CancellationToken ct) =>
@@ -142,6 +145,59 @@ internal static class VolumeEndpoints
         return result;
     }
 
+    /// <summary>The most one zero request covers: NBD's pieces too (a client zeroes more in several requests).</summary>
+    public const long MaxZeroBytes = 1L << 30;
+
+    /// <summary>
+    /// Zeroes <paramref name="count"/> blocks (default 1) from <paramref name="lba"/>: one tagged zero per mirror,
+    /// carrying no data (<see cref="TransactionKind.Zero"/>), answered like a write.
+    /// </summary>
+    private static async Task<IResult> TracedZeroAsync(
+        string name, string lba, string? count, string? wait, HttpRequest request,
+        VolumeCatalog catalog, WritePipeline pipeline, ControllerTelemetry telemetry, CancellationToken ct)
+    {
+        using var span = telemetry.Source.StartActivity("volume zero", ActivityKind.Server);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag("http.request.method", request.Method);
+            span.SetTag("url.path", request.Path.Value);
+            span.SetTag(TelemetryAttributes.Volume, name);
+            span.SetTag(TelemetryAttributes.FirstBlock, lba);
+        }
+        var result = await ZeroAsync(name, lba, count, wait, request, catalog, pipeline, ct);
+        if (span is not null && result is IStatusCodeHttpResult { StatusCode: { } code })
+        {
+            span.SetTag("http.response.status_code", code);
+            if (code >= 400) span.SetStatus(ActivityStatusCode.Error, (result as Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult)?.ProblemDetails.Detail);
+        }
+        return result;
+    }
+
+    private static async Task<IResult> ZeroAsync(
+        string name, string lba, string? count, string? wait, HttpRequest request, VolumeCatalog catalog, WritePipeline pipeline, CancellationToken ct)
+    {
+        if (catalog.Find(name) is not { } v) return UnknownVolume(name);
+        if (!TryParseBlock(lba, out var first))
+            return ApiErrors.BadRequest($"block number '{lba}' is not a whole number from 0 to {v.Blocks - 1}");
+        var maxCount = MaxZeroBytes / v.BlockSize;
+        long blocks = 1;
+        if (count is not null && !TryParseBlock(count, out blocks))
+            return ApiErrors.BadRequest($"count '{count}' is not a whole number from 1 to {maxCount}");
+        if (blocks <= 0) return ApiErrors.BadRequest($"count must be at least 1, not {blocks}");
+        if (blocks > maxCount) return ApiErrors.TooLarge($"one zero may cover at most {MaxZeroBytes} bytes ({maxCount} blocks), not {blocks} blocks");
+        if (!InRange(first, blocks, v.Blocks)) return Outside(name, first, blocks, v.Blocks);
+        if (ParseWait(wait) is not { } waitApplied) return ApiErrors.BadRequest($"wait must be 'log' (default) or 'applied', not '{wait}'");
+        if (!v.Owned) return ApiErrors.Conflict($"volume {name} is owned by another controller");
+        return await AnswerAsync(name, () => pipeline.ZeroAsync(v, first, (int)blocks, waitApplied, WriteOrigin.Key(request.HttpContext.Principal().KeyId), ct));
+    }
+
+    private static bool? ParseWait(string? wait) => wait switch
+    {
+        null or "" or "log" => false,
+        "applied" => true,
+        _ => null,
+    };
+
     private static async Task<IResult> WriteAsync(
         string name, TransactionKind kind, string? lba, string? wait, HttpRequest request,
         VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, CancellationToken ct)
@@ -151,12 +207,7 @@ internal static class VolumeEndpoints
         if (kind == TransactionKind.Write && !TryParseBlock(lba, out firstBlock))
             return ApiErrors.BadRequest($"block number '{lba}' is not a whole number from 0 to {v.Blocks - 1}");
         if (!v.Owned) return ApiErrors.Conflict($"volume {name} is owned by another controller");
-        var waitApplied = wait switch
-        {
-            null or "" or "log" => false,
-            "applied" => true,
-            _ => (bool?)null,
-        };
+        var waitApplied = ParseWait(wait);
         if (waitApplied is null) return ApiErrors.BadRequest($"wait must be 'log' (default) or 'applied', not '{wait}'");
         var length = request.ContentLength;
         if (length is null) return ApiErrors.BadRequest("Content-Length is required");
@@ -177,9 +228,15 @@ internal static class VolumeEndpoints
             if (n == 0) return ApiErrors.BadRequest($"body ended after {read} of {data.Length} bytes");
             read += n;
         }
+        return await AnswerAsync(name, () => pipeline.WriteAsync(v, kind, firstBlock, data, waitApplied.Value, WriteOrigin.Key(request.HttpContext.Principal().KeyId), ct));
+    }
+
+    /// <summary>A write's or a zero's answer, its failures told as the API tells them.</summary>
+    private static async Task<IResult> AnswerAsync(string name, Func<Task<WriteResult>> send)
+    {
         try
         {
-            return Results.Ok(await pipeline.WriteAsync(v, kind, firstBlock, data, waitApplied.Value, WriteOrigin.Key(request.HttpContext.Principal().KeyId), ct));
+            return Results.Ok(await send());
         }
         catch (WriteFailedException ex)
         {
