@@ -177,15 +177,7 @@ internal static class VolumeEndpoints
         string name, string lba, string? count, string? wait, HttpRequest request, VolumeCatalog catalog, WritePipeline pipeline, CancellationToken ct)
     {
         if (catalog.Find(name) is not { } v) return UnknownVolume(name);
-        if (!TryParseBlock(lba, out var first))
-            return ApiErrors.BadRequest($"block number '{lba}' is not a whole number from 0 to {v.Blocks - 1}");
-        var maxCount = MaxZeroBytes / v.BlockSize;
-        long blocks = 1;
-        if (count is not null && !TryParseBlock(count, out blocks))
-            return ApiErrors.BadRequest($"count '{count}' is not a whole number from 1 to {maxCount}");
-        if (blocks <= 0) return ApiErrors.BadRequest($"count must be at least 1, not {blocks}");
-        if (blocks > maxCount) return ApiErrors.TooLarge($"one zero may cover at most {MaxZeroBytes} bytes ({maxCount} blocks), not {blocks} blocks");
-        if (!InRange(first, blocks, v.Blocks)) return Outside(name, first, blocks, v.Blocks);
+        if (ParseRange(name, lba, count, v.BlockSize, MaxZeroBytes, v.Blocks, "zero may cover", out var first, out var blocks) is { } refused) return refused;
         if (ParseWait(wait) is not { } waitApplied) return ApiErrors.BadRequest($"wait must be 'log' (default) or 'applied', not '{wait}'");
         if (!v.Owned) return ApiErrors.Conflict($"volume {name} is owned by another controller");
         return await AnswerAsync(name, () => pipeline.ZeroAsync(v, first, (int)blocks, waitApplied, WriteOrigin.Key(request.HttpContext.Principal().KeyId), ct));
@@ -262,16 +254,7 @@ internal static class VolumeEndpoints
     private static async Task<IResult> ReadAsync(string name, string firstBlock, string? count, VolumeCatalog catalog, VolumeReader reader, CancellationToken ct)
     {
         if (catalog.Find(name) is not { } v) return UnknownVolume(name);
-        if (!TryParseBlock(firstBlock, out var first))
-            return ApiErrors.BadRequest($"block number '{firstBlock}' is not a whole number from 0 to {v.TotalBlocks - 1}");
-        var maxCount = MaxReadBlocksBytes / v.BlockSize;
-        long blocks = 1;
-        if (count is not null && !TryParseBlock(count, out blocks))
-            return ApiErrors.BadRequest($"count '{count}' is not a whole number from 1 to {maxCount}");
-        if (blocks <= 0) return ApiErrors.BadRequest($"count must be at least 1, not {blocks}");
-        // Compared as a count, not as count * blockSize, which overflows for a huge count.
-        if (blocks > maxCount) return ApiErrors.TooLarge($"one read may return at most {MaxReadBlocksBytes} bytes ({maxCount} blocks), not {blocks} blocks");
-        if (!InRange(first, blocks, v.TotalBlocks)) return Outside(name, first, blocks, v.TotalBlocks);
+        if (ParseRange(name, firstBlock, count, v.BlockSize, MaxReadBlocksBytes, v.TotalBlocks, "read may return", out var first, out var blocks) is { } refused) return refused;
         try
         {
             return Results.Bytes(await reader.ReadAsync(v, first, (int)blocks, ct), "application/octet-stream");
@@ -285,6 +268,25 @@ internal static class VolumeEndpoints
             // A read checks how far the mirror applied its log, which PostgreSQL records.
             return ApiErrors.Unavailable($"volume {name}: the metadata store is unreachable ({ex.Message}); try again");
         }
+    }
+
+    /// <summary>
+    /// Blocks [<paramref name="lba"/>, +<paramref name="count"/>) (count default 1) parsed, at most <paramref name="maxBytes"/>
+    /// of them, within [0, <paramref name="limit"/>): the refusal, or null.
+    /// </summary>
+    private static IResult? ParseRange(
+        string name, string lba, string? count, int blockSize, long maxBytes, long limit, string what, out long first, out long blocks)
+    {
+        blocks = 1;
+        if (!TryParseBlock(lba, out first))
+            return ApiErrors.BadRequest($"block number '{lba}' is not a whole number from 0 to {limit - 1}");
+        var maxCount = maxBytes / blockSize;
+        if (count is not null && !TryParseBlock(count, out blocks))
+            return ApiErrors.BadRequest($"count '{count}' is not a whole number from 1 to {maxCount}");
+        if (blocks <= 0) return ApiErrors.BadRequest($"count must be at least 1, not {blocks}");
+        // Compared as a count, not as count * blockSize, which overflows for a huge count.
+        if (blocks > maxCount) return ApiErrors.TooLarge($"one {what} at most {maxBytes} bytes ({maxCount} blocks), not {blocks} blocks");
+        return InRange(first, blocks, limit) ? null : Outside(name, first, blocks, limit);
     }
 
     private static IResult UnknownVolume(string name) => ApiErrors.NotFound($"no volume named '{name}'");

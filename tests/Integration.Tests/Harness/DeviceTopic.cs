@@ -62,16 +62,23 @@ internal static class DeviceTopic
         return consumer.QueryWatermarkOffsets(new TopicPartition(Topics.Device(device), 0), TimeSpan.FromSeconds(10)).High.Value;
     }
 
-    /// <summary>Bytes (values and headers) of the messages at offsets [<paramref name="from"/>, <paramref name="to"/>) of partition 0 of the device's log.</summary>
-    public static long BytesBetween(TestCluster cluster, string device, long from, long to)
+    /// <summary>A consumer of partition 0 of the device's log from <paramref name="from"/>, committing nothing.</summary>
+    private static IConsumer<byte[]?, byte[]?> Reader(TestCluster cluster, string device, long from, string group)
     {
-        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
         {
             BootstrapServers = cluster.Kafka.BootstrapServers,
-            GroupId = "log-bytes",
+            GroupId = group,
             EnableAutoCommit = false,
         }).Build();
         consumer.Assign(new TopicPartitionOffset(Topics.Device(device), 0, from));
+        return consumer;
+    }
+
+    /// <summary>Bytes (values and headers) of the messages at offsets [<paramref name="from"/>, <paramref name="to"/>) of partition 0 of the device's log.</summary>
+    public static long BytesBetween(TestCluster cluster, string device, long from, long to)
+    {
+        using var consumer = Reader(cluster, device, from, "log-bytes");
         long bytes = 0;
         var deadline = DateTime.UtcNow.AddSeconds(60);
         for (var next = from; next < to;)
@@ -87,13 +94,7 @@ internal static class DeviceTopic
     /// <summary>The offset of the copy of write <paramref name="tag"/> in partition 0 of the device's topic, from <paramref name="from"/> on.</summary>
     public static long OffsetOfCopy(TestCluster cluster, string device, string tag, long from)
     {
-        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
-        {
-            BootstrapServers = cluster.Kafka.BootstrapServers,
-            GroupId = "copy-finder",
-            EnableAutoCommit = false,
-        }).Build();
-        consumer.Assign(new TopicPartitionOffset(Topics.Device(device), 0, from));
+        using var consumer = Reader(cluster, device, from, "copy-finder");
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (DateTime.UtcNow < deadline)
         {
