@@ -34,7 +34,9 @@ for project in tests/*/*.csproj; do
   args=(test "$project" -c "$CONFIGURATION" --no-build -nologo
         --logger "trx;LogFileName=$name.trx" --results-directory "$RESULTS")
   if [[ -n ${TM_TEST_FILTER:-} ]]; then args+=(--filter "$TM_TEST_FILTER"); fi
-  if ! dotnet "${args[@]}"; then status=1; fi
+  rc=0
+  dotnet "${args[@]}" || rc=$?
+  if ((rc != 0)); then status=1; fi
   trx="$RESULTS/$name.trx"
   if [[ -f $trx ]]; then
     counters="$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)"
@@ -42,6 +44,12 @@ for project in tests/*/*.csproj; do
     f="$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")"
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
+    # A run that failed with no test failed (its test host crashed: "Test Run Aborted", the rest of its tests never
+    # ran) is one failure too, so the summary never says 0 failed on a failing run.
+    if ((rc != 0 && ${f:-0} == 0)); then
+      log "$name: the test run failed (exit $rc) with no test failed: aborted (a crashed test host?); counted as one failure"
+      failed=$((failed + 1))
+    fi
   else
     # No results at all (crash, build problem): count the project as one failure.
     failed=$((failed + 1))
