@@ -105,7 +105,17 @@ public sealed class ControllerOptions
     /// </summary>
     public TimeSpan EventRetention { get; set; } = TimeSpan.FromDays(1);
 
-    /// <summary>How often the event store is pruned (<see cref="EventRetention"/>); zero: never, every event is kept forever.</summary>
+    /// <summary>
+    /// How long an answered intake request id is remembered: a request carrying it again is answered with its first
+    /// outcome, nothing written (docs/design.md, "Producers that publish writes"). Older ones are deleted by each pruning
+    /// pass (<see cref="EventPruneInterval"/>), and a request with such an id after that is a new request.
+    /// </summary>
+    public TimeSpan IntakeRequestRetention { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// How often the event store (<see cref="EventRetention"/>) and the intake's answered request ids
+    /// (<see cref="IntakeRequestRetention"/>) are pruned; zero: never, both are kept forever.
+    /// </summary>
     public TimeSpan EventPruneInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Most bytes per second a scheduled verify reads from each volume's mirrors (0: no limit).</summary>
@@ -263,6 +273,8 @@ public sealed class ControllerOptions
         ArgumentOutOfRangeException.ThrowIfNegative(VerifyMaxBytesPerSecond);
         if (EventRetention < TimeSpan.Zero || EventRetention > TimeSpan.FromDays(36500))
             throw new ArgumentException($"Controller:EventRetention {EventRetention} must be between 0 and 100 years (to keep every event, set Controller:EventPruneInterval to 0)");
+        if (IntakeRequestRetention < TimeSpan.Zero || IntakeRequestRetention > TimeSpan.FromDays(36500))
+            throw new ArgumentException($"Controller:IntakeRequestRetention {IntakeRequestRetention} must be between 0 and 100 years (to keep every request id, set Controller:EventPruneInterval to 0)");
         if (EventPruneInterval != TimeSpan.Zero && (EventPruneInterval < TimeSpan.FromSeconds(1) || EventPruneInterval > TimeSpan.FromDays(1)))
             throw new ArgumentException($"Controller:EventPruneInterval {EventPruneInterval} must be 0 (never prune) or between one second and one day");
         if (DecideInterval < TimeSpan.Zero || DecideInterval > TimeSpan.FromSeconds(5))

@@ -146,6 +146,7 @@ builder.Services.AddSingleton<IntakeTelemetry>();
 builder.Services.AddSingleton<OutcomePublisher>();
 builder.Services.AddSingleton<RequestHandler>();
 builder.Services.AddHostedService<IntakeService>();
+builder.Services.AddHostedService<IntakeRetention>();
 // The block front end: every owned volume an NBD export; its spans and meters join the controller's when exported.
 builder.Services.AddSingleton<VolumeExports>();
 builder.Services.AddHostedService<NbdListener>();

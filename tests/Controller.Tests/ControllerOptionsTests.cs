@@ -61,6 +61,26 @@ public sealed class ControllerOptionsTests
     }
 
     [Theory]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue / TimeSpan.TicksPerMillisecond)]
+    [InlineData(long.MaxValue / TimeSpan.TicksPerMillisecond)]
+    public void an_intake_request_retention_below_zero_or_above_a_century_is_refused(long retentionMs)
+    {
+        var options = new ControllerOptions { IntakeRequestRetention = TimeSpan.FromMilliseconds(retentionMs) };
+        var ex = Assert.ThrowsAny<ArgumentException>(options.Validate);
+        Assert.Contains("IntakeRequestRetention", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(7L * 86_400_000)]
+    [InlineData(36_500L * 86_400_000)]
+    public void an_intake_request_retention_from_zero_to_a_century_is_taken(long retentionMs)
+    {
+        new ControllerOptions { IntakeRequestRetention = TimeSpan.FromMilliseconds(retentionMs) }.Validate();
+    }
+
+    [Theory]
     [InlineData(0L, 0L)]        // never pruned
     [InlineData(0L, 1_000L)]    // pruned as soon as reconciliation read them
     [InlineData(86_400_000L, 60_000L)]

@@ -22,6 +22,8 @@ internal static class IntakeSchema
             PRIMARY KEY (producer_id, request_id));
         -- The few requests under way, read by the event store's pruning (their recorded copies are kept).
         {Hosting.SchemaChanges.IndexIfMissing(schema, "intake_requests_pending", $"{schema}.intake_requests (producer_id, request_id) WHERE state = 'pending'")}
+        -- Answered requests by age, for their expiry after Controller:IntakeRequestRetention (IntakeRetention).
+        {Hosting.SchemaChanges.IndexIfMissing(schema, "intake_requests_answered", $"{schema}.intake_requests (updated_at) WHERE state = 'answered'")}
         -- Per volume and partition of the requests topic: every message below next_offset was answered (or was not
         -- this volume's). Written with the outcomes it covers, never backwards.
         CREATE TABLE IF NOT EXISTS {schema}.intake_positions (

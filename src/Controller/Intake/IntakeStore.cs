@@ -17,6 +17,24 @@ internal sealed class IntakeStore(EventStreams store)
     private string Schema => store.Schema;
 
     /// <summary>
+    /// Deletes at most <paramref name="limit"/> answered request ids, the oldest first, answered longer ago than
+    /// <paramref name="retention"/>; returns how many. A pending one is never deleted (its write's fate is still to be
+    /// settled), nor one answered again since it was chosen.
+    /// </summary>
+    public async Task<int> PruneAnsweredAsync(TimeSpan retention, int limit, CancellationToken ct)
+    {
+        await using var cmd = Db.CreateCommand($"""
+            DELETE FROM {Schema}.intake_requests r
+            USING (SELECT producer_id, request_id FROM {Schema}.intake_requests
+                   WHERE state = 'answered' AND updated_at < now() - @r ORDER BY updated_at LIMIT @n) old
+            WHERE r.producer_id = old.producer_id AND r.request_id = old.request_id AND r.state = 'answered' AND r.updated_at < now() - @r
+            """);
+        cmd.Parameters.AddWithValue("r", retention);
+        cmd.Parameters.AddWithValue("n", limit);
+        return await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
     /// The key holding <paramref name="producerId"/> after <paramref name="keyId"/> claims it: the id is taken when no
     /// key holds it, or when <paramref name="replacing"/> (a key found not live) still does; otherwise the holder stays.
     /// </summary>

@@ -16,6 +16,9 @@ internal sealed class IntakeTelemetry(TaggedMirrorTelemetry telemetry)
     public Counter<long> Quarantined { get; } = telemetry.Meter.CreateCounter<long>("tm.intake.quarantined", "{request}",
         "Intake messages refused as malformed, out of range or for no volume, and kept in intake_quarantine");
 
+    public Counter<long> Expired { get; } = telemetry.Meter.CreateCounter<long>("tm.intake.expired", "{request}",
+        "Answered request ids forgotten after Controller:IntakeRequestRetention (a later request with the id is a new request)");
+
     public Counter<long> Waits { get; } = telemetry.Meter.CreateCounter<long>("tm.intake.waits", "{wait}",
         "Times a volume's intake stopped to wait and try again (a mirror not shown caught up, PostgreSQL or Kafka away)");
 }
