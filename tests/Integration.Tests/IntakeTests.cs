@@ -77,6 +77,35 @@ public sealed class IntakeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task a_request_id_answered_longer_ago_than_the_retention_is_forgotten_and_a_request_with_it_is_new()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__IntakeRequestRetention"] = "00:00:05",
+            ["Controller__EventPruneInterval"] = "00:00:01",
+        });
+        await cluster.CreateVolumeAsync("exp", BlockSize, 64);
+        using var producer = Producer(cluster);
+        var first = VolumeModel.Data(1, 2, BlockSize);
+        var o1 = await producer.PublishAsync("exp", 10, first, "r-1");
+        Assert.True(o1.Ok, o1.Refusal);
+        // Within the retention: the same id is answered with its first outcome, nothing written.
+        Assert.Equal(o1, await producer.PublishAsync("exp", 10, VolumeModel.Data(2, 2, BlockSize), "r-1"));
+        Assert.Equal(first, await cluster.ReadAsync("exp", 10, 2));
+
+        // Answered more than 5 s ago: the controller's pruning forgets it, and the same id is a new request.
+        await Eventually.TrueAsync(async () => await cluster.ScalarAsync("SELECT count(*) FROM {schema}.intake_requests WHERE request_id = 'r-1'") == 0,
+            TimeSpan.FromSeconds(60), () => "the answered request id was not forgotten\n" + cluster.Logs());
+        var third = VolumeModel.Data(3, 2, BlockSize);
+        // Published by a new client of the same producer id (one client answers an id it has seen from what it received).
+        using var later = Producer(cluster);
+        var o3 = await later.PublishAsync("exp", 10, third, "r-1");
+        Assert.True(o3.Ok, o3.Refusal);
+        Assert.NotEqual(o1.Tag, o3.Tag);
+        Assert.Equal(third, await cluster.ReadAsync("exp", 10, 2));
+    }
+
+    [Fact]
     public async Task a_controller_killed_mid_batch_answers_every_request_once_and_writes_each_once()
     {
         // SIGKILL after the first copy of write 70: a batch is under way, its requests recorded pending, some written
