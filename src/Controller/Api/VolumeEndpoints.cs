@@ -47,13 +47,16 @@ internal static class VolumeEndpoints
         // that does not parse would answer 404 or an empty 400, never a sentence saying what was wrong.
         app.MapPut("/volumes/{name}/blocks/{firstBlock}", (string name, string firstBlock, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedWriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
+            TracedAsync("volume write", name, firstBlock, request.ContentLength, request, telemetry,
+                () => WriteAsync(name, TransactionKind.Write, firstBlock, wait, request, catalog, pipeline, options, ct))).Requires(AccessNeed.WriteVolume);
         app.MapPost("/volumes/{name}/append", (string name, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedWriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, telemetry, ct)).Requires(AccessNeed.WriteVolume);
+            TracedAsync("volume append", name, null, request.ContentLength, request, telemetry,
+                () => WriteAsync(name, TransactionKind.Append, null, wait, request, catalog, pipeline, options, ct))).Requires(AccessNeed.WriteVolume);
         app.MapPost("/volumes/{name}/blocks/{firstBlock}/zero", (string name, string firstBlock, string? count, string? wait, HttpRequest request,
                 VolumeCatalog catalog, WritePipeline pipeline, ControllerTelemetry telemetry, CancellationToken ct) =>
-            TracedZeroAsync(name, firstBlock, count, wait, request, catalog, pipeline, telemetry, ct)).Requires(AccessNeed.WriteVolume);
+            TracedAsync("volume zero", name, firstBlock, null, request, telemetry,
+                () => ZeroAsync(name, firstBlock, count, wait, request, catalog, pipeline, ct))).Requires(AccessNeed.WriteVolume);
         app.MapGet("/volumes/{name}/blocks/{firstBlock}", ReadAsync).Requires(AccessNeed.ReadVolume);
         // Who last wrote a block, with which tag, and which mirrors applied it (docs/design.md, "Who wrote a block").
         app.MapGet("/volumes/{name}/blocks/{block}/writer", async (string name, string block, VolumeCatalog catalog, BlockWritersService writers, CancellationToken ct) =>
@@ -120,23 +123,22 @@ internal static class VolumeEndpoints
     }
 
     /// <summary>
-    /// The request span of a write: the root of its trace (or a child of the caller's, if it sent a
-    /// <c>traceparent</c>), parent of one produce span per mirror copy.
+    /// The request span of a write, an append or a zero (<paramref name="operation"/>): the root of its trace (or a
+    /// child of the caller's, if it sent a <c>traceparent</c>), parent of one produce span per mirror copy.
     /// </summary>
-    private static async Task<IResult> TracedWriteAsync(
-        string name, TransactionKind kind, string? firstBlock, string? wait, HttpRequest request,
-        VolumeCatalog catalog, WritePipeline pipeline, ControllerOptions options, ControllerTelemetry telemetry, CancellationToken ct)
+    private static async Task<IResult> TracedAsync(
+        string operation, string name, string? firstBlock, long? bytes, HttpRequest request, ControllerTelemetry telemetry, Func<Task<IResult>> handle)
     {
-        using var span = telemetry.Source.StartActivity(kind == TransactionKind.Append ? "volume append" : "volume write", ActivityKind.Server);
+        using var span = telemetry.Source.StartActivity(operation, ActivityKind.Server);
         if (span is { IsAllDataRequested: true })
         {
             span.SetTag("http.request.method", request.Method);
             span.SetTag("url.path", request.Path.Value);
             span.SetTag(TelemetryAttributes.Volume, name);
             if (firstBlock is not null) span.SetTag(TelemetryAttributes.FirstBlock, firstBlock);
-            span.SetTag("tm.bytes", request.ContentLength);
+            if (bytes is not null) span.SetTag("tm.bytes", bytes);
         }
-        var result = await WriteAsync(name, kind, firstBlock, wait, request, catalog, pipeline, options, ct);
+        var result = await handle();
         if (span is not null && result is IStatusCodeHttpResult { StatusCode: { } code })
         {
             span.SetTag("http.response.status_code", code);
@@ -152,27 +154,6 @@ internal static class VolumeEndpoints
     /// Zeroes <paramref name="count"/> blocks (default 1) from <paramref name="lba"/>: one tagged zero per mirror,
     /// carrying no data (<see cref="TransactionKind.Zero"/>), answered like a write.
     /// </summary>
-    private static async Task<IResult> TracedZeroAsync(
-        string name, string lba, string? count, string? wait, HttpRequest request,
-        VolumeCatalog catalog, WritePipeline pipeline, ControllerTelemetry telemetry, CancellationToken ct)
-    {
-        using var span = telemetry.Source.StartActivity("volume zero", ActivityKind.Server);
-        if (span is { IsAllDataRequested: true })
-        {
-            span.SetTag("http.request.method", request.Method);
-            span.SetTag("url.path", request.Path.Value);
-            span.SetTag(TelemetryAttributes.Volume, name);
-            span.SetTag(TelemetryAttributes.FirstBlock, lba);
-        }
-        var result = await ZeroAsync(name, lba, count, wait, request, catalog, pipeline, ct);
-        if (span is not null && result is IStatusCodeHttpResult { StatusCode: { } code })
-        {
-            span.SetTag("http.response.status_code", code);
-            if (code >= 400) span.SetStatus(ActivityStatusCode.Error, (result as Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult)?.ProblemDetails.Detail);
-        }
-        return result;
-    }
-
     private static async Task<IResult> ZeroAsync(
         string name, string lba, string? count, string? wait, HttpRequest request, VolumeCatalog catalog, WritePipeline pipeline, CancellationToken ct)
     {

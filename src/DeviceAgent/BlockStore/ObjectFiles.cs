@@ -88,9 +88,7 @@ internal sealed class ObjectFiles : IDisposable
         {
             for (var b = 0; b < blocks; b++)
                 BinaryPrimitives.WriteUInt64LittleEndian(sums.AsSpan(b * 8), BlockSum(data.Slice(b * blockSize, blockSize)));
-            var sumHandle = _sumHandles.GetOrAdd(objectId, id => OpenForWriteAt(SumsPathOf(id)));
-            RandomAccess.Write(sumHandle, sums.AsSpan(0, blocks * 8), byteOffset / blockSize * 8);
-            lock (_sumsLock) _unsyncedSums.Add(sumHandle);
+            WriteSums(objectId, sums.AsSpan(0, blocks * 8), byteOffset / blockSize);
         }
         finally
         {
@@ -99,6 +97,14 @@ internal sealed class ObjectFiles : IDisposable
     }
 
     private static ulong BlockSum(ReadOnlySpan<byte> block) => Contracts.Api.BlockChecksums.Of(block);
+
+    /// <summary>Writes checksums from <paramref name="firstBlock"/>'s on, made durable by the next <see cref="SyncSums"/>.</summary>
+    private void WriteSums(string objectId, ReadOnlySpan<byte> sums, long firstBlock)
+    {
+        var handle = _sumHandles.GetOrAdd(objectId, id => OpenForWriteAt(SumsPathOf(id)));
+        RandomAccess.Write(handle, sums, firstBlock * 8);
+        lock (_sumsLock) _unsyncedSums.Add(handle);
+    }
 
     /// <summary>Zero bytes to write where a hole cannot be punched, and to checksum a zero block: the largest block.</summary>
     private static readonly byte[] Zeroes = new byte[1 << 20];
@@ -129,20 +135,18 @@ internal sealed class ObjectFiles : IDisposable
         _unflushed.Add(handle);
         var blocks = length / blockSize;
         var sum = BlockSum(Zeroes.AsSpan(0, blockSize));
-        var sums = ArrayPool<byte>.Shared.Rent((int)Math.Min(blocks, ZeroSumsPerWrite) * 8);
+        var chunk = (int)Math.Min(blocks, ZeroSumsPerWrite);
+        var sums = ArrayPool<byte>.Shared.Rent(chunk * 8);
         try
         {
-            var chunk = (int)Math.Min(blocks, ZeroSumsPerWrite);
             for (var b = 0; b < chunk; b++) BinaryPrimitives.WriteUInt64LittleEndian(sums.AsSpan(b * 8), sum);
-            var sumHandle = _sumHandles.GetOrAdd(objectId, id => OpenForWriteAt(SumsPathOf(id)));
             var firstBlock = byteOffset / blockSize;
             for (long done = 0; done < blocks;)
             {
                 var n = (int)Math.Min(chunk, blocks - done);
-                RandomAccess.Write(sumHandle, sums.AsSpan(0, n * 8), (firstBlock + done) * 8);
+                WriteSums(objectId, sums.AsSpan(0, n * 8), firstBlock + done);
                 done += n;
             }
-            lock (_sumsLock) _unsyncedSums.Add(sumHandle);
         }
         finally
         {
