@@ -121,6 +121,10 @@ public sealed class ApiLimitsTests
         await AssertStillUsableAsync(cluster, "lim", Blocks - 1);
     }
 
+    /// <summary>
+    /// Every malformed or out-of-limit volume is refused with a 4xx and a sentence, and nothing is created: a mirror on a
+    /// device whose agent never started (a typo) too, which would otherwise be taken, shown in sync and never written.
+    /// </summary>
     [Fact]
     public async Task volume_creation_at_every_limit_is_refused_with_a_reason_and_creates_nothing()
     {
@@ -155,6 +159,8 @@ public sealed class ApiLimitsTests
             ("duplicate mirrors", """{"name":"c","blockSize":4096,"blocks":16,"mirrors":["d0","d0"]}"""),
             ("too many mirrors", $$"""{"name":"c","blockSize":4096,"blocks":16,"mirrors":{{nine}}}"""),
             ("invalid device name", """{"name":"c","blockSize":4096,"blocks":16,"mirrors":["d0","D 1"]}"""),
+            ("a device that never registered", """{"name":"c","blockSize":4096,"blocks":16,"mirrors":["d0","d9"]}"""),
+            ("no device registered", """{"name":"c","blockSize":4096,"blocks":16,"mirrors":["ghost-a","ghost-b"]}"""),
             ("null device name", """{"name":"c","blockSize":4096,"blocks":16,"mirrors":["d0",null]}"""),
             ("invalid volume name", """{"name":"Bad Name","blockSize":4096,"blocks":16,"mirrors":["d0","d1"]}"""),
             ("volume name missing", """{"blockSize":4096,"blocks":16,"mirrors":["d0","d1"]}"""),

@@ -102,9 +102,13 @@ internal static class VolumeEndpoints
         var min = body.MinMirrors ?? 1;
         if (min < 1 || min > mirrors.Length)
             return ApiErrors.BadRequest($"minMirrors must be from 1 to {mirrors.Length}");
-        // A device being rebuilt would replay nothing of the new volume's writes before it began, yet hold its mirror as in sync.
         foreach (var d in mirrors)
         {
+            // A device whose agent never started (a typo, most often) would hold a mirror shown in sync that nothing
+            // applies: refused, as an attach to it is.
+            if (!await rebuilds.DeviceRegisteredAsync(d, ct))
+                return ApiErrors.NotFound($"no device named {d} has registered: start its agent first (Agent__DeviceId={d})");
+            // A device being rebuilt would replay nothing of the new volume's writes before it began, yet hold its mirror as in sync.
             if (await rebuilds.RunningAsync(d, ct) is { } running)
                 return ApiErrors.Conflict($"device {d} is being rebuilt (rebuild {running}); create the volume once it is done");
         }
