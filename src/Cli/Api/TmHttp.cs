@@ -70,6 +70,20 @@ internal sealed class TmHttp : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Creates the volume (<c>tm create</c>) and answers its status; every refusal, an existing name included, is a
+    /// <see cref="CliException"/> with the controller's sentence.
+    /// </summary>
+    public async Task<VolumeStatus> CreateVolumeAsync(Uri controller, string volume, int blockSize, long blocks, string[] mirrors, int? minMirrors, CancellationToken ct)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, new Uri(controller, "volumes"))
+        {
+            Content = JsonContent.Create(new { name = volume, blockSize, blocks, mirrors, minMirrors }, options: Json),
+        };
+        using var response = await SendAsync(request, ct);
+        return await ReadJsonAsync<VolumeStatus>(response, ct);
+    }
+
     public async Task<WriteResult> WriteAsync(Uri controller, string volume, long firstBlock, byte[] data, bool waitApplied, CancellationToken ct)
     {
         var path = $"volumes/{Uri.EscapeDataString(volume)}/blocks/{firstBlock}" + (waitApplied ? "?wait=applied" : "");

@@ -61,7 +61,7 @@ internal static class BenchRebuildCommand
                 parse.GetValue(volumes),
                 parse.GetValue(size),
                 parse.GetValue(concurrency),
-                parse.GetValue(volumeSize) is { } vs ? BenchResyncCommand.ParseSize(vs) : (long)parse.GetValue(writes) * parse.GetValue(size),
+                parse.GetValue(volumeSize) is { } vs ? CommonOptions.ParseSize(vs, "--volume-size") : (long)parse.GetValue(writes) * parse.GetValue(size),
                 parse.GetValue(dataDir) ?? Path.Combine(runDir, "data"),
                 parse.GetValue(rounds),
                 parse.GetValue(output) ?? Path.Combine("bench-results", $"rebuild-{now.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.json")), ct);

@@ -53,7 +53,7 @@ internal static class BenchResyncCommand
             return RunAsync(new Settings(
                 TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"),
                 "resync-" + now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture),
-                ParseSize(parse.GetValue(volumeSize)!),
+                CommonOptions.ParseSize(parse.GetValue(volumeSize)!, "--volume-size"),
                 parse.GetValue(blockSize),
                 parse.GetValue(partialWrites),
                 minBlocks,
@@ -425,25 +425,6 @@ internal static class BenchResyncCommand
         return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536
             ? port
             : throw new CliException($"{Path.GetFullPath(file)} holds '{text}', not a port");
-    }
-
-    /// <summary>Bytes, or a number with K/KiB, M/MiB, G/GiB (powers of 1024); <paramref name="option"/> names it in the error.</summary>
-    internal static long ParseSize(string text, string option = "--volume-size", bool allowZero = false)
-    {
-        var t = text.Trim();
-        var unit = 1L;
-        foreach (var (suffix, factor) in new[] { ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30), ("K", 1L << 10), ("M", 1L << 20), ("G", 1L << 30) })
-        {
-            if (t.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
-            {
-                unit = factor;
-                t = t[..^suffix.Length].Trim();
-                break;
-            }
-        }
-        if (!long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < (allowZero ? 0 : 1) || n > long.MaxValue / unit)
-            throw new CliException($"{option} '{text}' is not a size: use bytes, or a whole number with KiB, MiB or GiB");
-        return n * unit;
     }
 
     /// <summary><c>N</c> or <c>MIN..MAX</c>.</summary>

@@ -7,14 +7,47 @@ using TaggedMirror.Contracts.Api;
 namespace TaggedMirror.Cli.Commands;
 
 /// <summary>
-/// The operator's changes to a volume's shape, online (mdadm <c>--add/--remove/--replace/--grow</c>, ZFS
-/// <c>attach/detach/replace</c>): <c>tm attach</c>, <c>tm detach</c>, <c>tm replace</c>, <c>tm grow</c>, <c>tm delete</c>.
+/// A volume's life and the operator's changes to its shape, online (mdadm <c>--create/--add/--remove/--replace/--grow</c>,
+/// ZFS <c>create/attach/detach/replace</c>): <c>tm create</c>, <c>tm attach</c>, <c>tm detach</c>, <c>tm replace</c>,
+/// <c>tm grow</c>, <c>tm delete</c>.
 /// Attach and replace follow the new mirror's full copy until it is in sync (exit 0), unless <c>--no-wait</c>.
 /// A refusal is the controller's sentence and exit code 1; nothing was changed.
 /// </summary>
 internal static class MirrorCommands
 {
-    public static IEnumerable<Command> Create() => [Attach(), Detach(), Replace(), Grow(), Delete()];
+    public static IEnumerable<Command> Create() => [CreateVolume(), Attach(), Detach(), Replace(), Grow(), Delete()];
+
+    private static Command CreateVolume()
+    {
+        var controller = CommonOptions.Controller();
+        var volume = new Argument<string>("volume") { Description = "The new volume's name (1 to 48 lower-case letters, digits or dashes; never one used before)" };
+        var size = new Option<string>("--size") { Description = "Its size: bytes, or a whole number with KiB, MiB, GiB or TiB (a multiple of the block size)", Required = true };
+        var mirrors = new Option<string>("--mirrors") { Description = "Comma-separated devices to hold its mirrors, two or more, each with an agent that has started (e.g. d0,d1)", Required = true };
+        var blockSize = new Option<int>("--block-size") { Description = "Bytes per block: a power of two from 512 to 65536", DefaultValueFactory = _ => 4096 };
+        var minMirrors = new Option<int?>("--min-mirrors") { Description = "The fewest mirrors a write must reach to succeed (default 1): a write is answered once every reachable mirror's log holds it; one that cannot take it is degraded and resynced later" };
+        var command = new Command("create", "Create a mirrored volume: one object per mirror, each on its own device; it is an NBD export at once")
+        {
+            volume, size, mirrors, blockSize, minMirrors, controller,
+        };
+        command.SetAction((parse, ct) => Program.RunAsync(async () =>
+        {
+            var name = CommonOptions.CheckVolumeName(parse.GetValue(volume)!);
+            var bytes = CommonOptions.ParseSize(parse.GetValue(size)!, "--size");
+            var block = parse.GetValue(blockSize);
+            if (block is < 512 or > 65536 || (block & (block - 1)) != 0)
+                throw new CliException($"--block-size {block} is not a power of two from 512 to 65536");
+            if (bytes % block != 0)
+                throw new CliException(string.Create(CultureInfo.InvariantCulture, $"--size {bytes} bytes is not a whole number of {block}-byte blocks"));
+            var devices = CommonOptions.ParseDevices(parse.GetValue(mirrors)!, "--mirrors");
+            using var http = new TmHttp(2, TimeSpan.FromSeconds(60));
+            var status = await http.CreateVolumeAsync(TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"), name, block, bytes / block, devices, parse.GetValue(minMirrors), ct);
+            AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+                $"created [bold]{Markup.Escape(name)}[/]: {status.Blocks} blocks of {status.BlockSize} bytes ({StatusView.FormatBytes(status.Blocks * status.BlockSize)}) on {status.Mirrors.Length} mirrors, a write succeeding on at least {status.MinMirrors}"));
+            AnsiConsole.MarkupLine($"mirrors: {Markup.Escape(Mirrors(status))}");
+            return 0;
+        }));
+        return command;
+    }
 
     private static Command Attach()
     {
@@ -28,7 +61,7 @@ internal static class MirrorCommands
         };
         command.SetAction((parse, ct) => Program.RunAsync(async () =>
         {
-            var (name, dev) = (CommonOptions.CheckVolumeName(parse.GetValue(volume)!), CheckDevice(parse.GetValue(device)!));
+            var (name, dev) = (CommonOptions.CheckVolumeName(parse.GetValue(volume)!), CommonOptions.CheckDevice(parse.GetValue(device)!));
             var uri = TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL");
             using var http = new TmHttp(2, TimeSpan.FromSeconds(60));
             var status = await http.AttachAsync(uri, name, dev, replaces: null, ct);
@@ -52,7 +85,7 @@ internal static class MirrorCommands
         command.SetAction((parse, ct) => Program.RunAsync(async () =>
         {
             var name = CommonOptions.CheckVolumeName(parse.GetValue(volume)!);
-            var (from, to) = (CheckDevice(parse.GetValue(old)!), CheckDevice(parse.GetValue(device)!));
+            var (from, to) = (CommonOptions.CheckDevice(parse.GetValue(old)!), CommonOptions.CheckDevice(parse.GetValue(device)!));
             var uri = TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL");
             using var http = new TmHttp(2, TimeSpan.FromSeconds(60));
             await http.AttachAsync(uri, name, to, replaces: from, ct);
@@ -73,7 +106,7 @@ internal static class MirrorCommands
         };
         command.SetAction((parse, ct) => Program.RunAsync(async () =>
         {
-            var (name, dev) = (CommonOptions.CheckVolumeName(parse.GetValue(volume)!), CheckDevice(parse.GetValue(device)!));
+            var (name, dev) = (CommonOptions.CheckVolumeName(parse.GetValue(volume)!), CommonOptions.CheckDevice(parse.GetValue(device)!));
             using var http = new TmHttp(2, TimeSpan.FromSeconds(60));
             var result = await http.DetachAsync(TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"), name, dev, ct);
             AnsiConsole.MarkupLine($"detached the mirror of [bold]{Markup.Escape(name)}[/] on {Markup.Escape(dev)}; its object {Markup.Escape(result.Removal.ObjectId)}: {Markup.Escape(result.Removal.Outcome)}");
@@ -164,7 +197,4 @@ internal static class MirrorCommands
     private static MirrorStatus? MirrorOf(VolumeStatus v, string device) => Array.Find(v.Mirrors, m => m.DeviceId == device);
 
     private static string Mirrors(VolumeStatus v) => string.Join(", ", v.Mirrors.Select(m => $"{m.DeviceId} ({m.State})"));
-
-    private static string CheckDevice(string id) =>
-        Contracts.Names.IsValid(id) ? id : throw new CliException($"device id '{id}' is not valid: use 1 to 48 lower-case letters, digits or dashes");
 }

@@ -30,7 +30,7 @@ internal static class VerifyCommand
             var name = CommonOptions.CheckVolumeName(parse.GetValue(volume)!);
             var blocks = parse.GetValue(rangeBlocks);
             if (blocks is < 1 or > BlockChecksums.MaxBlocks) throw new CliException($"--range-blocks must be from 1 to {BlockChecksums.MaxBlocks}");
-            var rate = BenchResyncCommand.ParseSize(parse.GetValue(maxRate)!, "--max-rate", allowZero: true);
+            var rate = CommonOptions.ParseSize(parse.GetValue(maxRate)!, "--max-rate", allowZero: true);
             return RunAsync(TmHttp.ParseBase(parse.GetValue(controller)!, "controller URL"), name, !parse.GetValue(noRepair), blocks, rate, parse.GetValue(json), ct);
         }));
         return command;
