@@ -128,6 +128,7 @@ internal sealed class DeviceConsumer(
             _agent.DeviceId, topic, partitions.Count, string.Join(",", partitions.Select(p => $"{p}@{state.NextOffsets.GetValueOrDefault(p, 0)}")));
 
         var batch = new List<ConsumeResult<byte[]?, byte[]?>>(_agent.BatchMaxMessages);
+        var held = new HeldReplay();
         var lastReack = Stopwatch.StartNew();
         while (!ct.IsCancellationRequested)
         {
@@ -148,6 +149,8 @@ internal sealed class DeviceConsumer(
             }
             catch (ConsumeException ex) when (IsOffsetOutOfRange(ex.Error.Code))
             {
+                // What was replayed up to here is recorded first: the truncation is recorded from the state as recorded.
+                if (held.Batch is not null) await RecordHeldAsync(held, state, deadLetters, topic, ct);
                 await HandleTruncationAsync(consumer, topic, partitions, state, ct);
                 return; // reload state and reassign at the new offsets
             }
@@ -155,7 +158,21 @@ internal sealed class DeviceConsumer(
             if (batch.Count > 0)
             {
                 if (lostAt != 0 && Stopwatch.GetElapsedTime(lostAt) > TimeSpan.FromSeconds(1)) Interlocked.CompareExchange(ref brokerLostAt, 0, lostAt);
-                await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
+                if (held.Batch is not null || ReplaysOnly(batch, state))
+                {
+                    Hold(held, batch, state);
+                    if (!held.Due(state, _agent)) continue;
+                    await RecordHeldAsync(held, state, deadLetters, topic, ct);
+                }
+                else
+                {
+                    await ApplyAndRecordAsync(batch, state, deadLetters, topic, ct);
+                }
+            }
+            else if (held.Batch is not null)
+            {
+                // Nothing more came within the wait: what was replayed is recorded now.
+                await RecordHeldAsync(held, state, deadLetters, topic, ct);
             }
             else if (lostAt != 0)
             {
@@ -171,13 +188,95 @@ internal sealed class DeviceConsumer(
         }
     }
 
+    /// <summary>
+    /// A rebuild's replayed batches applied and not recorded yet (docs/design.md, "Rebuilding a device from its log":
+    /// the replay's record). Applied as they come, so the files are written while the next messages are fetched; flushed
+    /// and recorded together once <see cref="Due"/>. A failure drops it with the rest of the in-memory state, and the
+    /// reload applies the same messages again from the last record.
+    /// </summary>
+    private sealed class HeldReplay
+    {
+        /// <summary>How long replayed batches may go unrecorded: what a kill -9 makes the rebuild replay again, at most.</summary>
+        public static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(1);
+
+        public AppliedBatch? Batch;
+        public readonly List<ConsumeResult<byte[]?, byte[]?>> Messages = [];
+        public long ExpectedVersion;
+        public long Bytes;
+        public long Since;
+
+        /// <summary>A message the replay does not cover (new to the device) was applied into it.</summary>
+        public bool PastReplay;
+
+        /// <summary>
+        /// Recorded now: the replay reached its end (or is not running any more), a message past it came, or the held
+        /// batches reached the agent's batch limits or <see cref="MaxAge"/>.
+        /// </summary>
+        public bool Due(DeviceState state, AgentOptions agent) =>
+            PastReplay || state.Rebuild is not { Completed: false } rebuild || rebuild.ReachedEnd(state.NextOffsets)
+            || Bytes >= agent.BatchMaxBytes || Messages.Count >= 16 * agent.BatchMaxMessages
+            || Stopwatch.GetElapsedTime(Since) >= MaxAge;
+
+        public void Clear()
+        {
+            Batch = null;
+            Messages.Clear();
+            Bytes = 0;
+            PastReplay = false;
+        }
+    }
+
+    /// <summary>True when a running rebuild replays every one of <paramref name="messages"/> (none is new to the device).</summary>
+    private static bool ReplaysOnly(List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state) =>
+        state.Rebuild is { Completed: false } rebuild && messages.TrueForAll(m => rebuild.Replays(m.Partition.Value, m.Offset.Value));
+
+    /// <summary>Applies <paramref name="messages"/> into the held replay (starting it), nothing flushed or recorded yet.</summary>
+    private void Hold(HeldReplay held, List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state)
+    {
+        if (held.Batch is null)
+        {
+            held.ExpectedVersion = state.StreamVersion;
+            held.Since = Stopwatch.GetTimestamp();
+        }
+        // Checked before this batch is applied: the last batch held may reach past the replay (Due records it then).
+        held.PastReplay |= !ReplaysOnly(messages, state);
+        held.Batch = Apply(messages, state, held.Batch);
+        held.Messages.AddRange(messages);
+        foreach (var m in messages) held.Bytes += m.Message.Value?.Length ?? 0;
+    }
+
+    private async Task RecordHeldAsync(HeldReplay held, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic, CancellationToken ct)
+    {
+        var spans = telemetry.StartBatch(held.Messages, topic);
+        try
+        {
+            using (spans.StartPhase(telemetry.Source, "apply"))
+                Flush();
+            await RecordAsync(held.Messages, held.Batch!, held.ExpectedVersion, state, deadLetters, topic, spans, ct);
+            spans.End();
+        }
+        catch (Exception ex)
+        {
+            spans.End(ex);
+            throw;
+        }
+        held.Clear();
+    }
+
     private async Task ApplyAndRecordAsync(
         List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic, CancellationToken ct)
     {
         var spans = telemetry.StartBatch(messages, topic);
         try
         {
-            await ApplyAndRecordAsync(messages, state, deadLetters, topic, spans, ct);
+            var expectedVersion = state.StreamVersion;
+            AppliedBatch batch;
+            using (spans.StartPhase(telemetry.Source, "apply"))
+            {
+                batch = Apply(messages, state, into: null);
+                Flush();
+            }
+            await RecordAsync(messages, batch, expectedVersion, state, deadLetters, topic, spans, ct);
             spans.End();
         }
         catch (Exception ex)
@@ -187,25 +286,37 @@ internal sealed class DeviceConsumer(
         }
     }
 
-    private async Task ApplyAndRecordAsync(
-        List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, IProducer<byte[]?, byte[]?> deadLetters, string topic,
-        BatchSpans spans, CancellationToken ct)
+    private AppliedBatch Apply(List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, AppliedBatch? into)
     {
-        var expectedVersion = state.StreamVersion;
-        AppliedBatch batch;
-        using (spans.StartPhase(telemetry.Source, "apply"))
+        try
         {
-            try
-            {
-                batch = _applier.Apply(messages, state);
-                files.FlushWritten();
-            }
-            catch (IOException ex)
-            {
-                // Transaction-specific I/O errors were refused inside Apply; what is left is the device's.
-                throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
-            }
+            return _applier.Apply(messages, state, into);
         }
+        catch (IOException ex)
+        {
+            // Transaction-specific I/O errors were refused inside Apply; what is left is the device's.
+            throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
+        }
+    }
+
+    /// <summary>Makes what was applied durable: before the batch that applied it is recorded, always.</summary>
+    private void Flush()
+    {
+        try
+        {
+            files.FlushWritten();
+        }
+        catch (IOException ex)
+        {
+            throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
+        }
+    }
+
+    /// <summary>Records an applied and flushed batch: refusals quarantined, then one PostgreSQL transaction, then the acknowledgements.</summary>
+    private async Task RecordAsync(
+        List<ConsumeResult<byte[]?, byte[]?>> messages, AppliedBatch batch, long expectedVersion, DeviceState state,
+        IProducer<byte[]?, byte[]?> deadLetters, string topic, BatchSpans spans, CancellationToken ct)
+    {
         foreach (var (m, reason, _) in batch.Refused)
             spans.Refused(messages.IndexOf(m), reason);
         if (batch.Refused.Count > 0)

@@ -17,9 +17,15 @@ namespace TaggedMirror.DeviceAgent.Consumption;
 /// </summary>
 internal sealed class TransactionApplier(ObjectFiles files)
 {
-    public AppliedBatch Apply(IReadOnlyList<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state)
+    /// <summary>
+    /// Applies <paramref name="messages"/> into a new batch, or into <paramref name="into"/>, a batch not recorded yet
+    /// whose messages came just before these (a rebuild's replay held open). Barrier and fence passes are recorded at the
+    /// end of the call that passed them; replayed ones are not recorded at all, so a held batch of replays followed by
+    /// any messages is the batch one call with all of them would have made.
+    /// </summary>
+    public AppliedBatch Apply(IReadOnlyList<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, AppliedBatch? into = null)
     {
-        var batch = new AppliedBatch();
+        var batch = into ?? new AppliedBatch();
         var now = DateTimeOffset.UtcNow;
         foreach (var m in messages)
         {
@@ -43,6 +49,9 @@ internal sealed class TransactionApplier(ObjectFiles files)
         }
         foreach (var f in batch.Fences.Values)
             Append(state, batch, f);
+        // Recorded as events now: a later call into the same batch passes its own.
+        batch.Barriers.Clear();
+        batch.Fences.Clear();
         foreach (var (p, o) in batch.NextOffsets)
             state.NextOffsets[p] = o;
         return batch;
