@@ -87,6 +87,87 @@ public sealed class BlockDeviceTests
         }
     }
 
+    /// <summary>
+    /// BLOCK_STATUS: a volume maps its data and its holes (never written, zeroed, trimmed) as its in-sync mirror's file
+    /// system holds them, and only after that mirror applied every write answered before: a block written through the
+    /// HTTP API is data at once on an NBD connection, a block zeroed is a hole at once. So nbdcopy and qemu-img, which
+    /// skip what is reported as zeros, copy exactly the volume's bytes.
+    /// </summary>
+    [Fact]
+    public async Task a_volume_maps_its_holes_and_data_after_every_answered_write_so_copies_skip_only_zeros()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("bs", BlockSize, Blocks);
+        var uri = cluster.NbdUri("bs");
+        var model = new byte[Size];
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 64k 128k", "-c", "write -P 0x22 3M 4k", "-c", $"write -P 0x33 {Size - BlockSize} 4k",
+            "-c", "write -z 96k 32k", "-c", "discard 8M 1M", "-c", "flush", uri);
+        model.AsSpan(64 << 10, 128 << 10).Fill(0x11);
+        model.AsSpan(96 << 10, 32 << 10).Clear();
+        model.AsSpan(3 << 20, BlockSize).Fill(0x22);
+        model.AsSpan(Size - BlockSize, BlockSize).Fill(0x33);
+
+        long[][] data = [[64 << 10, 32 << 10], [128 << 10, 64 << 10], [3 << 20, BlockSize], [Size - BlockSize, BlockSize]];
+        var expected = new List<(long, long, int)>();
+        long at = 0;
+        foreach (var d in data)
+        {
+            if (d[0] > at) expected.Add((at, d[0] - at, 3));
+            expected.Add((d[0], d[1], 0));
+            at = d[0] + d[1];
+        }
+        var map = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--map", "--json", uri)).RootElement;
+        Assert.Equal(expected, map.EnumerateArray().Select(e => (e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32())).ToList());
+
+        // Every answered write is seen at once: written through the API (not waiting for the mirrors to apply it), then
+        // asked on the NBD connection; zeroed, then asked again.
+        await using (var c = await RawClient.OpenAsync(cluster.NbdPort, "bs", allocation: true))
+        {
+            var random = new Random(17);
+            for (ulong i = 0; i < 40; i++)
+            {
+                var block = random.Next(1024, 2048);
+                var bytes = VolumeModel.Data((int)i + 1, 1, BlockSize);
+                await cluster.WriteAsync("bs", block, bytes);
+                bytes.CopyTo(model, block * BlockSize);
+                Assert.Equal(NbdAllocation.Data, await StatusAsync(c, 2 * i, (ulong)block * BlockSize));
+                using (var zeroed = await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/volumes/bs/blocks/{block}/zero"), null))
+                    zeroed.EnsureSuccessStatusCode();
+                model.AsSpan(block * BlockSize, BlockSize).Clear();
+                Assert.Equal(NbdAllocation.Hole | NbdAllocation.Zero, await StatusAsync(c, 2 * i + 1, (ulong)block * BlockSize));
+            }
+        }
+
+        var dir = Directory.CreateTempSubdirectory("tm-nbd-map-");
+        try
+        {
+            var copy = Path.Combine(dir.FullName, "out.img");
+            await Tool.CheckAsync("nbdcopy", uri, copy);
+            var copied = await File.ReadAllBytesAsync(copy);
+            Assert.True(Mirrors.FirstDifference(model, copied) < 0, "nbdcopy out of the export differs from the volume");
+            var qcow = Path.Combine(dir.FullName, "out.qcow2");
+            await Tool.CheckAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", uri, qcow);
+            await Tool.CheckAsync("qemu-img", "compare", "-f", "qcow2", "-F", "raw", qcow, uri);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+        await cluster.WaitConvergedAsync("bs");
+        Mirrors.AssertObjectFilesEqual(cluster, "bs", model);
+    }
+
+    /// <summary>The status of one block, asked with REQ_ONE.</summary>
+    private static async Task<NbdAllocation> StatusAsync(RawClient c, ulong cookie, ulong offset)
+    {
+        await c.SendRequestAsync(NbdCommand.BlockStatus, cookie, offset, BlockSize, flags: NbdCommandFlags.RequestOne);
+        var reply = await c.ReadReplyAsync();
+        Assert.True(reply.Error == NbdError.None && reply.Chunk == NbdChunkType.BlockStatus, $"block status at {offset}: {reply.Error} {reply.Message}");
+        Assert.Equal(12, reply.Data.Length);
+        Assert.Equal((uint)BlockSize, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(4)));
+        return (NbdAllocation)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(8));
+    }
+
     [Fact]
     public async Task a_trim_and_a_zeroing_of_gigabytes_cost_each_log_a_few_messages_and_every_mirror_reads_zeros_there()
     {

@@ -69,6 +69,60 @@ internal sealed class VolumeExport(
         }
     }
 
+    /// <summary>
+    /// Where the range holds data and where it reads as zeros, from a current mirror's file system after it applied every
+    /// write answered before (the same wait as a read): a hole there is a zero of the volume, so a client that skips
+    /// reading it (nbdcopy, qemu-img) copies the same bytes.
+    /// </summary>
+    public async ValueTask<IReadOnlyList<NbdExtent>> BlockStatusAsync(ulong offset, uint length, CancellationToken ct)
+    {
+        await AuthorizeAsync(ct);
+        var v = Current();
+        try
+        {
+            var allocation = await reader.AllocationAsync(v, (long)(offset / MinimumBlockSize), length / MinimumBlockSize, ct);
+            return Extents((long)offset, length, allocation, opened.BlockSize);
+        }
+        catch (ReadFailedException ex)
+        {
+            throw new NbdException(NbdError.Io, ex.Message);
+        }
+        catch (Exception ex) when (TransientErrors.IsTransient(ex) && ex is not OperationCanceledException)
+        {
+            throw new NbdException(NbdError.Io, $"volume {Name}: the metadata store is unreachable ({ex.Message})");
+        }
+    }
+
+    /// <summary>
+    /// A device's data ranges of [<paramref name="offset"/>, +<paramref name="length"/>) as whole-block extents: a block
+    /// with any data in it is data, the blocks between are holes that read as zeros, up to how far the device looked.
+    /// </summary>
+    internal static List<NbdExtent> Extents(long offset, uint length, Contracts.Api.ObjectAllocation allocation, int blockSize)
+    {
+        var extents = new List<NbdExtent>();
+        var end = offset + length;
+        var at = offset;
+        void Add(long bytes, NbdAllocation status)
+        {
+            if (extents.Count > 0 && extents[^1].Status == status) extents[^1] = extents[^1] with { Length = extents[^1].Length + (uint)bytes };
+            else extents.Add(new NbdExtent((uint)bytes, status));
+            at += bytes;
+        }
+        for (var i = 0; i < allocation.DataOffsets.Length && at < end; i++)
+        {
+            var start = Math.Max(at, allocation.DataOffsets[i] / blockSize * blockSize);
+            var stop = Math.Min(end, (allocation.DataOffsets[i] + allocation.DataLengths[i] + blockSize - 1) / blockSize * blockSize);
+            if (stop <= start) continue;
+            if (start > at) Add(start - at, NbdAllocation.Hole | NbdAllocation.Zero);
+            Add(stop - start, NbdAllocation.Data);
+        }
+        var until = Math.Min(end, allocation.Until / blockSize * blockSize);
+        if (until > at) Add(until - at, NbdAllocation.Hole | NbdAllocation.Zero);
+        // Nothing known (a device that looked at less than a block): the first block is data, which is always true.
+        if (extents.Count == 0) extents.Add(new NbdExtent((uint)Math.Min(length, blockSize), NbdAllocation.Data));
+        return extents;
+    }
+
     public async ValueTask WriteAsync(ulong offset, byte[] data, bool fua, CancellationToken ct)
     {
         await AuthorizeAsync(ct);

@@ -53,6 +53,28 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
             ?? throw new HttpRequestException($"device {deviceId} answered checksums without a body");
     }
 
+    /// <summary>Where the device's object holds data in [<paramref name="offset"/>, +<paramref name="length"/>); null when it has no such object (all zeros).</summary>
+    public async Task<Contracts.Api.ObjectAllocation?> AllocationAsync(string deviceId, string objectId, long offset, long length, CancellationToken ct)
+    {
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        using var response = await client.GetAsync(new Uri(string.Create(CultureInfo.InvariantCulture,
+            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/allocation?offset={offset}&length={length}")), ct);
+        // Only the device's own 404 (a problem document) says it has no such object: a bare 404 is an agent without this
+        // endpoint, and taking it for "all zeros" would tell a copying client to skip data.
+        if (response.StatusCode == HttpStatusCode.NotFound && response.Content.Headers.ContentType?.MediaType == "application/problem+json") return null;
+        if (!response.IsSuccessStatusCode)
+        {
+            _urls.TryRemove(deviceId, out _);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+        var answer = await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.ObjectAllocation>(response.Content, ct)
+            ?? throw new HttpRequestException($"device {deviceId} answered an allocation without a body");
+        if (answer.DataOffsets.Length != answer.DataLengths.Length || answer.Until <= offset || answer.Until > offset + length)
+            throw new HttpRequestException($"device {deviceId} answered an allocation of [{offset}, +{length}) that does not fit it");
+        return answer;
+    }
+
     /// <summary>GET <c>/objects/{objectId}/{what}</c> on the device: the response, null for 404 (no such object), or an error.</summary>
     private async Task<HttpResponseMessage?> GetAsync(string deviceId, string objectId, string what, CancellationToken ct)
     {

@@ -16,26 +16,44 @@ namespace TaggedMirror.Controller.Reads;
 internal sealed class VolumeReader(
     WritePipeline pipeline, DeviceReader devices, LogProgress progress, VolumeCatalog catalog, ControllerOptions options, ILogger<VolumeReader> logger)
 {
-    public async Task<byte[]> ReadAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
+    public Task<byte[]> ReadAsync(Volume v, long firstBlock, int blocks, CancellationToken ct) =>
+        FromCurrentMirrorAsync(v, firstBlock, blocks, "read", async (m, c) =>
+            await devices.ReadAsync(m.DeviceId, m.ObjectId, firstBlock * v.BlockSize, blocks * v.BlockSize, c) ?? new byte[blocks * v.BlockSize], ct);
+
+    /// <summary>
+    /// Where blocks [<paramref name="firstBlock"/>, +<paramref name="blocks"/>) hold data on a current mirror, with the
+    /// same wait as a read: every part between the data ranges, up to <see cref="Contracts.Api.ObjectAllocation.Until"/>,
+    /// reads as zeros after every write answered before the call (NBD's BLOCK_STATUS, so a copying client may skip it).
+    /// </summary>
+    public Task<Contracts.Api.ObjectAllocation> AllocationAsync(Volume v, long firstBlock, long blocks, CancellationToken ct) =>
+        FromCurrentMirrorAsync(v, firstBlock, blocks, "block status", async (m, c) =>
+        {
+            var (offset, length) = (firstBlock * v.BlockSize, blocks * v.BlockSize);
+            return await devices.AllocationAsync(m.DeviceId, m.ObjectId, offset, length, c) ?? new Contracts.Api.ObjectAllocation([], [], offset + length);
+        }, ct);
+
+    /// <summary>
+    /// <paramref name="ask"/> a current mirror once it has applied every write to the range answered before this call;
+    /// again, from the volume as it is now, when it changed shape meanwhile.
+    /// </summary>
+    private async Task<T> FromCurrentMirrorAsync<T>(Volume v, long firstBlock, long blocks, string what, Func<Mirror, CancellationToken, Task<T>> ask, CancellationToken ct)
     {
         while (true)
         {
-            var data = await ReadOnceAsync(v, firstBlock, blocks, ct);
+            var answer = await OnceAsync(v, firstBlock, blocks, what, ask, ct);
             // The volume changed shape while this read ran: the mirror it read may have been detached and its object
             // removed under it (a device answers "no such object" with zeros). Read again from the volume as it is now.
-            if (!v.Retired) return data;
+            if (!v.Retired) return answer;
             v = catalog.Find(v.Name) is { } now && !ReferenceEquals(now, v)
                 ? now
                 : throw new ReadFailedException($"volume {v.Name} changed or was deleted while it was read; try again");
         }
     }
 
-    private async Task<byte[]> ReadOnceAsync(Volume v, long firstBlock, int blocks, CancellationToken ct)
+    private async Task<T> OnceAsync<T>(Volume v, long firstBlock, long blocks, string what, Func<Mirror, CancellationToken, Task<T>> ask, CancellationToken ct)
     {
         // Only the owner tracks the writes in flight; another controller could answer with an older range.
         if (!v.Owned) throw new ReadFailedException($"volume {v.Name} is owned by another controller: read it there");
-        var offset = firstBlock * v.BlockSize;
-        var length = blocks * v.BlockSize;
         var reasons = new List<string>();
         foreach (var m in v.Mirrors)
         {
@@ -53,17 +71,16 @@ internal sealed class VolumeReader(
                     m.MarkCaughtUp(ownership);
                 }
                 await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.ReadWaitTimeout, ct);
-                var data = await devices.ReadAsync(m.DeviceId, m.ObjectId, offset, length, ct);
-                return data ?? new byte[length];
+                return await ask(m, ct);
             }
             catch (Exception ex) when (ex is TimeoutException or MirrorUnavailableException or HttpRequestException or KafkaException)
             {
                 devices.Forget(m.DeviceId);
                 reasons.Add($"{m.DeviceId}: {ex.Message}");
-                logger.LogInformation("Read of {Volume} from {Device} failed, trying another mirror: {Reason}", v.Name, m.DeviceId, ex.Message);
+                logger.LogInformation("The {What} of {Volume} from {Device} failed, trying another mirror: {Reason}", what, v.Name, m.DeviceId, ex.Message);
             }
         }
-        throw new ReadFailedException($"no mirror of {v.Name} could serve the read ({string.Join("; ", reasons)})");
+        throw new ReadFailedException($"no mirror of {v.Name} could serve the {what} ({string.Join("; ", reasons)})");
     }
 }
 

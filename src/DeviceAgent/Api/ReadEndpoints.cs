@@ -40,6 +40,18 @@ internal static class ReadEndpoints
             return await AnswerAsync(files, objectId, request.Offsets, request.Lengths, response, ct);
         });
 
+        // For NBD's BLOCK_STATUS: where the range holds data and where it reads as zeros (holes), as the file system says.
+        app.MapGet("/objects/{objectId}/allocation", (string objectId, long offset, long length, DeviceStatus status, ObjectFiles files) =>
+        {
+            var obj = status.Object(objectId);
+            if (obj is null)
+                return Results.Problem($"object {objectId} is not on device {deviceId}", statusCode: 404);
+            if (offset < 0 || length <= 0 || offset % obj.BlockSize != 0 || offset > long.MaxValue - length)
+                return Results.Problem($"range [{offset}, +{length}) of {objectId} is not block-aligned, negative, empty or past a 64-bit offset", statusCode: 400);
+            var (data, until) = files.DataRanges(objectId, offset, length, Contracts.Api.ObjectAllocation.MaxRanges);
+            return Results.Json(new Contracts.Api.ObjectAllocation([.. data.Select(d => d.Offset)], [.. data.Select(d => d.Length)], until));
+        });
+
         // For tm verify: the checksum of each block as it is now and as it was written (BlockStore/ObjectFiles).
         app.MapGet("/objects/{objectId}/checksums", (string objectId, long firstBlock, int count, DeviceStatus status, ObjectFiles files) =>
         {

@@ -199,36 +199,53 @@ internal sealed class ObjectFiles : IDisposable
         }
     }
 
+    /// <summary>The handle reads of an object's file use; null while it has no file.</summary>
+    private SafeFileHandle? ReadHandle(ConcurrentDictionary<string, SafeFileHandle> handles, string objectId, Func<string, string> path)
+    {
+        // Reads have handles of their own: a read never creates a file, and the writer's first open of each file
+        // is what marks the directory for a sync.
+        if (handles.TryGetValue(objectId, out var handle)) return handle;
+        // Opened and kept under the lock deletion holds: a handle opened just before a file is deleted and kept
+        // just after would read the deleted bytes for the rest of the process, even once the object id is
+        // written again. Once per object and process, so never on the hot path.
+        lock (_openLock)
+        {
+            if (handles.TryGetValue(objectId, out handle)) return handle;
+            try
+            {
+                handle = File.OpenHandle(path(objectId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            }
+            catch (FileNotFoundException)
+            {
+                return null;
+            }
+            handles[objectId] = handle;
+            return handle;
+        }
+    }
+
     /// <summary>Reads a range; bytes never written (or an object with no file yet) read as zeros.</summary>
     public void Read(string objectId, long byteOffset, Span<byte> destination) =>
         ReadFile(_readHandles, objectId, PathOf, byteOffset, destination);
 
+    /// <summary>
+    /// The parts of an object's [<paramref name="byteOffset"/>, +<paramref name="length"/>) that hold data, at most
+    /// <paramref name="maxRanges"/>, and how far they were looked for; the rest of that reads as zeros (holes, punched or
+    /// never written, and past the file's end). An object with no file yet holds none.
+    /// </summary>
+    public (List<(long Offset, long Length)> Data, long Until) DataRanges(string objectId, long byteOffset, long length, int maxRanges)
+    {
+        var end = byteOffset + length;
+        return ReadHandle(_readHandles, objectId, PathOf) is { } handle ? FileSpace.DataRanges(handle, byteOffset, end, maxRanges) : ([], end);
+    }
+
     private void ReadFile(
         ConcurrentDictionary<string, SafeFileHandle> handles, string objectId, Func<string, string> path, long byteOffset, Span<byte> destination)
     {
-        // Reads have handles of their own: a read never creates a file, and the writer's first open of each file
-        // is what marks the directory for a sync.
-        if (!handles.TryGetValue(objectId, out var handle))
+        if (ReadHandle(handles, objectId, path) is not { } handle)
         {
-            // Opened and kept under the lock deletion holds: a handle opened just before a file is deleted and kept
-            // just after would read the deleted bytes for the rest of the process, even once the object id is
-            // written again. Once per object and process, so never on the hot path.
-            lock (_openLock)
-            {
-                if (!handles.TryGetValue(objectId, out handle))
-                {
-                    try
-                    {
-                        handle = File.OpenHandle(path(objectId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-                    }
-                    catch (FileNotFoundException)
-                    {
-                        destination.Clear();
-                        return;
-                    }
-                    handles[objectId] = handle;
-                }
-            }
+            destination.Clear();
+            return;
         }
         var done = 0;
         while (done < destination.Length)

@@ -173,13 +173,22 @@ public static class NbdWire
     }
 
     /// <summary>A whole <see cref="NbdChunkType.BlockStatus"/> chunk, the last of its reply: the context, then one extent.</summary>
-    public static byte[] BlockStatusChunk(ulong cookie, uint contextId, uint extentLength, uint status)
+    public static byte[] BlockStatusChunk(ulong cookie, uint contextId, uint extentLength, uint status) =>
+        BlockStatusChunk(cookie, contextId, [new NbdExtent(extentLength, (NbdAllocation)status)]);
+
+    /// <summary>A whole <see cref="NbdChunkType.BlockStatus"/> chunk, the last of its reply: the context, then each extent in order.</summary>
+    public static byte[] BlockStatusChunk(ulong cookie, uint contextId, IReadOnlyList<NbdExtent> extents)
     {
-        var chunk = new byte[ChunkHeaderSize + 12];
-        WriteChunkHeader(chunk, done: true, NbdChunkType.BlockStatus, cookie, 12);
+        ArgumentOutOfRangeException.ThrowIfZero(extents.Count);
+        var payload = 4 + 8 * extents.Count;
+        var chunk = new byte[ChunkHeaderSize + payload];
+        WriteChunkHeader(chunk, done: true, NbdChunkType.BlockStatus, cookie, (uint)payload);
         BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize), contextId);
-        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 4), extentLength);
-        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 8), status);
+        for (var i = 0; i < extents.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 4 + 8 * i), extents[i].Length);
+            BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(ChunkHeaderSize + 8 + 8 * i), (uint)extents[i].Status);
+        }
         return chunk;
     }
 

@@ -1,3 +1,5 @@
+using TaggedMirror.Nbd.Protocol;
+
 namespace TaggedMirror.Nbd.Server;
 
 /// <summary>What a server exports: listed for <c>NBD_OPT_LIST</c>, opened by name for <c>INFO</c>/<c>GO</c>/<c>EXPORT_NAME</c>.</summary>
@@ -60,6 +62,15 @@ public interface INbdExport
 
     /// <summary>Returns once every write answered before it was called is durable.</summary>
     ValueTask FlushAsync(CancellationToken ct);
+
+    /// <summary>
+    /// The <c>base:allocation</c> status of [<paramref name="offset"/>, +<paramref name="length"/>): consecutive extents
+    /// from <paramref name="offset"/>, each a multiple of <see cref="MinimumBlockSize"/>, covering the range or a start
+    /// of it (at least one). An extent may say <see cref="NbdAllocation.Zero"/> only if every write answered before this
+    /// call left it reading as zeroes. The default says the whole range is data: always true.
+    /// </summary>
+    ValueTask<IReadOnlyList<NbdExtent>> BlockStatusAsync(ulong offset, uint length, CancellationToken ct) =>
+        ValueTask.FromResult<IReadOnlyList<NbdExtent>>([new NbdExtent(length, NbdAllocation.Data)]);
 
     /// <summary>Read-only for this connection: advertised as such, and every write, zeroing or trim is refused with <c>EPERM</c>.</summary>
     bool ReadOnly => false;

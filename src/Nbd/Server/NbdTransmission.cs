@@ -190,8 +190,9 @@ internal sealed class NbdTransmission(Stream input, Stream output, NbdSession se
                     await _export.WriteZeroesAsync(r.Offset, r.Length, fua, ct).ConfigureAwait(false);
                     break;
                 case NbdCommand.BlockStatus:
-                    // The cheap answer the spec allows: the whole range allocated, contents unknown (status 0).
-                    await SendAsync(NbdWire.BlockStatusChunk(r.Cookie, 1, r.Length, 0), null).ConfigureAwait(false);
+                    var extents = Reply(r, await _export.BlockStatusAsync(r.Offset, r.Length, ct).ConfigureAwait(false));
+                    await SendAsync(NbdWire.BlockStatusChunk(r.Cookie, 1, extents), null).ConfigureAwait(false);
+                    span?.SetTag("nbd.extents", extents.Count);
                     return;
             }
             await ReplyOkAsync(r).ConfigureAwait(false);
@@ -222,6 +223,32 @@ internal sealed class NbdTransmission(Stream input, Stream output, NbdSession se
             span?.SetTag("tm.outcome", outcome);
             NbdTelemetry.Requests.Add(1, Command(r), new("tm.outcome", outcome));
         }
+    }
+
+    /// <summary>The most descriptors one reply carries (the spec's bound on a chunk).</summary>
+    internal const int MaxExtents = 1 << 20;
+
+    /// <summary>
+    /// What the export's extents become on the wire: never past the request (the last one cut), at most
+    /// <see cref="MaxExtents"/>, exactly one under <c>REQ_ONE</c>. An export that breaks its contract (no extent, an empty
+    /// one, one not a multiple of the block size before the last) is an error, never a reply a client could misread.
+    /// </summary>
+    private List<NbdExtent> Reply(NbdRequest r, IReadOnlyList<NbdExtent> extents)
+    {
+        var one = r.Flags.HasFlag(NbdCommandFlags.RequestOne);
+        var reply = new List<NbdExtent>(Math.Min(extents.Count, one ? 1 : MaxExtents));
+        var left = r.Length;
+        foreach (var e in extents)
+        {
+            if (e.Length == 0 || e.Length % _export.MinimumBlockSize != 0)
+                throw new NbdException(NbdError.Io, $"export {_export.Name} reported an extent of {e.Length} bytes, not a nonzero multiple of {_export.MinimumBlockSize}");
+            var length = Math.Min(e.Length, left);
+            reply.Add(e with { Length = length });
+            left -= length;
+            if (left == 0 || one || reply.Count == MaxExtents) break;
+        }
+        if (reply.Count == 0) throw new NbdException(NbdError.Io, $"export {_export.Name} reported no extent");
+        return reply;
     }
 
     private Task ReplyOkAsync(NbdRequest r)

@@ -1,3 +1,4 @@
+using TaggedMirror.Nbd.Protocol;
 using TaggedMirror.Nbd.Server;
 
 namespace TaggedMirror.Nbd.Tests.Support;
@@ -57,5 +58,25 @@ public sealed class MemoryExport(string name, int size, uint blockSize = 512) : 
     {
         Interlocked.Increment(ref _flushes);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>When set, what <see cref="BlockStatusAsync"/> answers instead of the content's status (an export that breaks its contract).</summary>
+    public Func<ulong, uint, IReadOnlyList<NbdExtent>>? StatusOverride { get; init; }
+
+    /// <summary>As a sparse file would say: every all-zero block a hole reading as zeros, the others data, block by block, merged.</summary>
+    public ValueTask<IReadOnlyList<NbdExtent>> BlockStatusAsync(ulong offset, uint length, CancellationToken ct)
+    {
+        if (StatusOverride is { } status) return ValueTask.FromResult(status(offset, length));
+        var extents = new List<NbdExtent>();
+        lock (_bytes)
+        {
+            for (var at = offset; at < offset + length && at < Size; at += blockSize)
+            {
+                var kind = _bytes.AsSpan((int)at, (int)blockSize).ContainsAnyExcept((byte)0) ? NbdAllocation.Data : NbdAllocation.Hole | NbdAllocation.Zero;
+                if (extents.Count > 0 && extents[^1].Status == kind) extents[^1] = extents[^1] with { Length = extents[^1].Length + blockSize };
+                else extents.Add(new NbdExtent(blockSize, kind));
+            }
+        }
+        return ValueTask.FromResult<IReadOnlyList<NbdExtent>>(extents);
     }
 }
