@@ -143,6 +143,30 @@ public sealed class AcknowledgedWriteTests
         Mirrors.AssertObjectFilesEqual(cluster, "ryw", expected);
     }
 
+    /// <summary>
+    /// A mirror's agent that stalls (SIGSTOP: a scheduler pause, a hung disk) while a read asks it is given up after the
+    /// controller's device timeout, and the other mirror answers: a stall is a mirror unavailable, not a failed read.
+    /// </summary>
+    [Fact]
+    public async Task a_read_is_answered_by_the_other_mirror_when_the_first_ones_agent_stalls_mid_read()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        await cluster.CreateVolumeAsync("stall", BlockSize, 16);
+        var data = VolumeModel.Data(7, 2, BlockSize);
+        await cluster.WriteAsync("stall", 3, data, wait: "applied");
+        Assert.Equal(data, await cluster.ReadAsync("stall", 3, 2));   // d0 answered once: the next read asks it at once
+
+        cluster.Agent("d0").Pause();
+        try
+        {
+            Assert.Equal(data, await cluster.ReadAsync("stall", 3, 2));
+        }
+        finally
+        {
+            cluster.Agent("d0").Resume();
+        }
+    }
+
     [Fact]
     public async Task a_write_that_misses_a_mirror_while_postgres_is_down_is_answered_only_once_the_degrade_is_recorded_and_barriers_go_on()
     {

@@ -88,6 +88,50 @@ public sealed class BlockDeviceTests
     }
 
     /// <summary>
+    /// A controller's first reads of a volume each wait until the mirror applied its whole log as it stood (writes an
+    /// earlier controller acknowledged are not tracked in memory). nbdcopy sends hundreds of reads at once over four
+    /// connections, right after the controller (re)started: every one must be answered with the volume's bytes. They
+    /// failed with EIO ("too many clients already") when each waiting read polled PostgreSQL on its own connection.
+    /// </summary>
+    [Fact]
+    public async Task hundreds_of_first_reads_at_once_after_a_controller_restart_all_return_the_volume()
+    {
+        await using var cluster = await TestCluster.StartAsync();
+        const int blocks = 65536;   // 256 MiB: a thousand 256 KiB reads, 256 in flight
+        await cluster.CreateVolumeAsync("flood", BlockSize, blocks);
+        var model = new byte[(long)blocks * BlockSize];
+        var random = new Random(23);
+        async Task WriteAsync(int block)
+        {
+            var bytes = new byte[64 * BlockSize];
+            random.NextBytes(bytes);
+            await cluster.WriteAsync("flood", block, bytes);
+            bytes.CopyTo(model, (long)block * BlockSize);
+        }
+        foreach (var block in new[] { 0, 4097, 30000 }) await WriteAsync(block);
+        await cluster.RestartControllerAsync(kill: false);
+        // Acknowledged once in the log, not yet applied when the reads come: they wait for the mirror.
+        for (var block = blocks - 1024; block < blocks; block += 64) await WriteAsync(block);
+
+        var dir = Directory.CreateTempSubdirectory("tm-nbd-flood-");
+        try
+        {
+            var copy = Path.Combine(dir.FullName, "out.img");
+            // The first mirror stalls for two seconds (a scheduler pause, a disk stall) as the reads arrive: they all wait.
+            cluster.Agent("d0").Pause();
+            var resume = Task.Delay(TimeSpan.FromSeconds(2)).ContinueWith(_ => cluster.Agent("d0").Resume(), TaskScheduler.Default);
+            await Tool.CheckAsync("nbdcopy", "--no-extents", "--requests=64", "--connections=4", cluster.NbdUri("flood"), copy);
+            await resume;
+            var copied = await File.ReadAllBytesAsync(copy);
+            Assert.True(Mirrors.FirstDifference(model, copied) < 0, "nbdcopy out of the export differs from what was written");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
     /// BLOCK_STATUS: a volume maps its data and its holes (never written, zeroed, trimmed) as its in-sync mirror's file
     /// system holds them, and only after that mirror applied every write answered before: a block written through the
     /// HTTP API is data at once on an NBD connection, a block zeroed is a hole at once. So nbdcopy and qemu-img, which

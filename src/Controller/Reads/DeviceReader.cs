@@ -8,14 +8,22 @@ using TaggedMirror.Hosting.Events;
 namespace TaggedMirror.Controller.Reads;
 
 /// <summary>Reads a range of a storage object from the device agent that holds it.</summary>
+/// <remarks>
+/// Every failure to get an answer is a <see cref="HttpRequestException"/> or a <see cref="TimeoutException"/> (a device
+/// that does not answer within the client's timeout), which the callers take as "try another mirror": never an
+/// <see cref="OperationCanceledException"/> unless the caller's own token was cancelled.
+/// </remarks>
 internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
 {
-    private readonly ConcurrentDictionary<string, string> _urls = new(StringComparer.Ordinal);
+    // Where each device's agent listens, looked up once per device: the task is shared, so the hundreds of reads an NBD
+    // client sends at once after a start ask PostgreSQL once, not once each (each on its own connection: they took every
+    // connection the server allows, and reads failed "too many clients already").
+    private readonly ConcurrentDictionary<string, Task<string>> _urls = new(StringComparer.Ordinal);
 
     /// <summary>The bytes, or null when the device has never been written this object (it reads as zeros).</summary>
     public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
     {
-        using var response = await GetAsync(deviceId, objectId, string.Create(CultureInfo.InvariantCulture, $"data?offset={offset}&length={length}"), ct);
+        using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Get, string.Create(CultureInfo.InvariantCulture, $"data?offset={offset}&length={length}"), null, ct);
         return response is null ? null : await response.Content.ReadAsByteArrayAsync(ct);
     }
 
@@ -25,18 +33,9 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     /// </summary>
     public async Task<byte[]?> ReadRangesAsync(string deviceId, string objectId, long[] offsets, int[] lengths, CancellationToken ct)
     {
-        var baseUrl = await UrlOfAsync(deviceId, ct);
-        var client = http.CreateClient("devices");
-        using var response = await client.PostAsync(new Uri($"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/ranges"),
+        using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Post, "ranges",
             System.Net.Http.Json.JsonContent.Create(new Contracts.Api.RangeRead(offsets, lengths)), ct);
-        // The device's own 404 (no such object) is a problem document; a bare 404 is an agent without this endpoint,
-        // never to be taken for zeros.
-        if (response.StatusCode == HttpStatusCode.NotFound && response.Content.Headers.ContentType?.MediaType == "application/problem+json") return null;
-        if (!response.IsSuccessStatusCode)
-        {
-            _urls.TryRemove(deviceId, out _);
-            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-        }
+        if (response is null) return null;
         var data = await response.Content.ReadAsByteArrayAsync(ct);
         var expected = lengths.Sum(l => (long)l);
         if (data.Length != expected)
@@ -47,7 +46,7 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     /// <summary>The device's checksums of blocks [<paramref name="firstBlock"/>, +<paramref name="count"/>) of an object; null when it has no such object.</summary>
     public async Task<Contracts.Api.BlockChecksums?> ChecksumsAsync(string deviceId, string objectId, long firstBlock, int count, CancellationToken ct)
     {
-        using var response = await GetAsync(deviceId, objectId, string.Create(CultureInfo.InvariantCulture, $"checksums?firstBlock={firstBlock}&count={count}"), ct);
+        using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Get, string.Create(CultureInfo.InvariantCulture, $"checksums?firstBlock={firstBlock}&count={count}"), null, ct);
         if (response is null) return null;
         return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.BlockChecksums>(response.Content, ct)
             ?? throw new HttpRequestException($"device {deviceId} answered checksums without a body");
@@ -56,18 +55,8 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     /// <summary>Where the device's object holds data in [<paramref name="offset"/>, +<paramref name="length"/>); null when it has no such object (all zeros).</summary>
     public async Task<Contracts.Api.ObjectAllocation?> AllocationAsync(string deviceId, string objectId, long offset, long length, CancellationToken ct)
     {
-        var baseUrl = await UrlOfAsync(deviceId, ct);
-        var client = http.CreateClient("devices");
-        using var response = await client.GetAsync(new Uri(string.Create(CultureInfo.InvariantCulture,
-            $"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/allocation?offset={offset}&length={length}")), ct);
-        // Only the device's own 404 (a problem document) says it has no such object: a bare 404 is an agent without this
-        // endpoint, and taking it for "all zeros" would tell a copying client to skip data.
-        if (response.StatusCode == HttpStatusCode.NotFound && response.Content.Headers.ContentType?.MediaType == "application/problem+json") return null;
-        if (!response.IsSuccessStatusCode)
-        {
-            _urls.TryRemove(deviceId, out _);
-            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-        }
+        using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Get, string.Create(CultureInfo.InvariantCulture, $"allocation?offset={offset}&length={length}"), null, ct);
+        if (response is null) return null;
         var answer = await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.ObjectAllocation>(response.Content, ct)
             ?? throw new HttpRequestException($"device {deviceId} answered an allocation without a body");
         if (answer.DataOffsets.Length != answer.DataLengths.Length || answer.Until <= offset || answer.Until > offset + length)
@@ -75,60 +64,108 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         return answer;
     }
 
-    /// <summary>GET <c>/objects/{objectId}/{what}</c> on the device: the response, null for 404 (no such object), or an error.</summary>
-    private async Task<HttpResponseMessage?> GetAsync(string deviceId, string objectId, string what, CancellationToken ct)
+    /// <summary>
+    /// <c>/objects/{objectId}/{what}</c> on the device: the successful response, or null when the device says it has no such
+    /// object. Only the device's own 404 says so (a problem document): a bare 404 is an agent without the endpoint (an
+    /// older version, a proxy), and taking it for "no object" would read data as zeros. Anything else throws.
+    /// </summary>
+    private async Task<HttpResponseMessage?> ObjectRequestAsync(string deviceId, string objectId, HttpMethod method, string what, HttpContent? content, CancellationToken ct)
     {
-        var baseUrl = await UrlOfAsync(deviceId, ct);
-        var client = http.CreateClient("devices");
-        var response = await client.GetAsync(new Uri($"{baseUrl.TrimEnd('/')}/objects/{Uri.EscapeDataString(objectId)}/{what}"), ct);
-        if (response.StatusCode == HttpStatusCode.NotFound)
+        var response = await SendAsync(deviceId, method, $"objects/{Uri.EscapeDataString(objectId)}/{what}", content, ct);
+        if (response.StatusCode == HttpStatusCode.NotFound && response.Content.Headers.ContentType?.MediaType == "application/problem+json")
         {
             response.Dispose();
             return null;
         }
-        if (!response.IsSuccessStatusCode)
-        {
-            _urls.TryRemove(deviceId, out _);
-            using (response)
-            {
-                throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-            }
-        }
-        return response;
+        return await SucceededAsync(deviceId, response, ct);
     }
 
     /// <summary>Asks the device to begin rebuild <paramref name="rebuildId"/> (or report it, if it began it already).</summary>
     public async Task<Contracts.Api.DeviceRebuildProgress> RequestRebuildAsync(string deviceId, string rebuildId, CancellationToken ct)
     {
-        var baseUrl = await UrlOfAsync(deviceId, ct);
-        var client = http.CreateClient("devices");
-        using var response = await client.PostAsync(new Uri($"{baseUrl.TrimEnd('/')}/rebuild?id={Uri.EscapeDataString(rebuildId)}"), null, ct);
-        if (!response.IsSuccessStatusCode)
-        {
-            _urls.TryRemove(deviceId, out _);
-            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-        }
+        using var response = await SucceededAsync(deviceId, await SendAsync(deviceId, HttpMethod.Post, $"rebuild?id={Uri.EscapeDataString(rebuildId)}", null, ct), ct);
         return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<Contracts.Api.DeviceRebuildProgress>(response.Content, ct)
             ?? throw new HttpRequestException($"device {deviceId} answered a rebuild without a body");
     }
 
-    public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
-
-    private async ValueTask<string> UrlOfAsync(string deviceId, CancellationToken ct)
+    private async Task<HttpResponseMessage> SendAsync(string deviceId, HttpMethod method, string path, HttpContent? content, CancellationToken ct)
     {
-        if (_urls.TryGetValue(deviceId, out var url)) return url;
-        await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
-        cmd.Parameters.AddWithValue("id", deviceId);
+        var baseUrl = await UrlOfAsync(deviceId, ct);
+        var client = http.CreateClient("devices");
+        using var request = new HttpRequestMessage(method, new Uri($"{baseUrl.TrimEnd('/')}/{path}")) { Content = content };
         try
         {
-            url = await cmd.ExecuteScalarAsync(ct) as string;
+            return await client.SendAsync(request, ct);
         }
-        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
         {
-            url = null; // no device agent has ever started
+            // The client's timeout, not the caller's cancellation: a stalled device, which another mirror may replace.
+            Forget(deviceId);
+            throw new TimeoutException($"device {deviceId} did not answer within {client.Timeout.TotalSeconds:0}s");
         }
-        if (url is null) throw new HttpRequestException($"device {deviceId} has never registered (is its agent running?)");
-        _urls[deviceId] = url;
-        return url;
+        catch (HttpRequestException)
+        {
+            Forget(deviceId);
+            throw;
+        }
+    }
+
+    /// <summary>The response if it succeeded; otherwise the device's address is looked up again next time, and this throws.</summary>
+    private async Task<HttpResponseMessage> SucceededAsync(string deviceId, HttpResponseMessage response, CancellationToken ct)
+    {
+        if (response.IsSuccessStatusCode) return response;
+        using (response)
+        {
+            Forget(deviceId);
+            throw new HttpRequestException($"device {deviceId} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+        }
+    }
+
+    /// <summary>
+    /// Looks the device's address up again next time (it may have moved). A lookup still running is kept: it is fresh,
+    /// and a storm of failed reads must not start one lookup each.
+    /// </summary>
+    public void Forget(string deviceId)
+    {
+        if (_urls.TryGetValue(deviceId, out var lookup) && lookup.IsCompleted) _urls.TryRemove(KeyValuePair.Create(deviceId, lookup));
+    }
+
+    private Task<string> UrlOfAsync(string deviceId, CancellationToken ct)
+    {
+        while (true)
+        {
+            // A lookup running or done is shared; a failed one (PostgreSQL away, the device never registered) is replaced.
+            var known = _urls.TryGetValue(deviceId, out var lookup);
+            if (known && !lookup!.IsFaulted) return lookup.WaitAsync(ct);
+            var fresh = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (known ? !_urls.TryUpdate(deviceId, fresh.Task, lookup!) : !_urls.TryAdd(deviceId, fresh.Task)) continue;   // another caller won
+            _ = LookUpAsync(deviceId, fresh);
+            return fresh.Task.WaitAsync(ct);
+        }
+    }
+
+    /// <summary>Not on any caller's token: other readers share the answer.</summary>
+    private async Task LookUpAsync(string deviceId, TaskCompletionSource<string> answer)
+    {
+        try
+        {
+            await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
+            cmd.Parameters.AddWithValue("id", deviceId);
+            string? url;
+            try
+            {
+                url = await cmd.ExecuteScalarAsync() as string;
+            }
+            catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
+            {
+                url = null; // no device agent has ever started
+            }
+            if (url is null) answer.TrySetException(new HttpRequestException($"device {deviceId} has never registered (is its agent running?)"));
+            else answer.TrySetResult(url);
+        }
+        catch (Exception ex)
+        {
+            answer.TrySetException(ex);
+        }
     }
 }

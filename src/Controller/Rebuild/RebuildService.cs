@@ -180,7 +180,7 @@ internal sealed class RebuildService(
             {
                 await devices.RequestRebuildAsync(row.DeviceId, row.Id, ct);
             }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+            catch (Exception ex) when (ex is HttpRequestException or TimeoutException)
             {
                 if (DateTime.UtcNow - _lastAskFailureLogged > TimeSpan.FromSeconds(10))
                 {

@@ -205,6 +205,11 @@ internal sealed class NbdTransmission(Stream input, Stream output, NbdSession se
         {
             outcome = ErrorName(ex.Error);
             span?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            if (ex.Error == NbdError.Io)
+            {
+                // The client sees only EIO (most print no server message): the reason is in the controller's log.
+                logger.LogWarning("NBD {Peer}: {Command} at {Offset}+{Length} failed with EIO: {Reason}", peer, r.Command, r.Offset, r.Length, ex.Message);
+            }
             await ReplyErrorAsync(r, ex.Error, ex.Message).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not IOException and not ObjectDisposedException)
