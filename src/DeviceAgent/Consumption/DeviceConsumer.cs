@@ -286,31 +286,31 @@ internal sealed class DeviceConsumer(
         }
     }
 
-    private AppliedBatch Apply(List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, AppliedBatch? into)
+    // Transaction-specific I/O errors were refused inside Apply; what is left is the device's.
+    private AppliedBatch Apply(List<ConsumeResult<byte[]?, byte[]?>> messages, DeviceState state, AppliedBatch? into) =>
+        OnDevice(() => _applier.Apply(messages, state, into));
+
+    /// <summary>Makes what was applied durable: before the batch that applied it is recorded, always.</summary>
+    private void Flush() => OnDevice(() => files.FlushWritten());
+
+    /// <summary>Work on the device's files: an I/O error there is the device's fault, described with its directory.</summary>
+    private T OnDevice<T>(Func<T> work)
     {
         try
         {
-            return _applier.Apply(messages, state, into);
+            return work();
         }
         catch (IOException ex)
         {
-            // Transaction-specific I/O errors were refused inside Apply; what is left is the device's.
             throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
         }
     }
 
-    /// <summary>Makes what was applied durable: before the batch that applied it is recorded, always.</summary>
-    private void Flush()
+    private void OnDevice(Action work) => OnDevice(() =>
     {
-        try
-        {
-            files.FlushWritten();
-        }
-        catch (IOException ex)
-        {
-            throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
-        }
-    }
+        work();
+        return true;
+    });
 
     /// <summary>Records an applied and flushed batch: refusals quarantined, then one PostgreSQL transaction, then the acknowledgements.</summary>
     private async Task RecordAsync(
@@ -515,7 +515,7 @@ internal sealed class DeviceConsumer(
     {
         if (state.Rebuild is not { Completed: false } rebuild) return;
         var reachedEnd = rebuild.ReachedEnd(state.NextOffsets);
-        try
+        OnDevice(() =>
         {
             if (!rebuild.Wiped)
             {
@@ -525,11 +525,7 @@ internal sealed class DeviceConsumer(
             }
             // With nothing to replay, the deletion is made durable here, before the rebuild's end records it.
             if (reachedEnd) files.FlushWritten();
-        }
-        catch (IOException ex)
-        {
-            throw new DeviceFaultException(StoreErrors.Describe(ex, files.DirectoryPath), ex);
-        }
+        });
         if (reachedEnd)
         {
             rebuild.CompletedAt = DateTimeOffset.UtcNow;
