@@ -23,7 +23,7 @@ internal static class MirrorCommands
         var volume = new Argument<string>("volume") { Description = "The new volume's name (1 to 48 lower-case letters, digits or dashes; never one used before)" };
         var size = new Option<string>("--size") { Description = "Its size: bytes, or a whole number with KiB, MiB, GiB or TiB (a multiple of the block size)", Required = true };
         var mirrors = new Option<string>("--mirrors") { Description = "Comma-separated devices to hold its mirrors, two or more, each with an agent that has started (e.g. d0,d1)", Required = true };
-        var blockSize = new Option<int>("--block-size") { Description = "Bytes per block: a power of two from 512 to 65536", DefaultValueFactory = _ => 4096 };
+        var blockSize = new Option<int>("--block-size") { Description = $"Bytes per block: a power of two from {Contracts.BlockSizes.Min} to {Contracts.BlockSizes.Max}", DefaultValueFactory = _ => 4096 };
         var minMirrors = new Option<int?>("--min-mirrors") { Description = "The fewest mirrors a write must reach to succeed (default 1): a write is answered once every reachable mirror's log holds it; one that cannot take it is degraded and resynced later" };
         var command = new Command("create", "Create a mirrored volume: one object per mirror, each on its own device; it is an NBD export at once")
         {
@@ -34,8 +34,8 @@ internal static class MirrorCommands
             var name = CommonOptions.CheckVolumeName(parse.GetValue(volume)!);
             var bytes = CommonOptions.ParseSize(parse.GetValue(size)!, "--size");
             var block = parse.GetValue(blockSize);
-            if (block is < 512 or > 65536 || (block & (block - 1)) != 0)
-                throw new CliException($"--block-size {block} is not a power of two from 512 to 65536");
+            if (!Contracts.BlockSizes.IsValid(block))
+                throw new CliException($"--block-size {block} is not a power of two from {Contracts.BlockSizes.Min} to {Contracts.BlockSizes.Max}");
             if (bytes % block != 0)
                 throw new CliException(string.Create(CultureInfo.InvariantCulture, $"--size {bytes} bytes is not a whole number of {block}-byte blocks"));
             var devices = CommonOptions.ParseDevices(parse.GetValue(mirrors)!, "--mirrors");
