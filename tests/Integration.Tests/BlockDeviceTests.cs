@@ -152,16 +152,7 @@ public sealed class BlockDeviceTests
         model.AsSpan(Size - BlockSize, BlockSize).Fill(0x33);
 
         long[][] data = [[64 << 10, 32 << 10], [128 << 10, 64 << 10], [3 << 20, BlockSize], [Size - BlockSize, BlockSize]];
-        var expected = new List<(long, long, int)>();
-        long at = 0;
-        foreach (var d in data)
-        {
-            if (d[0] > at) expected.Add((at, d[0] - at, 3));
-            expected.Add((d[0], d[1], 0));
-            at = d[0] + d[1];
-        }
-        var map = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--map", "--json", uri)).RootElement;
-        Assert.Equal(expected, map.EnumerateArray().Select(e => (e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32())).ToList());
+        Assert.Equal(NbdMap.Expected(data, Size), await NbdMap.OfAsync(uri));
 
         // Every answered write is seen at once: written through the API (not waiting for the mirrors to apply it), then
         // asked on the NBD connection; zeroed, then asked again.
@@ -174,11 +165,11 @@ public sealed class BlockDeviceTests
                 var bytes = VolumeModel.Data((int)i + 1, 1, BlockSize);
                 await cluster.WriteAsync("bs", block, bytes);
                 bytes.CopyTo(model, block * BlockSize);
-                Assert.Equal(NbdAllocation.Data, await StatusAsync(c, 2 * i, (ulong)block * BlockSize));
+                Assert.Equal([((uint)BlockSize, (uint)NbdAllocation.Data)], await c.BlockStatusAsync(2 * i, (ulong)block * BlockSize, BlockSize, NbdCommandFlags.RequestOne));
                 using (var zeroed = await cluster.Http.PostAsync(new Uri($"{cluster.Controller.Url}/volumes/bs/blocks/{block}/zero"), null))
                     zeroed.EnsureSuccessStatusCode();
                 model.AsSpan(block * BlockSize, BlockSize).Clear();
-                Assert.Equal(NbdAllocation.Hole | NbdAllocation.Zero, await StatusAsync(c, 2 * i + 1, (ulong)block * BlockSize));
+                Assert.Equal([((uint)BlockSize, (uint)(NbdAllocation.Hole | NbdAllocation.Zero))], await c.BlockStatusAsync(2 * i + 1, (ulong)block * BlockSize, BlockSize, NbdCommandFlags.RequestOne));
             }
         }
 
@@ -201,16 +192,6 @@ public sealed class BlockDeviceTests
         Mirrors.AssertObjectFilesEqual(cluster, "bs", model);
     }
 
-    /// <summary>The status of one block, asked with REQ_ONE.</summary>
-    private static async Task<NbdAllocation> StatusAsync(RawClient c, ulong cookie, ulong offset)
-    {
-        await c.SendRequestAsync(NbdCommand.BlockStatus, cookie, offset, BlockSize, flags: NbdCommandFlags.RequestOne);
-        var reply = await c.ReadReplyAsync();
-        Assert.True(reply.Error == NbdError.None && reply.Chunk == NbdChunkType.BlockStatus, $"block status at {offset}: {reply.Error} {reply.Message}");
-        Assert.Equal(12, reply.Data.Length);
-        Assert.Equal((uint)BlockSize, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(4)));
-        return (NbdAllocation)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(8));
-    }
 
     [Fact]
     public async Task a_trim_and_a_zeroing_of_gigabytes_cost_each_log_a_few_messages_and_every_mirror_reads_zeros_there()

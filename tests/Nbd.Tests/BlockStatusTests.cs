@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using TaggedMirror.Nbd.Protocol;
 using TaggedMirror.Nbd.Tests.Support;
@@ -26,13 +25,13 @@ public sealed class BlockStatusTests
         await c.SendRequestAsync(NbdCommand.Write, 2, 65536, 4096, Enumerable.Repeat((byte)2, 4096).ToArray());
         for (var i = 0; i < 2; i++) Assert.Equal(NbdError.None, (await c.ReadReplyAsync()).Error);
 
-        Assert.Equal([(8192u, HoleZero), (8192u, 0u), (49152u, HoleZero), (4096u, 0u), (4096u, HoleZero)], await StatusAsync(c, 3, 0, 73728));
+        Assert.Equal([(8192u, HoleZero), (8192u, 0u), (49152u, HoleZero), (4096u, 0u), (4096u, HoleZero)], await c.BlockStatusAsync(3, 0, 73728));
         // Cut at the request: the hole that goes on past it is reported up to its end only.
-        Assert.Equal([(4096u, HoleZero)], await StatusAsync(c, 4, 0, 4096));
-        Assert.Equal([(4096u, 0u), (12288u, HoleZero)], await StatusAsync(c, 5, 12288, 16384));
+        Assert.Equal([(4096u, HoleZero)], await c.BlockStatusAsync(4, 0, 4096));
+        Assert.Equal([(4096u, 0u), (12288u, HoleZero)], await c.BlockStatusAsync(5, 12288, 16384));
         // REQ_ONE: the first extent alone, never longer than asked.
-        Assert.Equal([(8192u, HoleZero)], await StatusAsync(c, 6, 0, 73728, NbdCommandFlags.RequestOne));
-        Assert.Equal([(4096u, 0u)], await StatusAsync(c, 7, 8192, 4096, NbdCommandFlags.RequestOne));
+        Assert.Equal([(8192u, HoleZero)], await c.BlockStatusAsync(6, 0, 73728, NbdCommandFlags.RequestOne));
+        Assert.Equal([(4096u, 0u)], await c.BlockStatusAsync(7, 8192, 4096, NbdCommandFlags.RequestOne));
         // Past the end or misaligned: refused as any request is.
         await c.SendRequestAsync(NbdCommand.BlockStatus, 8, Size - 4096, 8192);
         Assert.Equal(NbdError.InvalidArgument, (await c.ReadReplyAsync()).Error);
@@ -75,8 +74,7 @@ public sealed class BlockStatusTests
         // Data: [64k, 96k), [128k, 192k), [3M, 3M+4k), [8188k, 8M); the rest reads as zeros.
         long[][] data = [[64 << 10, 32 << 10], [128 << 10, 64 << 10], [3 << 20, 4 << 10], [8188 << 10, 4 << 10]];
 
-        var map = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--map", "--json", server.Uri("disk"))).RootElement;
-        Assert.Equal(ExpectedExtents(data, 8 * Size), map.EnumerateArray().Select(e => (e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32())).ToList());
+        Assert.Equal(NbdMap.Expected(data, 8 * Size), await NbdMap.OfAsync(server.Uri("disk")));
 
         var qemu = JsonDocument.Parse(await Tool.CheckAsync("qemu-img", "map", "--output=json", "-f", "raw", server.Uri("disk"))).RootElement;
         Assert.Equal(data.Select(d => (d[0], d[1])), qemu.EnumerateArray().Where(e => e.GetProperty("data").GetBoolean()).Select(e => (e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64())));
@@ -91,32 +89,5 @@ public sealed class BlockStatusTests
         {
             File.Delete(copy);
         }
-    }
-
-    /// <summary>nbdinfo's map of the data ranges: type 0 data, 3 hole and zero, in order, merged.</summary>
-    private static List<(long, long, int)> ExpectedExtents(long[][] data, long size)
-    {
-        var extents = new List<(long, long, int)>();
-        long at = 0;
-        foreach (var d in data)
-        {
-            if (d[0] > at) extents.Add((at, d[0] - at, 3));
-            extents.Add((d[0], d[1], 0));
-            at = d[0] + d[1];
-        }
-        if (at < size) extents.Add((at, size - at, 3));
-        return extents;
-    }
-
-    private static async Task<List<(uint, uint)>> StatusAsync(RawClient c, ulong cookie, ulong offset, uint length, NbdCommandFlags flags = NbdCommandFlags.None)
-    {
-        await c.SendRequestAsync(NbdCommand.BlockStatus, cookie, offset, length, flags: flags);
-        var reply = await c.ReadReplyAsync();
-        Assert.True((cookie, NbdError.None, (NbdChunkType?)NbdChunkType.BlockStatus) == (reply.Cookie, reply.Error, reply.Chunk), $"block status {offset}+{length}: {reply.Error} {reply.Message}");
-        Assert.Equal(1u, BinaryPrimitives.ReadUInt32BigEndian(reply.Data)); // the context id given at the handshake
-        var extents = new List<(uint, uint)>();
-        for (var i = 4; i < reply.Data.Length; i += 8)
-            extents.Add((BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i)), BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i + 4))));
-        return extents;
     }
 }

@@ -114,6 +114,22 @@ public sealed class RawClient : IAsyncDisposable
         await SendAsync(payload is null ? header : [.. header, .. payload]);
     }
 
+    /// <summary>
+    /// BLOCK_STATUS of [<paramref name="offset"/>, +<paramref name="length"/>) in the one metadata context the handshake
+    /// asked for (id 1): its extents as (length, flags). Anything but that chunk fails the test.
+    /// </summary>
+    public async Task<List<(uint Length, uint Flags)>> BlockStatusAsync(ulong cookie, ulong offset, uint length, NbdCommandFlags flags = NbdCommandFlags.None)
+    {
+        await SendRequestAsync(NbdCommand.BlockStatus, cookie, offset, length, flags: flags);
+        var reply = await ReadReplyAsync();
+        Assert.True((cookie, NbdError.None, (NbdChunkType?)NbdChunkType.BlockStatus) == (reply.Cookie, reply.Error, reply.Chunk), $"block status {offset}+{length}: {reply.Error} {reply.Message}");
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32BigEndian(reply.Data));
+        var extents = new List<(uint, uint)>();
+        for (var i = 4; i < reply.Data.Length; i += 8)
+            extents.Add((BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i)), BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i + 4))));
+        return extents;
+    }
+
     /// <summary>The next reply: a simple reply (with <paramref name="readLength"/> bytes of data for a successful simple READ) or one structured chunk.</summary>
     public async Task<Reply> ReadReplyAsync(int readLength = 0)
     {
