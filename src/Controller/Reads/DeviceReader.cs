@@ -15,10 +15,11 @@ namespace TaggedMirror.Controller.Reads;
 /// </remarks>
 internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
 {
-    // Where each device's agent listens, looked up once per device: the task is shared, so the hundreds of reads an NBD
-    // client sends at once after a start ask PostgreSQL once, not once each (each on its own connection: they took every
-    // connection the server allows, and reads failed "too many clients already").
-    private readonly ConcurrentDictionary<string, Task<string>> _urls = new(StringComparer.Ordinal);
+    // Where each device's agent listens, kept until a request to it fails. Looked up by one query per device at a time:
+    // the hundreds of reads an NBD client sends at once after a start ask PostgreSQL once, not once each (each on its own
+    // connection: they took every connection the server allows, and reads failed "too many clients already").
+    private readonly ConcurrentDictionary<string, string> _urls = new(StringComparer.Ordinal);
+    private readonly SingleFlight<string, string> _lookups = new(StringComparer.Ordinal);
 
     /// <summary>The bytes, or null when the device has never been written this object (it reads as zeros).</summary>
     public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
@@ -121,51 +122,26 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
         }
     }
 
-    /// <summary>
-    /// Looks the device's address up again next time (it may have moved). A lookup still running is kept: it is fresh,
-    /// and a storm of failed reads must not start one lookup each.
-    /// </summary>
-    public void Forget(string deviceId)
-    {
-        if (_urls.TryGetValue(deviceId, out var lookup) && lookup.IsCompleted) _urls.TryRemove(KeyValuePair.Create(deviceId, lookup));
-    }
+    /// <summary>Looks the device's address up again next time (it may have moved). A lookup running meanwhile is fresh and kept.</summary>
+    public void Forget(string deviceId) => _urls.TryRemove(deviceId, out _);
 
-    private Task<string> UrlOfAsync(string deviceId, CancellationToken ct)
-    {
-        while (true)
-        {
-            // A lookup running or done is shared; a failed one (PostgreSQL away, the device never registered) is replaced.
-            var known = _urls.TryGetValue(deviceId, out var lookup);
-            if (known && !lookup!.IsFaulted) return lookup.WaitAsync(ct);
-            var fresh = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (known ? !_urls.TryUpdate(deviceId, fresh.Task, lookup!) : !_urls.TryAdd(deviceId, fresh.Task)) continue;   // another caller won
-            _ = LookUpAsync(deviceId, fresh);
-            return fresh.Task.WaitAsync(ct);
-        }
-    }
+    private async ValueTask<string> UrlOfAsync(string deviceId, CancellationToken ct) =>
+        _urls.TryGetValue(deviceId, out var url) ? url : await _lookups.RunAsync(deviceId, LookUpAsync, ct);
 
-    /// <summary>Not on any caller's token: other readers share the answer.</summary>
-    private async Task LookUpAsync(string deviceId, TaskCompletionSource<string> answer)
+    /// <summary>Not on any caller's token: other readers share the answer. A failure (PostgreSQL away, the device never registered) is not kept.</summary>
+    private async Task<string> LookUpAsync(string deviceId)
     {
+        await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
+        cmd.Parameters.AddWithValue("id", deviceId);
+        string? url;
         try
         {
-            await using var cmd = store.DataSource.CreateCommand($"SELECT read_url FROM {store.Schema}.devices WHERE id = @id");
-            cmd.Parameters.AddWithValue("id", deviceId);
-            string? url;
-            try
-            {
-                url = await cmd.ExecuteScalarAsync() as string;
-            }
-            catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
-            {
-                url = null; // no device agent has ever started
-            }
-            if (url is null) answer.TrySetException(new HttpRequestException($"device {deviceId} has never registered (is its agent running?)"));
-            else answer.TrySetResult(url);
+            url = await cmd.ExecuteScalarAsync() as string;
         }
-        catch (Exception ex)
+        catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
         {
-            answer.TrySetException(ex);
+            url = null; // no device agent has ever started
         }
+        return _urls[deviceId] = url ?? throw new HttpRequestException($"device {deviceId} has never registered (is its agent running?)");
     }
 }

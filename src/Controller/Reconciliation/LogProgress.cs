@@ -122,7 +122,7 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         var ends = await FreshLogEndsAsync(deviceId).WaitAsync(timeout, ct);
         while (true)
         {
-            var applied = await SharedAppliedAsync(deviceId, ct);
+            var applied = await _appliedQueries.RunAsync(deviceId, d => AppliedAsync(d, CancellationToken.None), ct);
             if (ends.All(kv => kv.Value == 0 || applied.GetValueOrDefault(kv.Key) >= kv.Value)) return;
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"device {deviceId} did not apply its log up to {string.Join(",", ends.Values)} within {timeout.TotalSeconds:0}s");
@@ -130,43 +130,15 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         }
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task<Dictionary<int, long>>> _appliedQueries = new(StringComparer.Ordinal);
-
     /// <summary>
-    /// The device's applied offsets, from the query for that device running now or, when none is, one this call starts.
-    /// Every caller waiting for the same device shares one query, so one connection: an NBD client's first reads after
-    /// the controller took a volume arrive by the hundred, and each polling PostgreSQL on its own took every connection
-    /// the server allows ("too many clients already": those reads failed). Sharing a query that started before this call
-    /// is safe: applied offsets only grow, so its answer is at most older, and a waiter then waits one more round.
+    /// The device's applied offsets as a query running now, or one this call starts, answers: every caller waiting for the
+    /// same device shares one query, so one connection (<see cref="SingleFlight{TKey, T}"/>): an NBD client's first reads
+    /// after the controller took a volume arrive by the hundred, and each polling PostgreSQL on its own took every
+    /// connection the server allows ("too many clients already": those reads failed). Sharing a query that started
+    /// before this call is safe: applied offsets only grow, so its answer is at most older, and a waiter then waits one
+    /// more round.
     /// </summary>
-    private Task<Dictionary<int, long>> SharedAppliedAsync(string deviceId, CancellationToken ct)
-    {
-        while (true)
-        {
-            if (_appliedQueries.TryGetValue(deviceId, out var running)) return running.WaitAsync(ct);
-            var query = new TaskCompletionSource<Dictionary<int, long>>(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (!_appliedQueries.TryAdd(deviceId, query.Task)) continue;
-            _ = RunAppliedQueryAsync(deviceId, query);
-            return query.Task.WaitAsync(ct);
-        }
-    }
-
-    private async Task RunAppliedQueryAsync(string deviceId, TaskCompletionSource<Dictionary<int, long>> query)
-    {
-        try
-        {
-            // Not the caller's token: others share this answer; each caller stops waiting on its own token.
-            query.TrySetResult(await AppliedAsync(deviceId, CancellationToken.None));
-        }
-        catch (Exception ex)
-        {
-            query.TrySetException(ex);
-        }
-        finally
-        {
-            _appliedQueries.TryRemove(KeyValuePair.Create(deviceId, query.Task));
-        }
-    }
+    private readonly SingleFlight<string, Dictionary<int, long>> _appliedQueries = new(StringComparer.Ordinal);
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, EndsQuery> _endsQueries = new(StringComparer.Ordinal);
 

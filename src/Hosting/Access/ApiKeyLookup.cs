@@ -47,7 +47,7 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
         if (known && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
         try
         {
-            return await SharedLookupAsync(id).WaitAsync(ct).ConfigureAwait(false);
+            return await _lookups.RunAsync(id, LookUpAsync, ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -59,59 +59,36 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
         }
     }
 
-    private readonly ConcurrentDictionary<string, Task<Stored?>> _lookups = new(StringComparer.Ordinal);
-
     /// <summary>
-    /// The key as a query running now, or one this call starts, finds it: one query per key at a time. The requests of a
-    /// busy client (an NBD connection's hundreds, an HTTP client's dozens in flight) all find the cache stale in the same
-    /// instant once a second, and each asking on its own connection could take every connection PostgreSQL allows.
+    /// One query per key at a time, shared by every caller of the moment: the requests of a busy client (an NBD
+    /// connection's hundreds, an HTTP client's dozens in flight) all find the cache stale in the same instant once a
+    /// second, and each asking on its own connection could take every connection PostgreSQL allows.
     /// </summary>
-    private Task<Stored?> SharedLookupAsync(string id)
-    {
-        while (true)
-        {
-            if (_lookups.TryGetValue(id, out var running)) return running;
-            var lookup = new TaskCompletionSource<Stored?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (!_lookups.TryAdd(id, lookup.Task)) continue;
-            _ = LookUpAsync(id, lookup);
-            return lookup.Task;
-        }
-    }
+    private readonly SingleFlight<string, Stored?> _lookups = new(StringComparer.Ordinal);
 
     /// <summary>Not on any caller's token: every caller of the moment shares the answer.</summary>
-    private async Task LookUpAsync(string id, TaskCompletionSource<Stored?> lookup)
+    private async Task<Stored?> LookUpAsync(string id)
     {
+        Stored? found = null;
         try
         {
-            Stored? found = null;
-            try
-            {
-                var conn = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
-                await using var disposeConnection = conn.ConfigureAwait(false);
-                var cmd = new NpgsqlCommand($"SELECT salt, hash, role, volumes, read_only, revoked_at IS NOT NULL FROM {schema}.api_keys WHERE key_id = @id", conn);
-                await using var disposeCommand = cmd.ConfigureAwait(false);
-                cmd.Parameters.AddWithValue("id", id);
-                var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
-                await using var disposeReader = r.ConfigureAwait(false);
-                if (await r.ReadAsync().ConfigureAwait(false))
-                    found = new Stored((byte[])r[0], (byte[])r[1], new Principal(id, r.GetString(2), (string[])r[3], r.GetBoolean(4)), r.GetBoolean(5));
-            }
-            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UndefinedTable)
-            {
-                // No controller has started on this cluster yet: there are no keys.
-            }
-            if (_cache.Count > 100_000) _cache.Clear();
-            _cache[id] = (found, Stopwatch.GetTimestamp());
-            lookup.TrySetResult(found);
+            var conn = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+            await using var disposeConnection = conn.ConfigureAwait(false);
+            var cmd = new NpgsqlCommand($"SELECT salt, hash, role, volumes, read_only, revoked_at IS NOT NULL FROM {schema}.api_keys WHERE key_id = @id", conn);
+            await using var disposeCommand = cmd.ConfigureAwait(false);
+            cmd.Parameters.AddWithValue("id", id);
+            var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+            await using var disposeReader = r.ConfigureAwait(false);
+            if (await r.ReadAsync().ConfigureAwait(false))
+                found = new Stored((byte[])r[0], (byte[])r[1], new Principal(id, r.GetString(2), (string[])r[3], r.GetBoolean(4)), r.GetBoolean(5));
         }
-        catch (Exception ex)
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UndefinedTable)
         {
-            lookup.TrySetException(ex);
+            // No controller has started on this cluster yet: there are no keys.
         }
-        finally
-        {
-            _lookups.TryRemove(KeyValuePair.Create(id, lookup.Task));
-        }
+        if (_cache.Count > 100_000) _cache.Clear();
+        _cache[id] = (found, Stopwatch.GetTimestamp());
+        return found;
     }
 }
 
