@@ -25,7 +25,10 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
     {
         using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Get, string.Create(CultureInfo.InvariantCulture, $"data?offset={offset}&length={length}"), null, ct);
-        return response is null ? null : await response.Content.ReadAsByteArrayAsync(ct);
+        if (response is null) return null;
+        var data = await response.Content.ReadAsByteArrayAsync(ct);
+        // A device pads a range past its file with zeros: any other length is a broken answer, never bytes to hand on.
+        return data.Length == length ? data : throw new HttpRequestException($"device {deviceId} answered {data.Length} bytes for a read of {length}");
     }
 
     /// <summary>

@@ -67,7 +67,7 @@ public sealed class DeviceReaderTests : IAsyncLifetime
 
     /// <summary>
     /// Object "problem": the device's own 404, a problem document. Object "bare": a 404 with no body (an agent without the
-    /// endpoint, a proxy). Object "stall": never answered. Object "data": 4 bytes per request, after a short pause.
+    /// endpoint, a proxy). Object "short": 2 bytes whatever was asked. Object "stall": never answered. Object "data": 4 bytes per request, after a short pause.
     /// </summary>
     private async Task ServeAsync()
     {
@@ -87,6 +87,10 @@ public sealed class DeviceReaderTests : IAsyncLifetime
                 else if (path.StartsWith("/objects/bare/", StringComparison.Ordinal))
                 {
                     response.StatusCode = 404;
+                }
+                else if (path.StartsWith("/objects/short/", StringComparison.Ordinal))
+                {
+                    await response.OutputStream.WriteAsync(new byte[] { 1, 2 });
                 }
                 else if (path.StartsWith("/objects/stall/", StringComparison.Ordinal))
                 {
@@ -120,6 +124,15 @@ public sealed class DeviceReaderTests : IAsyncLifetime
         await Assert.ThrowsAsync<HttpRequestException>(() => reader.AllocationAsync("d0", "bare", 0, 4096, CancellationToken.None));
 
         Assert.Equal([1, 2, 3, 4], await reader.ReadAsync("d0", "data", 0, 4, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task an_answer_shorter_or_longer_than_the_read_is_an_error_never_bytes_handed_on()
+    {
+        var reader = Reader(TimeSpan.FromSeconds(10));
+        await Assert.ThrowsAsync<HttpRequestException>(() => reader.ReadAsync("d0", "short", 0, 4, CancellationToken.None));
+        await Assert.ThrowsAsync<HttpRequestException>(() => reader.ReadRangesAsync("d0", "short", [0], [4], CancellationToken.None));
+        await Assert.ThrowsAsync<HttpRequestException>(() => reader.ReadAsync("d0", "data", 0, 2, CancellationToken.None));
     }
 
     [Fact]
