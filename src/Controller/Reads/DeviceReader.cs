@@ -25,10 +25,7 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     public async Task<byte[]?> ReadAsync(string deviceId, string objectId, long offset, int length, CancellationToken ct)
     {
         using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Get, string.Create(CultureInfo.InvariantCulture, $"data?offset={offset}&length={length}"), null, ct);
-        if (response is null) return null;
-        var data = await response.Content.ReadAsByteArrayAsync(ct);
-        // A device pads a range past its file with zeros: any other length is a broken answer, never bytes to hand on.
-        return data.Length == length ? data : throw new HttpRequestException($"device {deviceId} answered {data.Length} bytes for a read of {length}");
+        return response is null ? null : await BytesAsync(deviceId, response, length, ct);
     }
 
     /// <summary>
@@ -39,12 +36,17 @@ internal sealed class DeviceReader(EventStreams store, IHttpClientFactory http)
     {
         using var response = await ObjectRequestAsync(deviceId, objectId, HttpMethod.Post, "ranges",
             System.Net.Http.Json.JsonContent.Create(new Contracts.Api.RangeRead(offsets, lengths)), ct);
-        if (response is null) return null;
+        return response is null ? null : await BytesAsync(deviceId, response, lengths.Sum(l => (long)l), ct);
+    }
+
+    /// <summary>
+    /// The answer's bytes, exactly <paramref name="expected"/> of them: a device pads a range past its file with zeros, so
+    /// any other length is a broken answer, never bytes to hand on.
+    /// </summary>
+    private static async Task<byte[]> BytesAsync(string deviceId, HttpResponseMessage response, long expected, CancellationToken ct)
+    {
         var data = await response.Content.ReadAsByteArrayAsync(ct);
-        var expected = lengths.Sum(l => (long)l);
-        if (data.Length != expected)
-            throw new HttpRequestException($"device {deviceId} answered {data.Length} bytes for ranges of {expected}");
-        return data;
+        return data.Length == expected ? data : throw new HttpRequestException($"device {deviceId} answered {data.Length} bytes for a read of {expected}");
     }
 
     /// <summary>The device's checksums of blocks [<paramref name="firstBlock"/>, +<paramref name="count"/>) of an object; null when it has no such object.</summary>

@@ -75,7 +75,7 @@ internal sealed class VolumeReader(
             }
             catch (Exception ex) when (ex is TimeoutException or MirrorUnavailableException or HttpRequestException or KafkaException)
             {
-                devices.Forget(m.DeviceId);
+                // The device's address, if a request to it failed, was dropped by DeviceReader itself.
                 reasons.Add($"{m.DeviceId}: {ex.Message}");
                 logger.LogInformation("The {What} of {Volume} from {Device} failed, trying another mirror: {Reason}", what, v.Name, m.DeviceId, ex.Message);
             }
