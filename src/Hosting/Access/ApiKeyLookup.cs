@@ -47,7 +47,7 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
         if (known && Stopwatch.GetElapsedTime(cached.At) < CacheFor) return cached.Key;
         try
         {
-            return await _lookups.RunAsync(id, LookUpAsync, ct).ConfigureAwait(false);
+            return await _lookups.RunAsync(id, known && cached.Key is not null ? LookUpAsync : LookUpUnknownAsync, ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !ct.IsCancellationRequested)
         {
@@ -65,6 +65,33 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
     /// second, and each asking on its own connection could take every connection PostgreSQL allows.
     /// </summary>
     private readonly SingleFlight<string, Stored?> _lookups = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Lookups of ids not known as keys, at most this many at once per process; a key seen before is looked up again
+    /// without waiting for them. Each id made up is a lookup of its own (the cache holds an id, not a pattern), and
+    /// hundreds of them at once, each on a connection of its own, took every connection PostgreSQL allows, from the
+    /// agents' commits too. Queued, they cost time only; and at about a millisecond each, little of it.
+    /// </summary>
+    public const int UnknownLookupsAtOnce = 4;
+
+    /// <summary>How long a lookup of an id not known as a key may queue for its turn before the request is answered "unavailable".</summary>
+    public static readonly TimeSpan UnknownLookupQueueTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly SemaphoreSlim _unknownLookups = new(UnknownLookupsAtOnce);
+
+    private async Task<Stored?> LookUpUnknownAsync(string id)
+    {
+        if (!await _unknownLookups.WaitAsync(UnknownLookupQueueTimeout).ConfigureAwait(false))
+            throw new TimeoutException($"more keys never seen before were presented at once than could be checked within {UnknownLookupQueueTimeout.TotalSeconds:0} s");
+        try
+        {
+            return await LookUpAsync(id).ConfigureAwait(false);
+        }
+        finally
+        {
+            _unknownLookups.Release();
+        }
+    }
 
     /// <summary>Not on any caller's token: every caller of the moment shares the answer.</summary>
     private async Task<Stored?> LookUpAsync(string id)
@@ -92,6 +119,9 @@ public sealed class ApiKeyLookup(NpgsqlDataSource dataSource, string schema)
     }
 }
 
-/// <summary>A key never seen before could not be checked: PostgreSQL, which holds the keys, did not answer.</summary>
+/// <summary>
+/// A key never seen before could not be checked: PostgreSQL, which holds the keys, did not answer, or more keys never
+/// seen before came at once than could be checked in time (<see cref="ApiKeyLookup.UnknownLookupsAtOnce"/>).
+/// </summary>
 public sealed class KeyLookupUnavailableException(Exception inner)
-    : Exception("the API key cannot be checked now: the cluster's PostgreSQL does not answer; try again", inner);
+    : Exception("the API key cannot be checked now: " + (inner is NpgsqlException ? "the cluster's PostgreSQL does not answer" : inner.Message) + "; try again", inner);
