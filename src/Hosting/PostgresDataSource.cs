@@ -20,6 +20,11 @@ public static class PostgresDataSource
     /// Connections carry an application name, <c>tm-&lt;component&gt;-&lt;pid&gt;</c>, unless the connection string sets
     /// one: <c>pg_stat_activity</c> then tells which process a server backend works for (the benchmark counts each
     /// backend's CPU to the process it serves).
+    /// A process opens at most <see cref="DefaultMaxPoolSize"/> connections unless the connection string sets
+    /// <c>Maximum Pool Size</c>: every process of a cluster shares the server's <c>max_connections</c> (100 in Debian's
+    /// package), and Npgsql's own default, 100 per process, let one process's burst of requests (hundreds of status
+    /// requests at once) take them all: the controller could not renew its leases and refused writes, the agents could
+    /// not commit. Past the cap a query waits for a connection of its own process instead.
     /// </remarks>
     public static NpgsqlDataSource Create(string connectionString, string component)
     {
@@ -29,17 +34,32 @@ public static class PostgresDataSource
             settings.ApplicationName = ApplicationName(component, Environment.ProcessId);
         if (!SetsSslMode(connectionString) && IsLoopback(settings.Host))
             settings.SslMode = SslMode.Disable;
+        if (!SetsMaxPoolSize(connectionString))
+            settings.MaxPoolSize = DefaultMaxPoolSize;
         builder.ConfigureTracing(t => t
             .ConfigureCommandFilter(_ => Activity.Current is not null)
             .ConfigureBatchFilter(_ => Activity.Current is not null));
         return builder.Build();
     }
 
+    /// <summary>
+    /// The connections a process opens at most unless told otherwise: far above what one uses (a controller holds 5–8
+    /// in use under hundreds of reads at once), and a controller and two agents at it together stay within Debian's
+    /// <c>max_connections</c> of 100 with room for the operator's <c>psql</c>.
+    /// </summary>
+    public const int DefaultMaxPoolSize = 30;
+
     /// <summary>True when the connection string names an SSL mode (under any of its spellings).</summary>
-    public static bool SetsSslMode(string connectionString)
+    public static bool SetsSslMode(string connectionString) => Sets(connectionString, "sslmode");
+
+    /// <summary>True when the connection string sets a pool size limit (under any of its spellings).</summary>
+    public static bool SetsMaxPoolSize(string connectionString) => Sets(connectionString, "maxpoolsize", "maximumpoolsize");
+
+    /// <summary>True when the connection string has a keyword that is one of <paramref name="keywords"/> once spaces are dropped, in any case.</summary>
+    private static bool Sets(string connectionString, params string[] keywords)
     {
         var keys = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys;
-        return keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("sslmode", StringComparison.OrdinalIgnoreCase));
+        return keys.Cast<string>().Any(k => keywords.Contains(k.Replace(" ", "", StringComparison.Ordinal), StringComparer.OrdinalIgnoreCase));
     }
 
     /// <summary>True when every host of the (comma-separated) list is this machine: loopback names and addresses, or a Unix socket's directory.</summary>

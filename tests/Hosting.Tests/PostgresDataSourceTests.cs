@@ -4,7 +4,8 @@ namespace TaggedMirror.Hosting.Tests;
 
 /// <summary>
 /// The data source every process uses: clear text to a server on this host unless the connection string asks for
-/// an SSL mode, the server's default elsewhere, and an application name that ties backends to processes.
+/// an SSL mode, the server's default elsewhere, an application name that ties backends to processes, and a pool that
+/// leaves the server's connections to the other processes too.
 /// Checked against the real PostgreSQL (<c>TM_PG</c> overrides the connection string), whose Debian package has TLS on.
 /// </summary>
 public sealed class PostgresDataSourceTests
@@ -39,6 +40,19 @@ public sealed class PostgresDataSourceTests
     [InlineData("Host=h", false)]
     public void an_ssl_mode_is_seen_under_any_of_its_spellings(string connectionString, bool sets) =>
         Assert.Equal(sets, PostgresDataSource.SetsSslMode(connectionString));
+
+    [Theory]
+    [InlineData("Host=h;Maximum Pool Size=7", 7)]
+    [InlineData("Host=h;MaxPoolSize=7", 7)]
+    [InlineData("Host=h;maxpoolsize=7", 7)]
+    [InlineData("Host=h;MAXIMUM POOL SIZE=200", 200)]
+    [InlineData("Host=h;Minimum Pool Size=2", PostgresDataSource.DefaultMaxPoolSize)]
+    [InlineData("Host=h", PostgresDataSource.DefaultMaxPoolSize)]
+    public void a_process_pools_at_most_the_default_unless_the_connection_string_says_otherwise(string connectionString, int max)
+    {
+        using var source = PostgresDataSource.Create(connectionString, "Agent");
+        Assert.Equal(max, new NpgsqlConnectionStringBuilder(source.ConnectionString).MaxPoolSize);
+    }
 
     [Fact]
     public void only_a_local_server_without_an_ssl_mode_is_reached_in_clear_text()
