@@ -33,17 +33,20 @@ public sealed class SingleFlight<TKey, T>(IEqualityComparer<TKey>? comparer = nu
 
     private async Task RunOnceAsync(TKey key, Func<TKey, Task<T>> run, TaskCompletionSource<T> answer)
     {
+        T result = default!;
+        Exception? failure = null;
         try
         {
-            answer.TrySetResult(await run(key).ConfigureAwait(false));
+            result = await run(key).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            answer.TrySetException(ex);
+            failure = ex;
         }
-        finally
-        {
-            _running.TryRemove(KeyValuePair.Create(key, answer.Task));
-        }
+        // Removed before it is answered: a caller that has seen the answer and asks again starts the next run, never
+        // gets this one's answer a second time.
+        _running.TryRemove(KeyValuePair.Create(key, answer.Task));
+        if (failure is null) answer.TrySetResult(result);
+        else answer.TrySetException(failure);
     }
 }

@@ -26,15 +26,36 @@ public sealed class SingleFlightTests
         Assert.Equal(8, await flight.RunAsync("a", _ => Task.FromResult(8), CancellationToken.None));
     }
 
+    /// <summary>
+    /// Many times over: the run used to be forgotten only after its callers were answered, so a caller quick to ask
+    /// again could be handed the failed run's exception a second time (seen once in a suite run).
+    /// </summary>
     [Fact]
     public async Task a_failed_run_fails_every_caller_of_it_and_is_not_kept()
     {
-        var flight = new SingleFlight<int, string>();
-        var fail = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var callers = Enumerable.Range(0, 10).Select(_ => flight.RunAsync(1, _ => fail.Task, CancellationToken.None)).ToList();
-        fail.SetException(new TimeoutException("slow"));
-        foreach (var c in callers) Assert.Equal("slow", (await Assert.ThrowsAsync<TimeoutException>(() => c)).Message);
-        Assert.Equal("again", await flight.RunAsync(1, _ => Task.FromResult("again"), CancellationToken.None));
+        for (var round = 0; round < 500; round++)
+        {
+            var flight = new SingleFlight<int, string>();
+            var fail = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var callers = Enumerable.Range(0, 10).Select(_ => flight.RunAsync(1, _ => fail.Task, CancellationToken.None)).ToList();
+            fail.SetException(new TimeoutException("slow"));
+            foreach (var c in callers) Assert.Equal("slow", (await Assert.ThrowsAsync<TimeoutException>(() => c)).Message);
+            Assert.Equal("again", await flight.RunAsync(1, _ => Task.FromResult("again"), CancellationToken.None));
+        }
+    }
+
+    [Fact]
+    public async Task a_caller_answered_that_asks_again_starts_the_next_run()
+    {
+        for (var round = 0; round < 500; round++)
+        {
+            var flight = new SingleFlight<int, int>();
+            var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var first = flight.RunAsync(1, _ => release.Task, CancellationToken.None);
+            release.SetResult(1);
+            Assert.Equal(1, await first);
+            Assert.Equal(2, await flight.RunAsync(1, _ => Task.FromResult(2), CancellationToken.None));
+        }
     }
 
     [Fact]
