@@ -124,8 +124,8 @@ internal sealed class InflightWrite
     public long TokenOf(int mirror) => _tokens[mirror];
 }
 
-/// <summary>The write did not reach this mirror.</summary>
-internal sealed class MirrorUnavailableException(string deviceId) : Exception($"mirror on device {deviceId} did not receive the write")
+/// <summary>The write did not reach this mirror (or, with <paramref name="why"/>, the mirror cannot be relied on to hold it).</summary>
+internal sealed class MirrorUnavailableException(string deviceId, string? why = null) : Exception(why ?? $"mirror on device {deviceId} did not receive the write")
 {
     public string DeviceId { get; } = deviceId;
 }

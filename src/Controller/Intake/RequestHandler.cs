@@ -266,7 +266,9 @@ internal sealed class RequestHandler(
             {
                 try
                 {
-                    await progress.WaitCaughtUpAsync(m.DeviceId, options.Intake.RecoveryWait, ct);
+                    // Whether a copy can still appear, not whether the mirror holds the data: one its truncated log
+                    // lost never appears there, and the mirrors that recorded it answer (so no truncation check).
+                    await progress.WaitCaughtUpAsync(m.DeviceId, objectId: null, options.Intake.RecoveryWait, ct);
                 }
                 catch (Exception ex) when (ex is TimeoutException or KafkaException)
                 {

@@ -67,7 +67,7 @@ internal sealed class VolumeReader(
                 var ownership = v.Ownership;
                 if (!m.CaughtUpSince(ownership))
                 {
-                    await progress.WaitCaughtUpAsync(m.DeviceId, options.ReadWaitTimeout, ct);
+                    await progress.WaitCaughtUpAsync(m.DeviceId, m.ObjectId, options.ReadWaitTimeout, ct);
                     m.MarkCaughtUp(ownership);
                 }
                 await pipeline.AppliedOverlappingAsync(v, m, firstBlock, blocks).WaitAsync(options.ReadWaitTimeout, ct);

@@ -82,7 +82,7 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
         try
         {
             await Task.WhenAll(ranges.Select(r => pipeline.AppliedOverlappingAsync(v, m, r.First, r.Blocks))).WaitAsync(options.CopySourceWaitTimeout, ct);
-            await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
+            await progress.WaitCaughtUpAsync(m.DeviceId, m.ObjectId, options.CopySourceWaitTimeout, ct);
         }
         catch (Exception ex) when (ex is MirrorUnavailableException or TimeoutException or KafkaException)
         {
@@ -164,9 +164,9 @@ internal sealed class CopySources(WritePipeline pipeline, LogProgress progress, 
             {
                 try
                 {
-                    await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
+                    await progress.WaitCaughtUpAsync(m.DeviceId, m.ObjectId, options.CopySourceWaitTimeout, ct);
                 }
-                catch (Exception ex) when (ex is TimeoutException or KafkaException)
+                catch (Exception ex) when (ex is TimeoutException or KafkaException or MirrorUnavailableException)
                 {
                     ok = false;
                 }

@@ -96,25 +96,55 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         return (end, done);
     }
 
-    public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct)
+    public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct) => (await AppliedStateAsync(deviceId, ct)).Offsets;
+
+    /// <summary>
+    /// The device's applied offsets, and its objects that lost writes to a truncation of its log and have not been
+    /// copied in full since: marked <c>needs_full_copy</c> by the device (in the transaction that moved its offsets
+    /// past what it lost) and not covered by a <c>full_copies</c> record of its latest truncation. Offsets are read
+    /// first: a later statement sees at least the marks of the commit that moved them.
+    /// </summary>
+    private async Task<AppliedState> AppliedStateAsync(string deviceId, CancellationToken ct)
     {
-        var result = new Dictionary<int, long>();
-        await using var cmd = store.DataSource.CreateCommand($"SELECT partition, next_offset FROM {store.Schema}.device_offsets WHERE device_id = @d");
-        cmd.Parameters.AddWithValue("d", deviceId);
+        var s = store.Schema;
+        var offsets = new Dictionary<int, long>();
+        var lost = new HashSet<string>(StringComparer.Ordinal);
+        await using var batch = store.DataSource.CreateBatch();
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT partition, next_offset FROM {s}.device_offsets WHERE device_id = @d") { Parameters = { new("d", deviceId) } });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"""
+            SELECT o.object_id FROM {s}.device_objects o
+            WHERE o.device_id = @d AND o.needs_full_copy
+              AND NOT EXISTS (SELECT 1 FROM {s}.full_copies f
+                              WHERE f.device_id = o.device_id AND f.object_id = o.object_id
+                                AND f.covers_truncation >= (SELECT coalesce(max(version), 0) FROM {s}.mt_events WHERE stream_id = @s AND type = @t))
+            """)
+        {
+            Parameters = { new("d", deviceId), new("s", Contracts.TagTable.TagTableEventTypes.Stream(deviceId)), new("t", Contracts.TagTable.TagTableEventTypes.Truncated) },
+        });
         try
         {
-            await using var r = await cmd.ExecuteReaderAsync(ct);
-            while (await r.ReadAsync(ct)) result[r.GetInt32(0)] = r.GetInt64(1);
+            await using var r = await batch.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) offsets[r.GetInt32(0)] = r.GetInt64(1);
+            await r.NextResultAsync(ct);
+            while (await r.ReadAsync(ct)) lost.Add(r.GetString(0));
         }
         catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
         {
             // No device agent has started yet: nothing applied anywhere.
         }
-        return result;
+        return new AppliedState(offsets, lost);
     }
 
-    /// <summary>Waits until the device has applied every message its log held when this was called.</summary>
-    public async Task WaitCaughtUpAsync(string deviceId, TimeSpan timeout, CancellationToken ct)
+    private sealed record AppliedState(Dictionary<int, long> Offsets, HashSet<string> Lost);
+
+    /// <summary>
+    /// Waits until the device has applied every message its log held when this was called; and, given
+    /// <paramref name="objectId"/>, fails (<see cref="MirrorUnavailableException"/>) if the device lost writes to that
+    /// object when its log was truncated under it and it has not been copied in full since. A device moves its offsets
+    /// past what a truncation deleted, so "applied the whole log" alone would be true of a mirror missing acknowledged
+    /// writes that no controller tracks any more (docs/design.md, "Truncation").
+    /// </summary>
+    public async Task WaitCaughtUpAsync(string deviceId, string? objectId, TimeSpan timeout, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + timeout;
         // librdkafka can block well past its own timeout on a partition whose leader is down: bound the wait
@@ -122,8 +152,10 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         var ends = await FreshLogEndsAsync(deviceId).WaitAsync(timeout, ct);
         while (true)
         {
-            var applied = await _appliedQueries.RunAsync(deviceId, d => AppliedAsync(d, CancellationToken.None), ct);
-            if (ends.All(kv => kv.Value == 0 || applied.GetValueOrDefault(kv.Key) >= kv.Value)) return;
+            var applied = await _appliedQueries.RunAsync(deviceId, d => AppliedStateAsync(d, CancellationToken.None), ct);
+            if (objectId is not null && applied.Lost.Contains(objectId))
+                throw new MirrorUnavailableException(deviceId, $"device {deviceId} lost writes to {objectId} when its log was truncated under it, and has not been copied in full since");
+            if (ends.All(kv => kv.Value == 0 || applied.Offsets.GetValueOrDefault(kv.Key) >= kv.Value)) return;
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"device {deviceId} did not apply its log up to {string.Join(",", ends.Values)} within {timeout.TotalSeconds:0}s");
             await Task.Delay(25, ct);
@@ -138,7 +170,7 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
     /// before this call is safe: applied offsets only grow, so its answer is at most older, and a waiter then waits one
     /// more round.
     /// </summary>
-    private readonly SingleFlight<string, Dictionary<int, long>> _appliedQueries = new(StringComparer.Ordinal);
+    private readonly SingleFlight<string, AppliedState> _appliedQueries = new(StringComparer.Ordinal);
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, EndsQuery> _endsQueries = new(StringComparer.Ordinal);
 

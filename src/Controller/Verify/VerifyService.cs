@@ -166,7 +166,7 @@ internal sealed class VerifyService(
                 try
                 {
                     await pipeline.AppliedOverlappingAsync(v, m, first, blocks).WaitAsync(options.CopySourceWaitTimeout, ct);
-                    await progress.WaitCaughtUpAsync(m.DeviceId, options.CopySourceWaitTimeout, ct);
+                    await progress.WaitCaughtUpAsync(m.DeviceId, m.ObjectId, options.CopySourceWaitTimeout, ct);
                     if (!m.Current) continue;
                     var sums = await devices.ChecksumsAsync(m.DeviceId, m.ObjectId, first, blocks, ct)
                         ?? NothingWritten(v.BlockSize, first, blocks);
