@@ -205,6 +205,56 @@ public sealed class ControllerTakeoverTests
             Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
     }
 
+    /// <summary>
+    /// The same, when what the old owner learns first is its refused record (the degrade of a mirror whose copy failed),
+    /// not its next lease round: the volume is no longer its, and its writes still waiting for a mirror must be let go
+    /// (never acknowledged), or they and their bytes in the devices' backlogs stay for as long as the process lives.
+    /// Found by the overlapping schedules (a stalled owner resumed into a truncation notice: "writes still in flight").
+    /// The lease round is held back by a lock on the volume catalog it reads first, so the refused record comes first.
+    /// </summary>
+    [Fact]
+    public async Task a_controller_that_learns_from_a_refused_record_that_its_lease_passed_lets_go_of_its_writes_in_flight()
+    {
+        await using var cluster = await TestCluster.StartAsync(controllerSettings: new()
+        {
+            ["Controller__LeaseDuration"] = "00:00:30",
+            ["Controller__DeliveryTimeout"] = "00:00:01.500",
+        });
+        await cluster.CreateVolumeAsync("lg", BlockSize, 16);
+        await cluster.WriteAsync("lg", 0, VolumeModel.Data(1, 1, BlockSize));
+        await cluster.WaitTagTablesEmptyAsync();
+        // d0 takes its copy of the next write into its log but applies nothing: the write waits for it.
+        await cluster.Agent("d0").StopAsync();
+
+        await using (var conn = await cluster.DataSource.OpenConnectionAsync())
+        await using (var tx = await conn.BeginTransactionAsync())
+        {
+            await using (var hold = new Npgsql.NpgsqlCommand($"LOCK TABLE {cluster.Schema}.volume_catalog IN ACCESS EXCLUSIVE MODE", conn, tx))
+                await hold.ExecuteNonQueryAsync();
+            await cluster.ScalarAsync(
+                "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = 'lg'");
+            cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
+            try
+            {
+                using var r = await cluster.PutBlocksAsync("lg", 1, VolumeModel.Data(2, 1, BlockSize));
+                Assert.False(r.IsSuccessStatusCode, "a write was acknowledged by a controller that no longer holds the volume's lease");
+            }
+            finally
+            {
+                cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
+            }
+            // It learnt it from the refused record, its lease round being held: the next write is sent to the owner.
+            using (var r = await cluster.PutBlocksAsync("lg", 2, VolumeModel.Data(3, 1, BlockSize)))
+                Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
+            Assert.Equal(1, (await cluster.ControllerInfoAsync()).GetProperty("inflight").GetInt32());
+            await tx.CommitAsync();
+        }
+
+        // Its next lease rounds (every 10 s) let the write go, though d0 never applies it.
+        await Eventually.TrueAsync(async () => (await cluster.ControllerInfoAsync()).GetProperty("inflight").GetInt32() == 0,
+            TimeSpan.FromSeconds(40), () => $"the write sent after the lease passed is still in flight on the old owner\n{cluster.Controller.Tail()}");
+    }
+
     [Fact]
     public async Task a_write_its_stalled_owner_sends_after_the_volume_moved_is_refused_by_every_mirror_and_the_new_owners_write_survives()
     {
