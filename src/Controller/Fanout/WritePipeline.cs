@@ -443,6 +443,9 @@ internal sealed class WritePipeline(
         }
     }
 
+    /// <summary>True while writes of <paramref name="v"/> (or of an object it replaced) are in flight here.</summary>
+    public bool HasWritesOf(Volume v) => WritesOf(v).Any();
+
     /// <summary>
     /// Writes in flight to the volume, those of the objects it replaced included (a change of its shape swaps the
     /// object while writes sent before are still being applied): a mirror lost or a log truncated concerns them too.

@@ -64,7 +64,7 @@ internal sealed class LeaseKeeper(
                     pipeline.Abandon(v);
                     logger.LogWarning("Volume {Volume}: lease lost to another controller", v.Name);
                 }
-                else if (!owned && !v.Inflight.IsEmpty)
+                else if (!owned && pipeline.HasWritesOf(v))
                 {
                     // The catalog learnt it first, from a record the lease check refused (VolumeCatalog.TakenOver), and
                     // only marked the volume not owned: its writes still waiting for a mirror are let go here all the
