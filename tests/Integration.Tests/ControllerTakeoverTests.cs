@@ -185,24 +185,33 @@ public sealed class ControllerTakeoverTests
         await cluster.WriteAsync("vs", 0, VolumeModel.Data(1, 1, BlockSize));
         const string version = "SELECT version FROM {schema}.mt_streams WHERE id = 'volume-vs'";
         var before = await cluster.ScalarAsync(version);
-        await cluster.ScalarAsync(
-            "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = 'vs'");
+        await WriteAfterTheLeaseMovedAsync(cluster, "vs");
+        Assert.Equal(before, await cluster.ScalarAsync(version));
+        // And it knows now: the next request is sent to the owner.
+        using (var r = await cluster.PutBlocksAsync("vs", 2, VolumeModel.Data(3, 1, BlockSize)))
+            Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
+    }
 
-        // A copy that cannot be delivered makes the old owner record its mirror as degraded.
+    /// <summary>
+    /// Moves the volume's lease to controller 2 in PostgreSQL, as a takeover moves it (controller 1 still believes its
+    /// lease good), then sends controller 1 a write to block 1 whose copy to d1 cannot be delivered: the old owner
+    /// records d1 as degraded, a record the lease check refuses. The write is not acknowledged.
+    /// </summary>
+    private static async Task WriteAfterTheLeaseMovedAsync(TestCluster cluster, string volume)
+    {
+        await cluster.ScalarAsync(
+            "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = @v",
+            ("v", volume));
         cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
         try
         {
-            using var r = await cluster.PutBlocksAsync("vs", 1, VolumeModel.Data(2, 1, BlockSize));
+            using var r = await cluster.PutBlocksAsync(volume, 1, VolumeModel.Data(2, 1, BlockSize));
             Assert.False(r.IsSuccessStatusCode, "a write was acknowledged by a controller that no longer holds the volume's lease");
         }
         finally
         {
             cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
         }
-        Assert.Equal(before, await cluster.ScalarAsync(version));
-        // And it knows now: the next request is sent to the owner.
-        using (var r = await cluster.PutBlocksAsync("vs", 2, VolumeModel.Data(3, 1, BlockSize)))
-            Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
     }
 
     /// <summary>
@@ -231,18 +240,7 @@ public sealed class ControllerTakeoverTests
         {
             await using (var hold = new Npgsql.NpgsqlCommand($"LOCK TABLE {cluster.Schema}.volume_catalog IN ACCESS EXCLUSIVE MODE", conn, tx))
                 await hold.ExecuteNonQueryAsync();
-            await cluster.ScalarAsync(
-                "UPDATE {schema}.volume_leases SET controller_id = 2, epoch = 1, owner_epoch = owner_epoch + 1, expires_at = now() + interval '1 hour' WHERE volume = 'lg'");
-            cluster.Kafka.SetBrokerDown(cluster.BrokerOf("d1"));
-            try
-            {
-                using var r = await cluster.PutBlocksAsync("lg", 1, VolumeModel.Data(2, 1, BlockSize));
-                Assert.False(r.IsSuccessStatusCode, "a write was acknowledged by a controller that no longer holds the volume's lease");
-            }
-            finally
-            {
-                cluster.Kafka.SetBrokerUp(cluster.BrokerOf("d1"));
-            }
+            await WriteAfterTheLeaseMovedAsync(cluster, "lg");
             // It learnt it from the refused record, its lease round being held: the next write is sent to the owner.
             using (var r = await cluster.PutBlocksAsync("lg", 2, VolumeModel.Data(3, 1, BlockSize)))
                 Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
