@@ -67,6 +67,16 @@ internal sealed class RebuildService(
                     $"volume {v.Name} has no in-sync mirror but the one on {deviceId}: nothing could serve its reads or vouch for its bytes while {deviceId} is rebuilt");
             }
         }
+        // A peer's rebuild still verifying has its mirrors back in sync, but its verify vouches for their bytes against
+        // this device's: wiping this one meanwhile leaves that verify nothing to compare with or repair from. One
+        // device of a volume is rebuilt at a time, until its rebuild is done.
+        foreach (var peer in volumes.SelectMany(v => v.Mirrors).Select(m => m.DeviceId).Where(d => d != deviceId).Distinct(StringComparer.Ordinal))
+        {
+            if (await LatestAsync(peer, ct) is not { Phase: not (Done or "failed") } peerRebuild) continue;
+            var shared = volumes.Where(v => v.MirrorOn(peer) is not null).Select(v => v.Name).Order(StringComparer.Ordinal).First();
+            throw new RebuildRefusedException(409,
+                $"volume {shared} has no in-sync mirror but the one on {deviceId} that is not being rebuilt itself: rebuild {peerRebuild.Id} of {peer} is {peerRebuild.Phase} (GET /devices/{peer}/rebuild); one device of a volume is rebuilt at a time");
+        }
         var id = Guid.NewGuid().ToString("N")[..12];
         await using (var cmd = store.DataSource.CreateCommand(
             $"INSERT INTO {store.Schema}.rebuilds (rebuild_id, device_id, volumes, phase) VALUES (@id, @d, @v, @p)"))
