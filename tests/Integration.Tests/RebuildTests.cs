@@ -103,14 +103,17 @@ public sealed class RebuildTests
     [InlineData("controller")]
     public async Task a_rebuild_killed_in_its_replay_carries_on_after_the_restart_and_ends_identical(string killed)
     {
-        // One transaction per batch, so the replay of some hundreds takes seconds and the kill lands inside it; one-block
-        // writes, so the log keeps its start in the development broker's 5 MiB window.
+        // One transaction per batch, so the replay takes seconds and the kill lands inside it (the replay's progress is
+        // recorded once a second: 700 transactions were replayed in about one, and the kill often came after the end);
+        // one-block writes of 512 bytes, so 2,400 of them keep the log's start in the development broker's 5 MiB window.
         await using var cluster = await TestCluster.StartAsync(
             processEnvironment: p => p == "agent-d0" ? new Dictionary<string, string> { ["Agent__BatchMaxMessages"] = "1" } : []);
+        const int blockSize = 512;
         const long blocks = 2048;
-        await cluster.CreateVolumeAsync("rk", BlockSize, blocks);
-        var model = new VolumeModel(BlockSize, blocks);
-        await new WriteLoad(cluster, "rk", model, seed: 41).RunAsync(writes: 700, concurrency: 8, maxBlocks: 1);
+        const int logged = 2400;
+        await cluster.CreateVolumeAsync("rk", blockSize, blocks);
+        var model = new VolumeModel(blockSize, blocks);
+        await new WriteLoad(cluster, "rk", model, seed: 41).RunAsync(writes: logged, concurrency: 8, maxBlocks: 1);
         await cluster.WaitConvergedAsync("rk");
 
         var started = await StartAsync(cluster, "d0");
@@ -139,12 +142,12 @@ public sealed class RebuildTests
         var uncertain = await writes;
         Assert.Equal(started.Id, report.Id);
         Assert.False(report.Replay!.LogTruncated);
-        Assert.InRange(report.Replay.Transactions, 700, long.MaxValue);
+        Assert.InRange(report.Replay.Transactions, logged, long.MaxValue);
         var verify = Assert.Single(report.Verifies);
         Assert.True(verify.Mismatches.Count == 0, $"the verify after the rebuild found {JsonSerializer.Serialize(verify.Mismatches)}");
         await cluster.WaitConvergedAsync("rk");
-        var image = Mirrors.AssertIdenticalAndAcknowledged(cluster, "rk", model.Expected(), uncertain, BlockSize);
-        await Mirrors.AssertReadsEqualAsync(cluster, "rk", image, BlockSize);
+        var image = Mirrors.AssertIdenticalAndAcknowledged(cluster, "rk", model.Expected(), uncertain, blockSize);
+        await Mirrors.AssertReadsEqualAsync(cluster, "rk", image, blockSize);
     }
 
     [Theory]
