@@ -429,10 +429,12 @@ internal sealed class WritePipeline(
     /// in the flow-control backlog, forever. They are settled as failed everywhere still pending; whatever of
     /// them a device applied is in its log, which a new owner catches up with before it reads or copies.
     /// </summary>
-    public void Abandon(Volume v)
+    public int Abandon(Volume v)
     {
+        var abandoned = 0;
         foreach (var w in WritesOf(v))
         {
+            abandoned++;
             var mirrors = w.Volume.Mirrors;
             for (var i = 0; i < mirrors.Length; i++)
             {
@@ -441,10 +443,8 @@ internal sealed class WritePipeline(
                 if (settled) Settle(w);
             }
         }
+        return abandoned;
     }
-
-    /// <summary>True while writes of <paramref name="v"/> (or of an object it replaced) are in flight here.</summary>
-    public bool HasWritesOf(Volume v) => WritesOf(v).Any();
 
     /// <summary>
     /// Writes in flight to the volume, those of the objects it replaced included (a change of its shape swaps the

@@ -65,15 +65,20 @@ internal sealed class FullCopyService(
         return (long)(await cmd.ExecuteScalarAsync(ct))!;
     }
 
+    /// <summary>
+    /// SQL: the <c>full_copies</c> row aliased <paramref name="alias"/> covers its device's newest <c>log_truncated</c>
+    /// (parameters <c>@s</c>, the device's tag-table stream, and <c>@t</c>, the event type). The one statement of the rule.
+    /// </summary>
+    public static string CoversLatestTruncation(string schema, string alias) =>
+        $"{alias}.covers_truncation >= (SELECT coalesce(max(version), 0) FROM {schema}.mt_events WHERE stream_id = @s AND type = @t)";
+
     /// <summary>True when a full copy of the mirror was recorded that covers its device's latest truncation.</summary>
     public async Task<bool> FullCopyCoversLatestTruncationAsync(Mirror mirror, CancellationToken ct)
     {
         await using var cmd = store.DataSource.CreateCommand($"""
-            SELECT EXISTS (SELECT 1 FROM {store.Schema}.full_copies
-                           WHERE device_id = @d AND object_id = @o
-                             AND covers_truncation >= (SELECT coalesce(max(version), 0) FROM {store.Schema}.mt_events
-                                                       WHERE stream_id = @s AND type = @t)
-                             AND covers_truncation > 0)
+            SELECT EXISTS (SELECT 1 FROM {store.Schema}.full_copies f
+                           WHERE f.device_id = @d AND f.object_id = @o AND {CoversLatestTruncation(store.Schema, "f")}
+                             AND f.covers_truncation > 0)
             """);
         cmd.Parameters.AddWithValue("d", mirror.DeviceId);
         cmd.Parameters.AddWithValue("o", mirror.ObjectId);

@@ -96,37 +96,41 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         return (end, done);
     }
 
-    public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct) => (await AppliedStateAsync(deviceId, ct)).Offsets;
+    public async Task<Dictionary<int, long>> AppliedAsync(string deviceId, CancellationToken ct) => (await AppliedStateAsync(deviceId, withLost: false, ct)).Offsets;
 
     /// <summary>
-    /// The device's applied offsets, and its objects that lost writes to a truncation of its log and have not been
+    /// The device's applied offsets, and (<paramref name="withLost"/>) its objects that lost writes to a truncation of its log and have not been
     /// copied in full since: marked <c>needs_full_copy</c> by the device (in the transaction that moved its offsets
     /// past what it lost) and not covered by a <c>full_copies</c> record of its latest truncation. Offsets are read
     /// first: a later statement sees at least the marks of the commit that moved them.
     /// </summary>
-    private async Task<AppliedState> AppliedStateAsync(string deviceId, CancellationToken ct)
+    private async Task<AppliedState> AppliedStateAsync(string deviceId, bool withLost, CancellationToken ct)
     {
         var s = store.Schema;
         var offsets = new Dictionary<int, long>();
         var lost = new HashSet<string>(StringComparer.Ordinal);
         await using var batch = store.DataSource.CreateBatch();
         batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT partition, next_offset FROM {s}.device_offsets WHERE device_id = @d") { Parameters = { new("d", deviceId) } });
-        batch.BatchCommands.Add(new NpgsqlBatchCommand($"""
-            SELECT o.object_id FROM {s}.device_objects o
-            WHERE o.device_id = @d AND o.needs_full_copy
-              AND NOT EXISTS (SELECT 1 FROM {s}.full_copies f
-                              WHERE f.device_id = o.device_id AND f.object_id = o.object_id
-                                AND f.covers_truncation >= (SELECT coalesce(max(version), 0) FROM {s}.mt_events WHERE stream_id = @s AND type = @t))
-            """)
+        if (withLost)
         {
-            Parameters = { new("d", deviceId), new("s", Contracts.TagTable.TagTableEventTypes.Stream(deviceId)), new("t", Contracts.TagTable.TagTableEventTypes.Truncated) },
-        });
+            batch.BatchCommands.Add(new NpgsqlBatchCommand($"""
+                SELECT o.object_id FROM {s}.device_objects o
+                WHERE o.device_id = @d AND o.needs_full_copy
+                  AND NOT EXISTS (SELECT 1 FROM {s}.full_copies f
+                                  WHERE f.device_id = o.device_id AND f.object_id = o.object_id AND {FullCopy.FullCopyService.CoversLatestTruncation(s, "f")})
+                """)
+            {
+                Parameters = { new("d", deviceId), new("s", Contracts.TagTable.TagTableEventTypes.Stream(deviceId)), new("t", Contracts.TagTable.TagTableEventTypes.Truncated) },
+            });
+        }
         try
         {
             await using var r = await batch.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) offsets[r.GetInt32(0)] = r.GetInt64(1);
-            await r.NextResultAsync(ct);
-            while (await r.ReadAsync(ct)) lost.Add(r.GetString(0));
+            if (withLost && await r.NextResultAsync(ct))
+            {
+                while (await r.ReadAsync(ct)) lost.Add(r.GetString(0));
+            }
         }
         catch (PostgresException ex) when (ForeignTables.IsMissing(ex))
         {
@@ -152,7 +156,7 @@ internal sealed class LogProgress(EventStreams store, DeviceLog log) : IDisposab
         var ends = await FreshLogEndsAsync(deviceId).WaitAsync(timeout, ct);
         while (true)
         {
-            var applied = await _appliedQueries.RunAsync(deviceId, d => AppliedStateAsync(d, CancellationToken.None), ct);
+            var applied = await _appliedQueries.RunAsync(deviceId, d => AppliedStateAsync(d, withLost: true, CancellationToken.None), ct);
             if (objectId is not null && applied.Lost.Contains(objectId))
                 throw new MirrorUnavailableException(deviceId, $"device {deviceId} lost writes to {objectId} when its log was truncated under it, and has not been copied in full since");
             if (ends.All(kv => kv.Value == 0 || applied.Offsets.GetValueOrDefault(kv.Key) >= kv.Value)) return;

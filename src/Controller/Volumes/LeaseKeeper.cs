@@ -64,14 +64,13 @@ internal sealed class LeaseKeeper(
                     pipeline.Abandon(v);
                     logger.LogWarning("Volume {Volume}: lease lost to another controller", v.Name);
                 }
-                else if (!owned && pipeline.HasWritesOf(v))
+                else if (!owned && pipeline.Abandon(v) is > 0 and var abandoned)
                 {
                     // The catalog learnt it first, from a record the lease check refused (VolumeCatalog.TakenOver), and
                     // only marked the volume not owned: its writes still waiting for a mirror are let go here all the
                     // same, or one whose copy a device refuses as fenced (or lost to a truncation) stays in flight, its
                     // bytes in that device's backlog, for as long as this process lives.
-                    pipeline.Abandon(v);
-                    logger.LogWarning("Volume {Volume}: lease lost to another controller; its writes in flight here are let go", v.Name);
+                    logger.LogWarning("Volume {Volume}: lease lost to another controller; {Writes} writes in flight here were let go", v.Name, abandoned);
                 }
             }
             catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or IOException)
