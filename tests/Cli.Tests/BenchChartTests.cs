@@ -11,9 +11,17 @@ public sealed class BenchChartTests
         {
             parameters = new { size, concurrency, mirrors = 2 },
             api = new { writes = 1000, writesPerSecond = apiRate, mibPerSecond = apiRate * size / 1048576.0, latency = new { p50Ms = 4.0 }, appliedAfterLastAckSeconds = 0.1 },
-            rawKafka = withRaw ? new { messagesPerSecond = rawRate, mibPerSecond = rawRate * size / 1048576.0, latency = new { p50Ms = 1.6 } } : null,
+            rawKafka = withRaw
+                ? new
+                {
+                    messagesPerSecond = rawRate,
+                    mibPerSecond = rawRate * size / 1048576.0,
+                    latency = new { p50Ms = 1.6 },
+                    cpu = new { perMessageMicroseconds = new Dictionary<string, double> { ["machine (all cores)"] = 125.0 }, producesOnlyCeilingWritesPerSecond = 8000.0 },
+                }
+                : null,
             cpu = withCpu
-                ? new { seconds = new Dictionary<string, double> { ["controller"] = 0.2, ["controller postgresql"] = 0.25, ["agent-d0"] = 0.06, ["agent-d0 postgresql"] = 0.08, ["machine (all cores)"] = 1.0 } }
+                ? new { seconds = new Dictionary<string, double> { ["controller"] = 0.2, ["controller postgresql"] = 0.25, ["agent-d0"] = 0.06, ["agent-d0 postgresql"] = 0.08, ["machine (all cores)"] = 1.0, ["tm-bench"] = 0.3 } }
                 : null,
             peakMemory = new Dictionary<string, object?> { ["controller"] = new { peakWorkingSetBytes = 240L * 1024 * 1024 }, ["agent-d0"] = null },
         })).RootElement;
@@ -32,6 +40,9 @@ public sealed class BenchChartTests
         Assert.Equal("60 (+80)", cells[9]);
         Assert.Equal("1000", cells[10]);
         Assert.Equal("240", cells[12]); // the unreachable agent has no figure
+        Assert.Equal("300", cells[13]); // the benchmark client's own CPU per write
+        Assert.Equal("125", cells[14]); // the raw produce's machine CPU per message
+        Assert.Equal("8000", cells[15]);
     }
 
     [Fact]

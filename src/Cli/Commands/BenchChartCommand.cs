@@ -25,7 +25,7 @@ internal static class BenchChartCommand
 
     internal sealed record Point(string Label, string Workload, int Size, int InFlight, double ApiRate, double RawRate, int Mirrors,
         double ApiP50, double RawP50, double ApiMiBps, double RawMiBps, double AppliedAfter, IReadOnlyDictionary<string, double> CpuMicroseconds,
-        IReadOnlyDictionary<string, double> PeakMiB);
+        IReadOnlyDictionary<string, double> PeakMiB, double? RawMachineMicroseconds = null, double? ProducesOnlyCeiling = null);
 
     private static async Task<int> RunAsync(string[] dirs, string? svg, string? markdown, CancellationToken ct)
     {
@@ -73,11 +73,17 @@ internal static class BenchChartCommand
             var peak = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var m in r.GetProperty("peakMemory").EnumerateObject())
                 if (m.Value.ValueKind == JsonValueKind.Object) peak[m.Name] = m.Value.GetProperty("peakWorkingSetBytes").GetDouble() / (1024 * 1024);
+            double? rawMachine = null, ceiling = null;
+            if (raw.TryGetProperty("cpu", out var rc) && rc.ValueKind == JsonValueKind.Object)
+            {
+                if (rc.GetProperty("perMessageMicroseconds").TryGetProperty("machine (all cores)", out var m)) rawMachine = m.GetDouble();
+                if (rc.GetProperty("producesOnlyCeilingWritesPerSecond") is { ValueKind: JsonValueKind.Number } cw) ceiling = cw.GetDouble();
+            }
             return new Point(label, Path.GetFileNameWithoutExtension(file), p.GetProperty("size").GetInt32(), p.GetProperty("concurrency").GetInt32(),
                 api.GetProperty("writesPerSecond").GetDouble(), raw.GetProperty("messagesPerSecond").GetDouble(), p.GetProperty("mirrors").GetInt32(),
                 api.GetProperty("latency").GetProperty("p50Ms").GetDouble(), raw.GetProperty("latency").GetProperty("p50Ms").GetDouble(),
                 api.GetProperty("mibPerSecond").GetDouble(), raw.GetProperty("mibPerSecond").GetDouble(),
-                api.GetProperty("appliedAfterLastAckSeconds").GetDouble(), cpu, peak);
+                api.GetProperty("appliedAfterLastAckSeconds").GetDouble(), cpu, peak, rawMachine, ceiling);
         }
         catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -88,8 +94,8 @@ internal static class BenchChartCommand
     internal static string Table(IEnumerable<Point> points)
     {
         var md = new StringBuilder();
-        md.AppendLine("| run | workload | API writes/s | raw msgs/s | API ÷ (raw ÷ mirrors) | API p50 ms | raw p50 ms | p50 API ÷ raw | CPU µs/write: controller (+ its PostgreSQL) | agents (+ their PostgreSQL) | machine | applied after last ack s | peak MiB controller / agents |");
-        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        md.AppendLine("| run | workload | API writes/s | raw msgs/s | API ÷ (raw ÷ mirrors) | API p50 ms | raw p50 ms | p50 API ÷ raw | CPU µs/write: controller (+ its PostgreSQL) | agents (+ their PostgreSQL) | machine | applied after last ack s | peak MiB controller / agents | client | raw: machine µs/msg | writes/s if a write cost only its produces |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var p in points)
         {
             string Cpu(string name) => p.CpuMicroseconds.TryGetValue(name, out var v) ? F0(v) : "?";
@@ -97,10 +103,12 @@ internal static class BenchChartCommand
             var agentCpu = string.Join(" / ", agents.Select(a => $"{Cpu(a)} (+{Cpu(a + " postgresql")})"));
             var peaks = string.Join(" / ", p.PeakMiB.Where(kv => kv.Key != "tm-bench").OrderBy(kv => kv.Key == "controller" ? "" : kv.Key, StringComparer.Ordinal).Select(kv => F0(kv.Value)));
             md.Append(CultureInfo.InvariantCulture,
-                $"| {p.Label} | {p.Size / 1024} KiB, {p.InFlight} in flight | {Rate(p, p.ApiRate, p.ApiMiBps)} | {Rate(p, p.RawRate, p.RawMiBps)} | {p.ApiRate / (p.RawRate / p.Mirrors):0.00} | {p.ApiP50:0.0} | {p.RawP50:0.0} | {p.ApiP50 / p.RawP50:0.0} | {Cpu("controller")} (+{Cpu("controller postgresql")}) | {agentCpu} | {Cpu("machine (all cores)")} | {p.AppliedAfter:0.00} | {peaks} |\n");
+                $"| {p.Label} | {p.Size / 1024} KiB, {p.InFlight} in flight | {Rate(p, p.ApiRate, p.ApiMiBps)} | {Rate(p, p.RawRate, p.RawMiBps)} | {p.ApiRate / (p.RawRate / p.Mirrors):0.00} | {p.ApiP50:0.0} | {p.RawP50:0.0} | {p.ApiP50 / p.RawP50:0.0} | {Cpu("controller")} (+{Cpu("controller postgresql")}) | {agentCpu} | {Cpu("machine (all cores)")} | {p.AppliedAfter:0.00} | {peaks} | {Cpu("tm-bench")} | {Opt(p.RawMachineMicroseconds)} | {Opt(p.ProducesOnlyCeiling)} |\n");
         }
         return md.ToString();
     }
+
+    private static string Opt(double? v) => v is { } x ? F0(x) : "?";
 
     private static string Rate(Point p, double rate, double mibps) =>
         p.Size > 4096 ? string.Create(CultureInfo.InvariantCulture, $"{rate:0} ({mibps:0.0} MiB/s)") : F0(rate);

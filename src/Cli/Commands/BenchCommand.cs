@@ -114,8 +114,15 @@ internal static class BenchCommand
         if (bootstrap is not null)
         {
             AnsiConsole.MarkupLine($"raw: {s.Writes} messages of {s.Size} bytes at concurrency {s.Concurrency} to {RawKafkaBench.Topic} on {Markup.Escape(bootstrap)}");
-            (rawSeconds, var rawTicks) = await RawKafkaBench.RunAsync(bootstrap, s.Writes, s.Size, s.Concurrency, s.Warmup, ct);
+            // The produce's own CPU, the same way as the API's: what the two produces of a mirrored write cost this
+            // machine (client, broker, kernel) bounds the mirrored write rate before the stack does any work of its own.
+            var rawCpu = new CpuAccounting(new Dictionary<string, ProcessDiagnostics?>(StringComparer.Ordinal), null);
+            var rawCpuBefore = await rawCpu.TakeAsync(ct);
+            (rawSeconds, var rawTicks, var rawCpuBeforeMeasured) = await RawKafkaBench.RunAsync(bootstrap, s.Writes, s.Size, s.Concurrency, s.Warmup,
+                () => rawCpu.TakeAsync(ct), ct);
+            var rawCpuUsed = CpuAccounting.Between(rawCpuBeforeMeasured ?? rawCpuBefore, await rawCpu.TakeAsync(ct));
             rawSummary = LatencySummary.FromTicks(rawTicks);
+            var rawMachine = rawCpuUsed.GetValueOrDefault("machine (all cores)") * 1e6 / s.Writes;
             raw = new
             {
                 topic = RawKafkaBench.Topic,
@@ -125,7 +132,16 @@ internal static class BenchCommand
                 messagesPerSecond = s.Writes / rawSeconds,
                 mibPerSecond = (double)s.Writes * s.Size / rawSeconds / (1024 * 1024),
                 latency = rawSummary,
+                // Process CPU time over the measured messages, ÷ messages; and the mirrored writes per second this machine
+                // could carry if each cost only its produces (cores ÷ (mirrors × machine CPU per message)).
+                cpu = new
+                {
+                    seconds = rawCpuUsed,
+                    perMessageMicroseconds = rawCpuUsed.ToDictionary(kv => kv.Key, kv => kv.Value * 1e6 / s.Writes, StringComparer.Ordinal),
+                    producesOnlyCeilingWritesPerSecond = rawMachine > 0 ? Environment.ProcessorCount * 1e6 / (volume.Mirrors.Length * rawMachine) : (double?)null,
+                },
             };
+            AnsiConsole.MarkupLine($"raw: machine CPU {rawMachine:0} µs per message; with nothing but its {volume.Mirrors.Length} produces a mirrored write could go at most {(rawMachine > 0 ? Environment.ProcessorCount * 1e6 / (volume.Mirrors.Length * rawMachine) : 0):0}/s here");
         }
 
         var memory = await ServicesAsync(http, s, ct);
