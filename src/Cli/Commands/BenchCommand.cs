@@ -117,12 +117,13 @@ internal static class BenchCommand
             // The produce's own CPU, the same way as the API's: what the two produces of a mirrored write cost this
             // machine (client, broker, kernel) bounds the mirrored write rate before the stack does any work of its own.
             var rawCpu = new CpuAccounting(new Dictionary<string, ProcessDiagnostics?>(StringComparer.Ordinal), null);
-            var rawCpuBefore = await rawCpu.TakeAsync(ct);
-            (rawSeconds, var rawTicks, var rawCpuBeforeMeasured) = await RawKafkaBench.RunAsync(bootstrap, s.Writes, s.Size, s.Concurrency, s.Warmup,
-                () => rawCpu.TakeAsync(ct), ct);
-            var rawCpuUsed = CpuAccounting.Between(rawCpuBeforeMeasured ?? rawCpuBefore, await rawCpu.TakeAsync(ct));
+            CpuAccounting.Snapshot? rawCpuBefore = null;
+            (rawSeconds, var rawTicks) = await RawKafkaBench.RunAsync(bootstrap, s.Writes, s.Size, s.Concurrency, s.Warmup,
+                async () => rawCpuBefore = await rawCpu.TakeAsync(ct), ct);
+            var rawCpuUsed = CpuAccounting.Between(rawCpuBefore!, await rawCpu.TakeAsync(ct));
             rawSummary = LatencySummary.FromTicks(rawTicks);
             var rawMachine = rawCpuUsed.GetValueOrDefault("machine (all cores)") * 1e6 / s.Writes;
+            double? ceiling = rawMachine > 0 ? Environment.ProcessorCount * 1e6 / (volume.Mirrors.Length * rawMachine) : null;
             raw = new
             {
                 topic = RawKafkaBench.Topic,
@@ -138,10 +139,10 @@ internal static class BenchCommand
                 {
                     seconds = rawCpuUsed,
                     perMessageMicroseconds = rawCpuUsed.ToDictionary(kv => kv.Key, kv => kv.Value * 1e6 / s.Writes, StringComparer.Ordinal),
-                    producesOnlyCeilingWritesPerSecond = rawMachine > 0 ? Environment.ProcessorCount * 1e6 / (volume.Mirrors.Length * rawMachine) : (double?)null,
+                    producesOnlyCeilingWritesPerSecond = ceiling,
                 },
             };
-            AnsiConsole.MarkupLine($"raw: machine CPU {rawMachine:0} µs per message; with nothing but its {volume.Mirrors.Length} produces a mirrored write could go at most {(rawMachine > 0 ? Environment.ProcessorCount * 1e6 / (volume.Mirrors.Length * rawMachine) : 0):0}/s here");
+            AnsiConsole.MarkupLine($"raw: machine CPU {rawMachine:0} µs per message; with nothing but its {volume.Mirrors.Length} produces a mirrored write could go at most {ceiling ?? 0:0}/s here");
         }
 
         var memory = await ServicesAsync(http, s, ct);

@@ -10,19 +10,9 @@ internal static class RawKafkaBench
 {
     public const string Topic = "tm.bench.raw";
 
-    public static async Task<(double Seconds, long[] LatencyTicks)> RunAsync(string bootstrap, int count, int size, int concurrency, int warmup, CancellationToken ct)
-    {
-        var (seconds, ticks, _) = await RunAsync<object>(bootstrap, count, size, concurrency, warmup, null, ct);
-        return (seconds, ticks);
-    }
-
-    /// <summary>
-    /// As the other overload; <paramref name="beforeMeasured"/> is called after the warm-up, right before the measured
-    /// messages (a CPU snapshot), and its result returned.
-    /// </summary>
-    public static async Task<(double Seconds, long[] LatencyTicks, T? BeforeMeasured)> RunAsync<T>(string bootstrap, int count, int size, int concurrency, int warmup,
-        Func<Task<T>>? beforeMeasured, CancellationToken ct)
-        where T : class
+    /// <summary>The measured produce; <paramref name="beforeMeasured"/> runs after the warm-up, right before the measured messages (a CPU snapshot).</summary>
+    public static async Task<(double Seconds, long[] LatencyTicks)> RunAsync(string bootstrap, int count, int size, int concurrency, int warmup,
+        Func<Task>? beforeMeasured, CancellationToken ct)
     {
         // Same settings as Hosting's KafkaSettings.Producer (idempotent, acks=all, 1 ms linger, large batches, no compression).
         var config = new ProducerConfig
@@ -58,11 +48,11 @@ internal static class RawKafkaBench
             for (var i = 0; i < warmup; i++) await producer.ProduceAsync(Topic, message, ct);
 
             var latencies = new long[count];
-            var before = beforeMeasured is null ? null : await beforeMeasured();
+            if (beforeMeasured is not null) await beforeMeasured();
             var seconds = await ClosedLoop.RunAsync(count, concurrency, latencies,
                 (_, token) => producer.ProduceAsync(Topic, message, token), ct);
             producer.Flush(ct);
-            return (seconds, latencies, before);
+            return (seconds, latencies);
         }
         catch (ProduceException<string, byte[]> ex)
         {
